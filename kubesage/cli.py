@@ -1,0 +1,186 @@
+"""The ``kubesage`` command line: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+TARGETS = ("kfp", "sagemaker")
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise KubesageError(f"--param {pair!r}: write it as name=value")
+        out[name] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kubesage.loader import load_pipeline, project_root
+    from kubesage.local.config import load_local_config
+    from kubesage.local.runner import runner_for
+
+    if args.target != "local":
+        raise KubesageError(
+            f"running the compiled {args.target} artifact locally is not available yet; "
+            "use the default local target (kubesage run PIPELINE)"
+        )
+    definition, path = load_pipeline(args.pipeline)
+    pipeline = definition.build()
+    config = load_local_config(args.config)
+    runner = runner_for(args.runner, config, project_root(path))
+    record = runner.run(pipeline, _params(args.param), pipeline_file=path)
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2))
+    else:
+        _print_record(record.to_dict())
+    return 0 if record.status == "succeeded" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from kubesage.local.config import load_local_config
+    from kubesage.local.store import RunStore
+
+    store = RunStore(load_local_config(args.config).store)
+    if args.runs_command == "list":
+        records = [r.to_dict() for r in store.list(limit=args.limit, pipeline=args.pipeline)]
+        if args.json:
+            print(json.dumps([{k: r[k] for k in ("run_id", "pipeline", "status", "started",
+                                                   "duration_s", "metrics")} for r in records],
+                             indent=2))
+        else:
+            print(f"{'RUN ID':48} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}")
+            for r in records:
+                print(f"{r['run_id']:48} {r['status']:10} {len(r['steps']):>5} "
+                      f"{r['duration_s'] or 0:>8.1f}")
+        return 0
+    try:
+        record = store.get(args.run_id).to_dict()
+    except KeyError:
+        raise KubesageError(f"no run '{args.run_id}'; 'kubesage runs list' shows the runs") from None
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        _print_record(record)
+    return 0
+
+
+def _print_record(r: dict[str, Any]) -> None:
+    print(f"run {r['run_id']}  {r['status']}  ({r['runner']}, {r['duration_s']}s)")
+    print(f"  pipeline {r['pipeline']}  sha256 {r['pipeline_hash'][:12]}")
+    print(f"  parameters {json.dumps(r['parameters'])}")
+    for s in r["steps"]:
+        extra = " (cached)" if s["cached"] else ""
+        print(f"  {s['name']:28} {s['status']:10}{extra:9} {s['duration_s'] or 0:>7.1f}s")
+        for name, value in sorted(s["metrics"].items()):
+            print(f"      {name} = {value:.4f}")
+        if s["status"] == "failed":
+            print("      " + s["error"].replace("\n", "\n      "))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from kubesage.images import build_images
+
+    built = build_images(os.getcwd(), tag=args.tag, base=args.base, wheelhouse=args.wheelhouse,
+                         only=args.only or None,
+                         on_line=lambda line: print(line, file=sys.stderr))
+    for ref, image_id in built.items():
+        print(f"{ref} {image_id}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kubesage.loader import load_pipeline
+
+    definition, _ = load_pipeline(args.pipeline)
+    definition.build()  # definition errors come first, whatever the target
+    raise KubesageError(
+        f"the {args.target} compiler has not landed yet; nothing was written to {args.output}"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kubesage.loader import load_pipeline
+
+    definition, _ = load_pipeline(args.file)
+    pipeline = definition.build()
+    print(f"{args.file}: pipeline '{pipeline.name}' is valid ({len(pipeline.tasks)} tasks)")
+    return 0
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from kubesage.sample_data import write_digits
+
+    print(write_digits(args.dest))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubesage", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline locally")
+    run.add_argument("pipeline", help="pipeline file (pipelines/x.py or pipelines/x.py:name)")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--runner", choices=("docker", "subprocess"), default="docker")
+    run.add_argument("--target", choices=("local",) + TARGETS, default="local")
+    run.add_argument("--config", help="local target config (default: config/local.yaml)")
+    run.add_argument("--json", action="store_true", help="print the run record as JSON")
+    run.set_defaults(func=cmd_run)
+
+    runs = sub.add_parser("runs", help="list and show recorded runs")
+    runs.add_argument("--config", help="local target config (default: config/local.yaml)")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    runs_list = runs_sub.add_parser("list")
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_list.add_argument("--pipeline")
+    runs_list.add_argument("--json", action="store_true")
+    runs_show = runs_sub.add_parser("show")
+    runs_show.add_argument("run_id")
+    runs_show.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+
+    build = sub.add_parser("build", help="build the images under containers/")
+    build.add_argument("--tag", default="latest")
+    build.add_argument("--base", help="base image (default: the Dockerfile's, python:3.11-slim)")
+    build.add_argument("--wheelhouse", help="folder of wheels to install from instead of PyPI")
+    build.add_argument("--only", action="append", default=[], metavar="IMAGE")
+    build.set_defaults(func=cmd_build)
+
+    comp = sub.add_parser("compile", help="compile a pipeline for a target")
+    comp.add_argument("pipeline")
+    comp.add_argument("--target", choices=TARGETS, required=True)
+    comp.add_argument("-o", "--output", required=True)
+    comp.set_defaults(func=cmd_compile)
+
+    val = sub.add_parser("validate", help="check a pipeline definition")
+    val.add_argument("file")
+    val.set_defaults(func=cmd_validate)
+
+    sample = sub.add_parser("sample-data", help="write the built-in sample image set")
+    sample.add_argument("dest", nargs="?", default="data/fsx")
+    sample.set_defaults(func=cmd_sample_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KubesageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

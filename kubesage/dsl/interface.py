@@ -1,0 +1,163 @@
+"""The component interface: one JSON-serialisable document read by every part of kubesage.
+
+The decorator (``component.py``) builds it from a typed function; the local runner, the
+compilers, the runtime inside containers and the component catalog all read the same document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+NO_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A typed parameter (``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``)."""
+
+    name: str
+    type: str
+    default: Any = NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is NO_DEFAULT
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if not self.required:
+            out["default"] = self.default
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParameterSpec:
+        return cls(d["name"], d["type"], d.get("default", NO_DEFAULT))
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """An input or output artifact (``Dataset``, ``Model``, ``Metrics``, ``Artifact``)."""
+
+    name: str
+    type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one process group of a step needs: CPUs, memory (``"4Gi"``), GPUs."""
+
+    cpu: float | None = None
+    memory: str | None = None
+    gpus: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Data-parallel layout of a training step: ``nodes`` machines x ``procs_per_node``."""
+
+    nodes: int = 1
+    procs_per_node: int = 1
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.procs_per_node < 1:
+            raise ValueError(
+                f"Distribution(nodes={self.nodes}, procs_per_node={self.procs_per_node}): "
+                "both must be >= 1"
+            )
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """Everything a target needs to know about a component, without its code."""
+
+    name: str
+    version: str
+    entry: str  # "module:function", imported by the runtime inside the image
+    image: str  # logical image name; target configs map it to a registry and tag
+    description: str = ""
+    parameters: tuple[ParameterSpec, ...] = ()
+    inputs: tuple[ArtifactSpec, ...] = ()
+    outputs: tuple[ArtifactSpec, ...] = ()
+    returns: tuple[ParameterSpec, ...] = ()  # output parameters (a scalar or NamedTuple return)
+    resources: Resources = field(default_factory=Resources)
+    distribution: Distribution = field(default_factory=Distribution)
+    mounts: tuple[tuple[str, str], ...] = ()  # (mount name, path inside the container)
+    retries: int = 0
+    cache: bool = True
+
+    def parameter(self, name: str) -> ParameterSpec | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    def input(self, name: str) -> ArtifactSpec | None:
+        return next((a for a in self.inputs if a.name == name), None)
+
+    def output(self, name: str) -> ArtifactSpec | ParameterSpec | None:
+        found = next((a for a in self.outputs if a.name == name), None)
+        return found or next((r for r in self.returns if r.name == name), None)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self.parameters] + [a.name for a in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [a.name for a in self.outputs] + [r.name for r in self.returns]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "entry": self.entry,
+            "image": self.image,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "inputs": [a.to_dict() for a in self.inputs],
+            "outputs": [a.to_dict() for a in self.outputs],
+            "returns": [r.to_dict() for r in self.returns],
+            "resources": self.resources.to_dict(),
+            "distribution": self.distribution.to_dict(),
+            "mounts": dict(self.mounts),
+            "retries": self.retries,
+            "cache": self.cache,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ComponentSpec:
+        return cls(
+            name=d["name"],
+            version=d["version"],
+            entry=d["entry"],
+            image=d["image"],
+            description=d.get("description", ""),
+            parameters=tuple(ParameterSpec.from_dict(p) for p in d.get("parameters", [])),
+            inputs=tuple(ArtifactSpec(**a) for a in d.get("inputs", [])),
+            outputs=tuple(ArtifactSpec(**a) for a in d.get("outputs", [])),
+            returns=tuple(ParameterSpec.from_dict(r) for r in d.get("returns", [])),
+            resources=Resources(**d.get("resources", {})),
+            distribution=Distribution(**d.get("distribution", {})),
+            mounts=tuple(sorted(d.get("mounts", {}).items())),
+            retries=d.get("retries", 0),
+            cache=d.get("cache", True),
+        )
+
+    def digest(self) -> str:
+        """sha256 of the canonical interface document."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()

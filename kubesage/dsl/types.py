@@ -1,0 +1,160 @@
+"""Parameter and artifact types of the neutral model.
+
+Parameters are plain JSON values (``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``).
+Artifacts are directories that a step reads (``Input[Dataset]``) or fills (``Output[Model]``);
+every target maps them onto its own storage (a local folder, an S3 prefix, a KFP artifact URI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from typing import Any, ClassVar, Generic, TypeVar
+
+PARAM_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
+
+
+class Artifact:
+    """A directory of files produced by one step and consumed by others.
+
+    ``path`` is the local directory the component reads or writes; ``metadata`` is a small JSON
+    dictionary that travels with the artifact (the run record keeps it).
+    """
+
+    type_name: ClassVar[str] = "Artifact"
+
+    def __init__(self, path: str = "", metadata: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    def file(self, name: str) -> str:
+        """Return the path of ``name`` inside the artifact directory."""
+        return os.path.join(self.path, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r})"
+
+
+class Dataset(Artifact):
+    """Data written by one step for another (shards, splits, manifests)."""
+
+    type_name = "Dataset"
+
+
+class Model(Artifact):
+    """A trained model and what is needed to use it."""
+
+    type_name = "Model"
+
+
+class Metrics(Artifact):
+    """Scalar metrics of a step; every target shows them (run record, KFP UI, SageMaker)."""
+
+    type_name = "Metrics"
+    FILE: ClassVar[str] = "metrics.json"
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Record a scalar metric; it is written to ``metrics.json`` when the step ends."""
+        self.metadata[name] = float(value)
+
+    def save(self) -> None:
+        """Write the metrics logged so far into the artifact directory."""
+        if self.path:
+            os.makedirs(self.path, exist_ok=True)
+            with open(self.file(self.FILE), "w") as f:
+                json.dump(self.metadata, f, indent=2, sort_keys=True)
+
+
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {
+    cls.type_name: cls for cls in (Artifact, Dataset, Model, Metrics)
+}
+
+T = TypeVar("T", bound=Artifact)
+
+
+class _Direction:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+INPUT = _Direction("input")
+OUTPUT = _Direction("output")
+
+
+class Input(Generic[T]):
+    """``Input[Dataset]``: an artifact the component reads."""
+
+    def __class_getitem__(cls, item: type[T]) -> Any:  # type: ignore[override]
+        return typing.Annotated[item, INPUT]
+
+
+class Output(Generic[T]):
+    """``Output[Model]``: an artifact directory the component fills."""
+
+    def __class_getitem__(cls, item: type[T]) -> Any:  # type: ignore[override]
+        return typing.Annotated[item, OUTPUT]
+
+
+def artifact_annotation(annotation: Any) -> tuple[_Direction, type[Artifact]] | None:
+    """Return (direction, artifact class) for ``Input[X]`` / ``Output[X]``, else None."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, _Direction) and isinstance(base, type) and issubclass(base, Artifact):
+                return extra, base
+    return None
+
+
+def param_type_name(annotation: Any) -> str | None:
+    """Map a Python annotation onto a parameter type name, or None if it is not one."""
+    origin = typing.get_origin(annotation) or annotation
+    for name, py_type in PARAM_TYPES.items():
+        if origin is py_type:
+            return name
+    return None
+
+
+def check_value(type_name: str, value: Any) -> bool:
+    """True when ``value`` is a valid literal for a parameter of ``type_name``."""
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, PARAM_TYPES[type_name])
+
+
+def parse_value(type_name: str, text: str) -> Any:
+    """Parse a command-line string into a value of ``type_name``; ValueError when it cannot."""
+    if type_name == "str":
+        return text
+    if type_name == "int":
+        return int(text)
+    if type_name == "float":
+        return float(text)
+    if type_name == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (use true or false)")
+    value = json.loads(text)
+    if not check_value(type_name, value):
+        raise ValueError(f"{text!r} is not a JSON {type_name}")
+    return value
+
+
+def compatible(value_type: str, input_type: str) -> bool:
+    """Whether a value of ``value_type`` may feed an input of ``input_type``."""
+    return value_type == input_type or (value_type, input_type) == ("int", "float")

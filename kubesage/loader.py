@@ -1,0 +1,59 @@
+"""Load a pipeline from a file path (``pipelines/x.py`` or ``pipelines/x.py:name``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.pipeline import PipelineDefinition
+
+
+class LoadError(KubesageError):
+    """A pipeline file cannot be found, imported, or holds no (or several) pipelines."""
+
+
+def project_root(start: str) -> str:
+    """The nearest folder at or above ``start`` holding ``components/`` or ``pyproject.toml``."""
+    path = os.path.abspath(start if os.path.isdir(start) else os.path.dirname(start))
+    while True:
+        if os.path.isdir(os.path.join(path, "components")) or os.path.exists(
+            os.path.join(path, "pyproject.toml")
+        ):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return os.getcwd()
+        path = parent
+
+
+def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
+    """Import the file and return its ``@pipeline`` (and the file path)."""
+    path, _, name = ref.partition(":")
+    if not os.path.isfile(path):
+        raise LoadError(f"pipeline file {path} does not exist; pass e.g. pipelines/image_classification.py")
+    root = project_root(path)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_name = "kubesage_pipeline_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    found = {
+        obj.name: obj for obj in vars(module).values() if isinstance(obj, PipelineDefinition)
+    }
+    if name:
+        matches = [p for attr, p in vars(module).items()
+                   if isinstance(p, PipelineDefinition) and name in (attr, p.name)]
+        if not matches:
+            raise LoadError(f"{path} has no pipeline '{name}'; it has: {', '.join(found) or 'none'}")
+        return matches[0], path
+    if len(found) != 1:
+        raise LoadError(
+            f"{path} defines {len(found)} pipelines ({', '.join(found) or 'none'}); "
+            f"pick one with {path}:<name>"
+        )
+    return next(iter(found.values())), path

@@ -1,0 +1,85 @@
+"""The local target config: where data mounts come from, where runs are stored, image tags.
+
+```yaml
+# config/local.yaml (paths relative to this file)
+mounts:
+  fsx: ../data/fsx      # bind-mounted read-only at the path the component declares (/fsx)
+store: ../.kubesage     # run records, cache index and artifacts
+image_tag: latest       # kubesage/torch -> kubesage/torch:latest
+parallelism: 4          # steps running at once
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+DEFAULT_PATH = os.path.join("config", "local.yaml")
+
+
+class ConfigError(KubesageError):
+    """A target config file is missing, malformed, or has a wrong value."""
+
+
+@dataclass
+class LocalConfig:
+    """Settings of local runs; nothing here is part of a pipeline."""
+
+    mounts: dict[str, str] = field(default_factory=dict)
+    store: str = ".kubesage"
+    image_tag: str = "latest"
+    parallelism: int = 4
+    source: str = "(defaults)"
+
+    def image(self, name: str) -> str:
+        """Local tag for a logical image name."""
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{self.image_tag}"
+
+
+_KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int}
+
+
+def load_local_config(path: str | None = None) -> LocalConfig:
+    """Read the local config; without ``path`` use ``config/local.yaml`` if it exists."""
+    if path is None:
+        if not os.path.exists(DEFAULT_PATH):
+            return LocalConfig()
+        path = DEFAULT_PATH
+    if not os.path.exists(path):
+        raise ConfigError(f"config file {path} does not exist; pass an existing --config file")
+    import yaml
+
+    with open(path) as f:
+        try:
+            doc: Any = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
+    for key, value in doc.items():
+        if key not in _KEYS:
+            raise ConfigError(f"{path}: unknown key '{key}'; known keys: {', '.join(_KEYS)}")
+        if not isinstance(value, _KEYS[key]) or isinstance(value, bool):
+            raise ConfigError(
+                f"{path}: '{key}' must be a {_KEYS[key].__name__}, got {value!r}"
+            )
+    base = os.path.dirname(os.path.abspath(path))
+    mounts = {}
+    for name, folder in doc.get("mounts", {}).items():
+        if not isinstance(folder, str):
+            raise ConfigError(f"{path}: 'mounts.{name}' must be a folder path, got {folder!r}")
+        mounts[name] = os.path.normpath(os.path.join(base, folder))
+    parallelism = doc.get("parallelism", 4)
+    if parallelism < 1:
+        raise ConfigError(f"{path}: 'parallelism' must be >= 1, got {parallelism}")
+    return LocalConfig(
+        mounts=mounts,
+        store=os.path.normpath(os.path.join(base, doc.get("store", ".kubesage"))),
+        image_tag=doc.get("image_tag", "latest"),
+        parallelism=parallelism,
+        source=path,
+    )

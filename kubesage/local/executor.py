@@ -1,0 +1,40 @@
+"""What the local runner hands an executor for one step attempt, and what it expects back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from kubesage.dsl.interface import Resources
+
+
+@dataclass
+class Launch:
+    """One attempt of one step: run ``python -m kubesage.runtime local <task_file>``."""
+
+    run_id: str
+    step: str
+    image: str  # local image tag (ignored by the subprocess executor)
+    task_file: str
+    store_root: str  # bind-mounted at the same path, read-write
+    mounts: dict[str, str] = field(default_factory=dict)  # container path -> host folder (ro)
+    resources: Resources = field(default_factory=Resources)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Runs step attempts somewhere (Docker containers, local processes)."""
+
+    kind: str
+
+    def environment_id(self, image: str) -> str:
+        """Identity of what runs the code (image ID or code hash), part of the cache key."""
+        ...
+
+    def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
+        """Run one attempt to the end, passing each log line to ``on_line``; the exit code."""
+        ...
+
+    def cancel(self, run_id: str) -> None:
+        """Stop everything still running for ``run_id`` (Ctrl-C)."""
+        ...

@@ -1,0 +1,81 @@
+"""Run each step as a local process through the same entry point (no Docker needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+from kubesage.local.executor import Launch
+
+
+def code_hash(roots: list[str]) -> str:
+    """sha256 of every .py file under ``roots``: the environment of a subprocess step."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+            for fname in sorted(f for f in filenames if f.endswith(".py")):
+                full = os.path.join(dirpath, fname)
+                digest.update(os.path.relpath(full, root).encode())
+                with open(full, "rb") as f:
+                    digest.update(f.read())
+    return "code:" + digest.hexdigest()
+
+
+class ProcessExecutor:
+    """``python -m kubesage.runtime local TASK`` as a child process of this one.
+
+    Data mounts cannot be bind-mounted without containers, so the runner rewrites parameter
+    values that point under a mount path onto the local folder instead.
+    """
+
+    kind = "subprocess"
+
+    def __init__(self, project_root: str) -> None:
+        import kubesage
+
+        self.project_root = project_root
+        self.package_root = os.path.dirname(os.path.abspath(kubesage.__file__))
+        self._hash: str | None = None
+        self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def environment_id(self, image: str) -> str:
+        if self._hash is None:
+            components = os.path.join(self.project_root, "components")
+            self._hash = code_hash([self.package_root, components])
+        return self._hash
+
+    def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (self.project_root, env.get("PYTHONPATH", "")) if p
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubesage.runtime", "local", launch.task_file],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            cwd=self.project_root, start_new_session=True,
+        )
+        with self._lock:
+            self._procs.setdefault(launch.run_id, []).append(proc)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            on_line(raw.decode(errors="replace").rstrip("\n"))
+        code = proc.wait()
+        with self._lock:
+            self._procs[launch.run_id].remove(proc)
+        return code
+
+    def cancel(self, run_id: str) -> None:
+        with self._lock:
+            procs = list(self._procs.get(run_id, []))
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,110 @@
+"""The run record: one schema for every runner and target.
+
+A run record says what ran (pipeline hash, parameters, images), what came of it (step states,
+artifacts with sha256, metrics) and when (timeline). ``kubesage runs show`` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "kubesage.run/v1"
+
+TERMINAL = ("succeeded", "failed", "skipped", "not_run", "cancelled")
+
+
+@dataclass
+class StepRecord:
+    """One step instance (one per item inside a ParallelFor)."""
+
+    name: str
+    task: str
+    component: str
+    version: str
+    image: str
+    status: str = "pending"
+    cached: bool = False
+    attempts: int = 0
+    environment_id: str = ""  # image ID (docker) or code hash (subprocess)
+    cache_key: str = ""
+    started: float | None = None
+    ended: float | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    returns: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    log: str = ""
+    error: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return round(self.ended - self.started, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["duration_s"] = self.duration_s
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepRecord:
+        d = {k: v for k, v in d.items() if k != "duration_s"}
+        return cls(**d)
+
+
+@dataclass
+class RunRecord:
+    """Everything known about one run."""
+
+    run_id: str
+    pipeline: str
+    pipeline_file: str
+    pipeline_hash: str
+    runner: str
+    target: str = "local"
+    status: str = "running"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)  # mount name -> fingerprint
+    started: float = 0.0
+    ended: float | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {s.name: s.metrics for s in self.steps if s.metrics}
+
+    def step(self, name: str) -> StepRecord:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "pipeline_file": self.pipeline_file,
+            "pipeline_hash": self.pipeline_hash,
+            "runner": self.runner,
+            "target": self.target,
+            "status": self.status,
+            "parameters": self.parameters,
+            "data": self.data,
+            "started": self.started,
+            "ended": self.ended,
+            "duration_s": None if self.ended is None else round(self.ended - self.started, 3),
+            "metrics": self.metrics,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
+                "status", "parameters", "data", "started", "ended")
+        record = cls(**{k: d[k] for k in keys})
+        record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
+        return record

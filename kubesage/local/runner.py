@@ -1,0 +1,437 @@
+"""The local runner: executes a pipeline graph step by step on this machine.
+
+Steps run in dependency order, independent steps in parallel (``parallelism`` at once); each
+``ParallelFor`` item becomes its own step; conditions are evaluated once their inputs exist.
+Every step goes through the cache, the artifact store and the run store, then an executor
+(Docker containers or local processes) runs ``python -m kubesage.runtime local``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from kubesage.dsl.channel import Channel, LoopItem, PipelineParam, TaskOutput, evaluate
+from kubesage.dsl.control import Condition, ParallelFor
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.pipeline import Pipeline
+from kubesage.dsl.task import Task
+from kubesage.dsl.validate import topological_order
+from kubesage.local import cache
+from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
+from kubesage.local.config import ConfigError, LocalConfig
+from kubesage.local.executor import Executor, Launch
+from kubesage.local.record import TERMINAL, RunRecord, StepRecord
+from kubesage.local.store import RunStore
+from kubesage.runtime.invoke import Invocation
+from kubesage.runtime.local import task_file
+
+LOG_TAIL_LINES = 30
+RETRY_BACKOFF_S = 1.0
+
+
+class StepFailed(KubesageError):
+    """A step exited non-zero on its last attempt."""
+
+
+@dataclass
+class _Instance:
+    """One executable copy of a task: ``index`` picks an item of each enclosing loop."""
+
+    task: Task
+    index: tuple[int, ...]
+    name: str
+    deps: list[_Instance] = field(default_factory=list)
+    record: StepRecord | None = None
+
+
+def new_run_id(pipeline: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{pipeline}-{stamp}-{secrets.token_hex(3)}"
+
+
+class LocalRunner:
+    """Runs pipelines with one executor, recording every run in ``config.store``."""
+
+    def __init__(
+        self,
+        config: LocalConfig,
+        executor: Executor,
+        *,
+        log: TextIO = sys.stderr,
+        path_rewrite: bool = False,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.store = RunStore(config.store)
+        self.artifacts = ArtifactStore(config.store)
+        self.out = log
+        # Subprocess steps see host paths: rewrite values under a mount path onto its folder.
+        self.path_rewrite = path_rewrite
+        self._print_lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    # -- public -------------------------------------------------------------------------
+    def run(
+        self,
+        pipeline: Pipeline,
+        parameters: dict[str, Any] | None = None,
+        *,
+        pipeline_file: str = "",
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """Run ``pipeline`` to the end and return its record (also saved in the store)."""
+        values = pipeline.resolve_parameters(parameters or {})
+        instances = self._expand(pipeline, values)
+        mounts = self._mounts(pipeline)
+        # Fail before anything runs: every image must exist, every mount folder too.
+        for image in sorted({i.task.spec.image for i in instances}):
+            self.executor.environment_id(self.config.image(image))
+        record = RunRecord(
+            run_id=run_id or new_run_id(pipeline.name),
+            pipeline=pipeline.name,
+            pipeline_file=os.path.abspath(pipeline_file) if pipeline_file else "",
+            pipeline_hash=pipeline.digest(),
+            runner=self.executor.kind,
+            parameters=values,
+            data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()},
+            started=time.time(),
+        )
+        for inst in instances:
+            spec = inst.task.spec
+            inst.record = StepRecord(
+                name=inst.name, task=inst.task.name, component=spec.name, version=spec.version,
+                image=self.config.image(spec.image),
+            )
+            record.steps.append(inst.record)
+        self.store.save(record)
+        self._say(f"run {record.run_id}: {len(instances)} steps ({self.executor.kind})")
+        try:
+            self._schedule(record, instances, values, mounts)
+        except KeyboardInterrupt:
+            self._cancelled.set()
+            self.executor.cancel(record.run_id)
+            for inst in instances:
+                assert inst.record is not None
+                if inst.record.status not in TERMINAL:
+                    inst.record.status = "cancelled"
+                    inst.record.ended = time.time()
+            record.status = "cancelled"
+            record.ended = time.time()
+            self.store.save(record)
+            self._say(f"run {record.run_id} cancelled; its containers were stopped")
+            raise
+        failed = [s for s in record.steps if s.status == "failed"]
+        record.status = "failed" if failed else "succeeded"
+        record.ended = time.time()
+        self.store.save(record)
+        self._say(f"run {record.run_id} {record.status} in {record.ended - record.started:.1f}s")
+        return record
+
+    # -- planning -----------------------------------------------------------------------
+    def _expand(self, pipeline: Pipeline, values: dict[str, Any]) -> list[_Instance]:
+        """One instance per task and loop item; dependencies between instances."""
+        by_task: dict[int, dict[tuple[int, ...], _Instance]] = {}
+        ordered: list[_Instance] = []
+        for task in topological_order(pipeline):
+            loops = [g for g in task.groups if isinstance(g, ParallelFor)]
+            sizes = [len(self._loop_items(g, values)) for g in loops]
+            copies: dict[tuple[int, ...], _Instance] = {}
+            for index in itertools.product(*(range(n) for n in sizes)):
+                name = task.name + "".join(f"[{i}]" for i in index)
+                inst = _Instance(task, index, name)
+                for dep in task.upstream():
+                    dep_loops = [g for g in dep.groups if isinstance(g, ParallelFor)]
+                    dep_index = tuple(index[loops.index(g)] for g in dep_loops)
+                    inst.deps.append(by_task[id(dep)][dep_index])
+                copies[index] = inst
+                ordered.append(inst)
+            by_task[id(task)] = copies
+        return ordered
+
+    @staticmethod
+    def _loop_items(loop: ParallelFor, values: dict[str, Any]) -> list[Any]:
+        if isinstance(loop.items, PipelineParam):
+            return list(values[loop.items.name])
+        if isinstance(loop.items, Channel):
+            raise KubesageError(
+                f"{loop.id}: ParallelFor over {loop.items.describe()} is not supported; loop "
+                "over a list literal or a list pipeline parameter"
+            )
+        return list(loop.items)
+
+    def _mounts(self, pipeline: Pipeline) -> dict[str, tuple[str, str]]:
+        """mount name -> (path in container, local folder), checked against the config."""
+        found: dict[str, tuple[str, str]] = {}
+        for task in pipeline.tasks:
+            for name, target in task.spec.mounts:
+                source = self.config.mounts.get(name)
+                if source is None:
+                    raise ConfigError(
+                        f"component '{task.spec.name}' mounts '{name}' at {target}, but "
+                        f"{self.config.source} has no 'mounts.{name}'; add "
+                        f"'mounts: {{{name}: /path/to/folder}}' to the local config"
+                    )
+                if not os.path.isdir(source):
+                    raise ConfigError(
+                        f"mounts.{name} in {self.config.source}: folder {source} does not "
+                        "exist; create it (or run 'kubesage sample-data' for the sample set)"
+                    )
+                found[name] = (target, source)
+        return found
+
+    # -- scheduling ---------------------------------------------------------------------
+    def _schedule(
+        self,
+        record: RunRecord,
+        instances: list[_Instance],
+        values: dict[str, Any],
+        mounts: dict[str, tuple[str, str]],
+    ) -> None:
+        pending = list(instances)
+        running: dict[Future[None], _Instance] = {}
+        failed = False
+        with ThreadPoolExecutor(self.config.parallelism) as pool:
+            while pending or running:
+                for inst in list(pending):
+                    assert inst.record is not None
+                    dep_states = [d.record.status for d in inst.deps if d.record]
+                    if any(s not in TERMINAL for s in dep_states):
+                        continue
+                    if len(running) >= self.config.parallelism and not failed:
+                        break
+                    pending.remove(inst)
+                    if failed or any(s in ("failed", "not_run", "cancelled") for s in dep_states):
+                        inst.record.status = "not_run"
+                    elif any(s == "skipped" for s in dep_states) or not self._conditions_hold(
+                        inst, instances, values
+                    ):
+                        inst.record.status = "skipped"
+                        self._say(f"- {inst.name} skipped (condition not met)")
+                    else:
+                        inst.record.status = "running"
+                        running[pool.submit(self._run_step, record, inst, instances, values,
+                                            mounts)] = inst
+                    self.store.save(record)
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    inst = running.pop(fut)
+                    assert inst.record is not None
+                    exc = fut.exception()
+                    if exc is not None:
+                        inst.record.status = "failed"
+                        inst.record.error = inst.record.error or "".join(
+                            traceback.format_exception(exc)
+                        )
+                        inst.record.ended = inst.record.ended or time.time()
+                    if inst.record.status == "failed":
+                        failed = True
+                    self.store.save(record)
+
+    def _conditions_hold(
+        self, inst: _Instance, instances: list[_Instance], values: dict[str, Any]
+    ) -> bool:
+        for group in inst.task.groups:
+            if isinstance(group, Condition):
+                cmp = group.comparison
+                left = self._value(cmp.left, inst, instances, values)
+                right = (self._value(cmp.right, inst, instances, values)
+                         if isinstance(cmp.right, Channel) else cmp.right)
+                if not evaluate(cmp.op, left, right):
+                    return False
+        return True
+
+    # -- one step -----------------------------------------------------------------------
+    def _producer(self, out: TaskOutput, inst: _Instance, instances: list[_Instance]) -> StepRecord:
+        for dep in inst.deps:
+            if dep.task is out.task:
+                assert dep.record is not None
+                return dep.record
+        # a condition input: same loop indices as the consumer where the loops are shared
+        for other in instances:
+            if other.task is out.task and inst.index[: len(other.index)] == other.index:
+                assert other.record is not None
+                return other.record
+        raise KeyError(out.task.name)
+
+    def _value(
+        self, value: Any, inst: _Instance, instances: list[_Instance], values: dict[str, Any]
+    ) -> Any:
+        if isinstance(value, PipelineParam):
+            return values[value.name]
+        if isinstance(value, LoopItem):
+            loops = [g for g in inst.task.groups if isinstance(g, ParallelFor)]
+            loop = next(g for g in loops if g.id == value.loop_id)
+            item = self._loop_items(loop, values)[inst.index[loops.index(loop)]]
+            return item[value.field] if value.field else item
+        if isinstance(value, TaskOutput):
+            producer = self._producer(value, inst, instances)
+            return producer.returns[value.output]
+        return value
+
+    def _run_step(
+        self,
+        record: RunRecord,
+        inst: _Instance,
+        instances: list[_Instance],
+        values: dict[str, Any],
+        mounts: dict[str, tuple[str, str]],
+    ) -> None:
+        step = inst.record
+        assert step is not None
+        task, spec = inst.task, inst.task.spec
+        step.started = time.time()
+        params = {p.name: p.default for p in spec.parameters if not p.required}
+        inputs: dict[str, tuple[str, dict[str, Any]]] = {}
+        for arg, value in task.arguments.items():
+            if isinstance(value, TaskOutput) and value.is_artifact:
+                producer = self._producer(value, inst, instances)
+                out = producer.outputs[value.output]
+                inputs[arg] = (out["path"], out["metadata"])
+                step.inputs[arg] = {"path": out["path"], "sha256": out["sha256"]}
+            else:
+                params[arg] = self._value(value, inst, instances, values)
+        for p in spec.parameters:
+            if p.type == "float" and isinstance(params.get(p.name), int):
+                params[p.name] = float(params[p.name])
+        step.parameters = params
+        step_mounts = {target: src for name, (target, src) in mounts.items()
+                       if name in dict(spec.mounts)}
+        image = self.config.image(spec.image)
+        step.environment_id = self.executor.environment_id(image)
+        step.cache_key = cache.cache_key(
+            spec, step.environment_id, params,
+            {k: v["sha256"] for k, v in step.inputs.items()},
+            {name: record.data[name] for name, _ in spec.mounts},
+        )
+        if task.cache:
+            hit = cache.lookup(self.store, step.cache_key)
+            if hit is not None:
+                step.cached = True
+                step.outputs, step.returns, step.metrics = (
+                    hit["outputs"], hit["returns"], hit["metrics"])
+                step.status, step.ended = "succeeded", time.time()
+                self._say(f"= {inst.name} cached (from {hit['run_id']})")
+                return
+        if self.path_rewrite:
+            params = {k: _rewrite(v, step_mounts) for k, v in params.items()}
+        self._attempts(record, inst, params, inputs, step_mounts, image)
+
+    def _attempts(
+        self,
+        record: RunRecord,
+        inst: _Instance,
+        params: dict[str, Any],
+        inputs: dict[str, tuple[str, dict[str, Any]]],
+        mounts: dict[str, str],
+        image: str,
+    ) -> None:
+        step = inst.record
+        assert step is not None
+        spec = inst.task.spec
+        step_dir = self.artifacts.step_dir(record.run_id, inst.name)
+        log_path = os.path.join(step_dir, "log.txt")
+        step.log = log_path
+        for attempt in range(inst.task.retries + 1):
+            if self._cancelled.is_set():
+                return
+            step.attempts = attempt + 1
+            partial = self.artifacts.prepare(record.run_id, inst.name, [a.name for a in spec.outputs])
+            result_path = os.path.join(step_dir, "result.json")
+            if os.path.exists(result_path):
+                os.remove(result_path)
+            tf = os.path.join(step_dir, "task.json")
+            with open(tf, "w") as f:
+                json.dump(task_file(spec.entry, Invocation(params, inputs, partial), result_path), f)
+            self._say(f"> {inst.name} started" + (f" (attempt {attempt + 1})" if attempt else ""))
+            tail: list[str] = []
+            with open(log_path, "a") as logf:
+                def on_line(line: str) -> None:
+                    logf.write(line + "\n")
+                    logf.flush()
+                    tail.append(line)
+                    del tail[:-LOG_TAIL_LINES]
+                    self._say(f"  [{inst.name}] {line}")
+
+                code = self.executor.run(
+                    Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
+                           mounts, inst.task.resources),
+                    on_line,
+                )
+            if code == 0 and os.path.exists(result_path):
+                self._finish(record.run_id, inst, partial, result_path)
+                return
+            for path in partial.values():
+                self.artifacts.discard(path)
+            step.error = f"exit code {code}; last log lines:\n" + "\n".join(tail)
+            if self._cancelled.is_set():
+                return
+            if attempt < inst.task.retries:
+                delay = RETRY_BACKOFF_S * 2**attempt
+                self._say(f"! {inst.name} failed (exit {code}); retrying in {delay:.0f}s")
+                time.sleep(delay)
+        step.status, step.ended = "failed", time.time()
+        self._say(f"x {inst.name} failed (exit {code}), log {log_path}:\n"
+                  + "\n".join(f"    {line}" for line in tail[-15:]))
+
+    def _finish(self, run_id: str, inst: _Instance, partial: dict[str, str], result_path: str) -> None:
+        step = inst.record
+        assert step is not None
+        with open(result_path) as f:
+            result = json.load(f)
+        for name, path in partial.items():
+            final = self.artifacts.commit(path)
+            step.outputs[name] = {
+                "path": final,
+                "sha256": sha256_tree(final),
+                "metadata": result["artifacts"].get(name, {}),
+            }
+        step.returns, step.metrics = result["returns"], result["metrics"]
+        step.status, step.ended = "succeeded", time.time()
+        if inst.task.cache:
+            self.store.cache_put(step.cache_key, {
+                "outputs": step.outputs, "returns": step.returns, "metrics": step.metrics,
+                "run_id": run_id,
+            })
+        self._say(f"+ {inst.name} succeeded in {step.ended - (step.started or step.ended):.1f}s")
+
+    def _say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+
+def _rewrite(value: Any, mounts: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for target, source in mounts.items():
+            if value == target or value.startswith(target.rstrip("/") + "/"):
+                return source + value[len(target.rstrip("/")):]
+    return value
+
+
+def runner_for(kind: str, config: LocalConfig, project_root: str,
+               log: TextIO = sys.stderr) -> LocalRunner:
+    """A local runner with the ``docker`` or ``subprocess`` executor."""
+    executor: Executor
+    if kind == "docker":
+        from kubesage.local.docker_executor import DockerExecutor
+
+        executor = DockerExecutor()
+    elif kind == "subprocess":
+        from kubesage.local.process_executor import ProcessExecutor
+
+        executor = ProcessExecutor(project_root)
+    else:
+        raise KubesageError(f"unknown runner '{kind}'; use docker or subprocess")
+    return LocalRunner(config, executor, log=log, path_rewrite=kind == "subprocess")
+

@@ -1,0 +1,40 @@
+"""The local contract: a JSON task file in, a JSON result file out.
+
+The local runner (Docker or subprocess) writes the task file with resolved values and
+absolute artifact paths (identical inside and outside the container); the result file is
+written atomically, so a step that dies leaves none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from kubesage.runtime.invoke import Invocation, invoke, load_component
+
+
+def task_file(entry: str, call: Invocation, result_path: str) -> dict[str, Any]:
+    """The document the runner writes for one step."""
+    return {
+        "entry": entry,
+        "parameters": call.parameters,
+        "inputs": {k: {"path": p, "metadata": m} for k, (p, m) in call.inputs.items()},
+        "outputs": call.outputs,
+        "result": result_path,
+    }
+
+
+def main(task_path: str) -> None:
+    with open(task_path) as f:
+        doc = json.load(f)
+    call = Invocation(
+        parameters=doc["parameters"],
+        inputs={k: (v["path"], v["metadata"]) for k, v in doc["inputs"].items()},
+        outputs=doc["outputs"],
+    )
+    result = invoke(load_component(doc["entry"]), call)
+    tmp = doc["result"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result.to_dict(), f)
+    os.replace(tmp, doc["result"])
