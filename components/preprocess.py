@@ -76,7 +76,7 @@ def preprocess(
                    for p, arr, why in decoded if arr is None]
     for q in quarantined:
         print(f"preprocess: quarantined {q['path']}: {q['problem']}", flush=True)
-    good = [(arr, label) for (_, arr, _), (_, label) in zip(decoded, files) if arr is not None]
+    good = [(arr, label) for (_, arr, _), (_, label) in zip(decoded, files, strict=True) if arr is not None]
     # Deterministic stratified split: shuffle each class with the seed, cut val_fraction off.
     rng = random.Random(seed)
     splits: dict[str, list[tuple[Any, int]]] = {"train": [], "val": []}

@@ -13,12 +13,12 @@ import functools
 import http.server
 import os
 import threading
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 from kubesage.dsl.errors import KubesageError
 
 PREFIX = "kubesage/"
+WHEEL_PORT = int(os.environ.get("KUBESAGE_WHEEL_PORT", "47291"))
 
 
 class BuildError(KubesageError):
@@ -37,10 +37,13 @@ def image_dirs(root: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_folder(folder: str) -> Iterator[str]:
+def serve_folder(folder: str, port: int = 0) -> Iterator[str]:
     """Serve ``folder`` over HTTP on 127.0.0.1 (a find-links page for pip); yields the URL."""
     handler = functools.partial(_QuietHandler, directory=folder)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:  # port taken (another build): any port works, the layer cache misses once
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -77,7 +80,8 @@ def build_images(
         with contextlib.ExitStack() as stack:
             network = None
             if wheelhouse:
-                url = stack.enter_context(serve_folder(os.path.abspath(wheelhouse)))
+                # A fixed port keeps the build argument, and so the layer cache, stable.
+                url = stack.enter_context(serve_folder(os.path.abspath(wheelhouse), WHEEL_PORT))
                 buildargs["PIP_ARGS"] = f"--no-index --find-links {url}"
                 network = "host"
             on_line(f"building {ref} from {os.path.relpath(dockerfile, root)}")

@@ -36,12 +36,18 @@ def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
     root = project_root(path)
     if root not in sys.path:
         sys.path.insert(0, root)
-    module_name = "kubesage_pipeline_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    # Import under its dotted name from the project root ("pipelines.image_classification"), so
+    # components defined in the file have an entry point the runtime can import in a container.
+    parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
+    if all(p.isidentifier() for p in parts):
+        module = importlib.import_module(".".join(parts))
+    else:
+        module_name = "kubesage_pipeline_" + parts[-1]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
     found = {
         obj.name: obj for obj in vars(module).values() if isinstance(obj, PipelineDefinition)
     }

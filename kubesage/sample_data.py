@@ -24,7 +24,7 @@ def write_digits(dest: str) -> str:
     digits = load_digits()
     tmp = tempfile.mkdtemp(prefix=".digits-", dir=dest)
     try:
-        for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
             folder = os.path.join(tmp, str(label))
             os.makedirs(folder, exist_ok=True)
             pixels = np.clip(image * (255.0 / 16.0), 0, 255).astype(np.uint8)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import (
@@ -164,8 +165,10 @@ def _spec_from_function(f: Callable[..., Any], **options: Any) -> ComponentSpec:
 def _return_specs(annotation: Any, where: str) -> tuple[ParameterSpec, ...]:
     if annotation is None or annotation is type(None):
         return ()
-    fields = getattr(annotation, "__annotations__", None)
-    if isinstance(annotation, type) and issubclass(annotation, tuple) and fields:
+    if isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(
+        annotation, "_fields"
+    ):
+        fields = typing.get_type_hints(annotation)
         specs = []
         for fname, ftype in fields.items():
             type_name = param_type_name(ftype)

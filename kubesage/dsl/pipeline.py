@@ -13,8 +13,9 @@ import hashlib
 import inspect
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kubesage.dsl.channel import Channel, LoopItem, PipelineParam, TaskOutput
 from kubesage.dsl.control import Group

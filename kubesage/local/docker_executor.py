@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.local.executor import Launch

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from kubesage.local.executor import Launch
 

@@ -8,6 +8,7 @@ Every step goes through the cache, the artifact store and the run store, then an
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -118,8 +120,6 @@ class LocalRunner:
         try:
             self._schedule(record, instances, values, mounts)
         except KeyboardInterrupt:
-            self._cancelled.set()
-            self.executor.cancel(record.run_id)
             for inst in instances:
                 assert inst.record is not None
                 if inst.record.status not in TERMINAL:
@@ -197,47 +197,63 @@ class LocalRunner:
         values: dict[str, Any],
         mounts: dict[str, tuple[str, str]],
     ) -> None:
+        with ThreadPoolExecutor(self.config.parallelism) as pool:
+            try:
+                self._loop(record, instances, values, mounts, pool)
+            except KeyboardInterrupt:
+                # Stop the steps before the pool waits for its threads to end.
+                self._cancelled.set()
+                self.executor.cancel(record.run_id)
+                raise
+
+    def _loop(
+        self,
+        record: RunRecord,
+        instances: list[_Instance],
+        values: dict[str, Any],
+        mounts: dict[str, tuple[str, str]],
+        pool: ThreadPoolExecutor,
+    ) -> None:
         pending = list(instances)
         running: dict[Future[None], _Instance] = {}
         failed = False
-        with ThreadPoolExecutor(self.config.parallelism) as pool:
-            while pending or running:
-                for inst in list(pending):
-                    assert inst.record is not None
-                    dep_states = [d.record.status for d in inst.deps if d.record]
-                    if any(s not in TERMINAL for s in dep_states):
-                        continue
-                    if len(running) >= self.config.parallelism and not failed:
-                        break
-                    pending.remove(inst)
-                    if failed or any(s in ("failed", "not_run", "cancelled") for s in dep_states):
-                        inst.record.status = "not_run"
-                    elif any(s == "skipped" for s in dep_states) or not self._conditions_hold(
-                        inst, instances, values
-                    ):
-                        inst.record.status = "skipped"
-                        self._say(f"- {inst.name} skipped (condition not met)")
-                    else:
-                        inst.record.status = "running"
-                        running[pool.submit(self._run_step, record, inst, instances, values,
-                                            mounts)] = inst
-                    self.store.save(record)
-                if not running:
+        while pending or running:
+            for inst in list(pending):
+                assert inst.record is not None
+                dep_states = [d.record.status for d in inst.deps if d.record]
+                if any(s not in TERMINAL for s in dep_states):
                     continue
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    inst = running.pop(fut)
-                    assert inst.record is not None
-                    exc = fut.exception()
-                    if exc is not None:
-                        inst.record.status = "failed"
-                        inst.record.error = inst.record.error or "".join(
-                            traceback.format_exception(exc)
-                        )
-                        inst.record.ended = inst.record.ended or time.time()
-                    if inst.record.status == "failed":
-                        failed = True
-                    self.store.save(record)
+                if len(running) >= self.config.parallelism and not failed:
+                    break
+                pending.remove(inst)
+                if failed or any(s in ("failed", "not_run", "cancelled") for s in dep_states):
+                    inst.record.status = "not_run"
+                elif any(s == "skipped" for s in dep_states) or not self._conditions_hold(
+                    inst, instances, values
+                ):
+                    inst.record.status = "skipped"
+                    self._say(f"- {inst.name} skipped (condition not met)")
+                else:
+                    inst.record.status = "running"
+                    running[pool.submit(self._run_step, record, inst, instances, values,
+                                        mounts)] = inst
+                self.store.save(record)
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                inst = running.pop(fut)
+                assert inst.record is not None
+                exc = fut.exception()
+                if exc is not None:
+                    inst.record.status = "failed"
+                    inst.record.error = inst.record.error or "".join(
+                        traceback.format_exception(exc)
+                    )
+                    inst.record.ended = inst.record.ended or time.time()
+                if inst.record.status == "failed":
+                    failed = True
+                self.store.save(record)
 
     def _conditions_hold(
         self, inst: _Instance, instances: list[_Instance], values: dict[str, Any]
@@ -355,20 +371,13 @@ class LocalRunner:
             with open(tf, "w") as f:
                 json.dump(task_file(spec.entry, Invocation(params, inputs, partial), result_path), f)
             self._say(f"> {inst.name} started" + (f" (attempt {attempt + 1})" if attempt else ""))
-            tail: list[str] = []
-            with open(log_path, "a") as logf:
-                def on_line(line: str) -> None:
-                    logf.write(line + "\n")
-                    logf.flush()
-                    tail.append(line)
-                    del tail[:-LOG_TAIL_LINES]
-                    self._say(f"  [{inst.name}] {line}")
-
+            with _StepLog(log_path, lambda line: self._say(f"  [{inst.name}] {line}")) as log:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
                            mounts, inst.task.resources),
-                    on_line,
+                    log,
                 )
+            tail = list(log.tail)
             if code == 0 and os.path.exists(result_path):
                 self._finish(record.run_id, inst, partial, result_path)
                 return
@@ -409,6 +418,27 @@ class LocalRunner:
     def _say(self, text: str) -> None:
         with self._print_lock:
             print(text, file=self.out, flush=True)
+
+
+class _StepLog:
+    """Appends a step's lines to its log file, echoes them, keeps the last ones for errors."""
+
+    def __init__(self, path: str, echo: Callable[[str], None]) -> None:
+        self.file = open(path, "a")
+        self.echo = echo
+        self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+
+    def __call__(self, line: str) -> None:
+        self.file.write(line + "\n")
+        self.file.flush()
+        self.tail.append(line)
+        self.echo(line)
+
+    def __enter__(self) -> _StepLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 def _rewrite(value: Any, mounts: dict[str, str]) -> Any:

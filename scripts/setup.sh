@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# All set-up on a fresh machine, and a quick no-op when it is done: a Docker engine, the Python
+# environment (.venv), a base image, the component images and the sample data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "setup: $*" >&2; }
+mkdir -p .cache
+
+# 1. A Docker engine (Debian's docker.io, started here, when none answers and we are root).
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing Docker (Debian's docker.io)"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    else
+      say "kubesage needs Docker: install Docker Engine, start it, and run this again"; exit 1
+    fi
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    say "starting dockerd (log: .cache/dockerd.log)"
+    setsid dockerd >.cache/dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  docker info >/dev/null 2>&1 || { say "the Docker engine does not answer; start it"; exit 1; }
+fi
+
+# 2. The Python environment, reinstalled when pyproject.toml changes.
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+  py=$(command -v python3.11 || command -v python3)
+  say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
+  "$py" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -c 'import kubesage, torch, kfp, docker' || { say "install failed"; exit 1; }
+  echo "$want" >.venv/.installed
+fi
+
+# 3. A base image: KUBESAGE_BASE_IMAGE, else python:3.11-slim, else one built with debootstrap.
+base=${KUBESAGE_BASE_IMAGE:-}
+if [ -z "$base" ]; then
+  if docker image inspect python:3.11-slim >/dev/null 2>&1 ||
+     timeout 60 docker pull -q python:3.11-slim >/dev/null 2>&1; then
+    base=python:3.11-slim
+  else
+    base=kubesage/base:bookworm
+    docker image inspect "$base" >/dev/null 2>&1 || scripts/base-image.sh "$base"
+  fi
+fi
+
+# 4. Wheels for the images, fetched once by the host's pip (and its configured indexes), then
+#    served to `docker build` on loopback: rebuilds never download them again.
+want=$(cat containers/*/requirements.txt | sha256sum | cut -c1-16)
+if [ "$(cat .cache/wheels/.fetched 2>/dev/null)" != "$want" ]; then
+  say "fetching wheels for the images into .cache/wheels"
+  for req in containers/*/requirements.txt; do
+    .venv/bin/pip download -q -d .cache/wheels -r "$req" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  done
+  echo "$want" >.cache/wheels/.fetched
+fi
+
+# 5. The component images (layer cache: seconds when only code changed).
+.venv/bin/kubesage build --base "$base" --wheelhouse .cache/wheels >/dev/null 2>.cache/build.log ||
+  { tail -20 .cache/build.log >&2; say "image build failed (log: .cache/build.log)"; exit 1; }
+
+# 6. The sample data: scikit-learn's digits as PNG files, in the folder that plays FSx.
+.venv/bin/kubesage sample-data data/fsx >/dev/null
+say "ready"

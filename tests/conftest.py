@@ -1,0 +1,101 @@
+"""Shared fixtures: sample data, per-test local configs, a Docker engine, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kubesage.local.config import LocalConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
+
+
+@pytest.fixture(scope="session")
+def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder that plays the FSx file system, holding the digits sample set."""
+    from kubesage.sample_data import write_digits
+
+    root = str(tmp_path_factory.mktemp("fsx"))
+    write_digits(root)
+    return root
+
+
+def write_config(path: str, fsx: str, store: str, **extra: Any) -> str:
+    import yaml
+
+    doc = {"mounts": {"fsx": fsx}, "store": store, **extra}
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path, fsx_root: str) -> str:
+    return write_config(str(tmp_path / "local.yaml"), fsx_root, str(tmp_path / "store"))
+
+
+@pytest.fixture
+def local_config(tmp_path, fsx_root: str) -> LocalConfig:
+    return LocalConfig(mounts={"fsx": fsx_root}, store=str(tmp_path / "store"), parallelism=4)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """The real Docker engine; the images must be built (make setup does both)."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:
+        pytest.fail(f"no Docker engine ({e}); run 'make setup' (scripts/setup.sh) first")
+    try:
+        client.images.get("kubesage/torch:latest")
+    except Exception:
+        pytest.fail("image kubesage/torch:latest is missing; run 'make setup'")
+    return client
+
+
+def containers_created(client: Any, since: float, until: float, run_id: str | None = None) -> list[str]:
+    """Names of the kubesage steps whose containers the engine created in [since, until]."""
+    events = client.events(since=int(since) - 1, until=int(until) + 1, decode=True,
+                           filters={"type": "container", "event": "create",
+                                    "label": "kubesage.run"})
+    found = []
+    for ev in events:
+        attrs = ev.get("Actor", {}).get("Attributes", {})
+        if run_id is None or attrs.get("kubesage.run") == run_id:
+            found.append(attrs.get("kubesage.step", "?"))
+    return found
+
+
+def run_cli(*args: str, check: bool = False, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``kubesage ARGS`` in a fresh process, from the repository root."""
+    proc = subprocess.run([*KUBESAGE, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubesage {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def run_json(*args: str) -> dict[str, Any]:
+    proc = run_cli(*args, "--json")
+    assert proc.stdout, proc.stderr
+    record: dict[str, Any] = json.loads(proc.stdout)
+    record["_stderr"] = proc.stderr
+    record["_returncode"] = proc.returncode
+    return record
+
+
+@pytest.fixture
+def clock() -> Iterator[list[float]]:
+    marks = [time.time()]
+    yield marks

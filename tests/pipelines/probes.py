@@ -1,0 +1,26 @@
+"""Small pipelines of ``probe`` steps used by the runner tests."""
+
+from components.diagnostics import probe
+from kubesage import Condition, ParallelFor, pipeline
+
+
+@pipeline(name="failing")
+def failing() -> None:
+    first = probe(message="first")
+    bad = probe(message=first.output, exit_code=3).set_name("bad").set_retries(1)
+    probe(message=bad.output).set_name("after-bad")
+
+
+@pipeline(name="fan-out")
+def fan_out(clients: list = ["a", "b", "c"], gate: float = 0.5) -> None:  # noqa: B006
+    start = probe(message="start")
+    with ParallelFor(clients) as client:
+        probe(message=client).set_name("per-client").after(start)
+    score = probe(message="0.3").set_name("score")
+    with Condition(score.output == "1.0"):
+        probe(message="never").set_name("gated")
+
+
+@pipeline(name="slow")
+def slow(seconds: float = 120.0) -> None:
+    probe(message="sleeping", seconds=seconds)

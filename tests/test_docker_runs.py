@@ -1,0 +1,136 @@
+"""End to end on a real Docker engine: the reference pipeline, caching, failures, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import KUBESAGE, REPO, containers_created, run_cli, run_json, write_config
+
+REFERENCE = "pipelines/image_classification.py"
+
+
+@pytest.fixture(scope="module")
+def module_config(tmp_path_factory: pytest.TempPathFactory, fsx_root: str) -> str:
+    d = tmp_path_factory.mktemp("docker")
+    return write_config(str(d / "local.yaml"), fsx_root, str(d / "store"))
+
+
+@pytest.fixture(scope="module")
+def reference_runs(docker_client: Any, module_config: str) -> dict[str, Any]:
+    """The reference pipeline run twice in Docker, with the containers each run created."""
+    t0 = time.time()
+    first = run_json("run", REFERENCE, "--config", module_config)
+    t1 = time.time()
+    second = run_json("run", REFERENCE, "--config", module_config)
+    t2 = time.time()
+    return {
+        "first": first, "second": second,
+        "first_containers": containers_created(docker_client, t0, t1, first["run_id"]),
+        "second_containers": containers_created(docker_client, t1, t2, second["run_id"]),
+    }
+
+
+def test_reference_pipeline_runs_every_step_in_a_container(reference_runs: dict[str, Any]) -> None:
+    first = reference_runs["first"]
+    assert first["_returncode"] == 0, first["_stderr"]
+    assert first["status"] == "succeeded" and first["runner"] == "docker"
+    steps = {s["name"]: s for s in first["steps"]}
+    assert list(steps) == ["preprocess", "train", "evaluate", "register"]
+    assert all(s["status"] == "succeeded" and not s["cached"] for s in steps.values())
+    assert sorted(reference_runs["first_containers"]) == sorted(steps)
+    assert all(s["environment_id"].startswith("sha256:") for s in steps.values())
+    assert first["metrics"]["evaluate"]["accuracy"] >= 0.90
+    data = steps["preprocess"]["outputs"]["data"]
+    assert len(data["sha256"]) == 64 and os.path.isfile(os.path.join(data["path"], "manifest.json"))
+    card = os.path.join(steps["register"]["outputs"]["registered"]["path"], "model_card.json")
+    with open(card) as f:
+        assert json.load(f)["metrics"]["accuracy"] == first["metrics"]["evaluate"]["accuracy"]
+
+
+def test_identical_rerun_is_fully_cached_and_starts_no_container(
+    reference_runs: dict[str, Any],
+) -> None:
+    second = reference_runs["second"]
+    assert second["status"] == "succeeded"
+    assert [s["cached"] for s in second["steps"]] == [True] * 4
+    assert reference_runs["second_containers"] == []
+    assert second["metrics"] == reference_runs["first"]["metrics"]
+
+
+def test_run_is_recorded(reference_runs: dict[str, Any], module_config: str) -> None:
+    run_id = reference_runs["first"]["run_id"]
+    shown = json.loads(run_cli("runs", "--config", module_config, "show", run_id, "--json",
+                               check=True).stdout)
+    assert shown["run_id"] == run_id and shown["metrics"] == reference_runs["first"]["metrics"]
+    listed = run_cli("runs", "--config", module_config, "list", check=True).stdout
+    assert run_id in listed and reference_runs["second"]["run_id"] in listed
+
+
+def test_subprocess_runner_gives_the_same_metrics(
+    reference_runs: dict[str, Any], tmp_path, fsx_root: str
+) -> None:
+    config = write_config(str(tmp_path / "local.yaml"), fsx_root, str(tmp_path / "store"))
+    record = run_json("run", REFERENCE, "--runner", "subprocess", "--config", config)
+    assert record["status"] == "succeeded" and record["runner"] == "subprocess"
+    assert record["metrics"] == reference_runs["first"]["metrics"]
+
+
+def test_invalid_pipeline_fails_before_any_container(docker_client: Any, config_file: str) -> None:
+    t0 = time.time()
+    proc = run_cli("run", "tests/pipelines/invalid.py", "--config", config_file)
+    assert proc.returncode == 2
+    assert ("task 'evaluate' (component 'evaluate'): input 'data' expects a Dataset artifact but "
+            "gets output 'model' of task 'train', a Model") in proc.stderr
+    assert containers_created(docker_client, t0, time.time()) == []
+
+
+def test_missing_image_fails_before_any_container(
+    docker_client: Any, tmp_path, fsx_root: str
+) -> None:
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"),
+                          image_tag="not-built")
+    t0 = time.time()
+    proc = run_cli("run", REFERENCE, "--config", config)
+    assert proc.returncode == 2
+    assert "image kubesage/torch:not-built is not built; run 'kubesage build'" in proc.stderr
+    assert containers_created(docker_client, t0, time.time()) == []
+
+
+def test_failing_step_in_docker_shows_its_log_and_fails_the_run(
+    docker_client: Any, config_file: str
+) -> None:
+    record = run_json("run", "tests/pipelines/probes.py:failing", "--config", config_file)
+    assert record["_returncode"] == 1 and record["status"] == "failed"
+    bad = next(s for s in record["steps"] if s["name"] == "bad")
+    assert bad["status"] == "failed" and bad["attempts"] == 2
+    assert "failing on purpose with exit code 3" in record["_stderr"]  # the log tail is shown
+    assert not any(n.startswith("result") for n in os.listdir(os.path.dirname(bad["log"])))
+
+
+def test_ctrl_c_stops_the_containers(docker_client: Any, config_file: str) -> None:
+    proc = subprocess.Popen([*KUBESAGE, "run", "tests/pipelines/probes.py:slow", "--config",
+                             config_file], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first_line = proc.stderr.readline()  # "run <run_id>: 1 steps (docker)"
+    assert first_line.startswith("run slow-"), first_line
+    run_id = first_line.split()[1].rstrip(":")
+    label = {"label": f"kubesage.run={run_id}"}
+    deadline = time.time() + 120
+    while not docker_client.containers.list(filters=label) and time.time() < deadline:
+        time.sleep(0.2)
+    assert docker_client.containers.list(filters=label), "the step's container never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cancelled; its containers were stopped" in err
+    assert docker_client.containers.list(all=True, filters=label) == []
+    shown = json.loads(run_cli("runs", "--config", config_file, "show", run_id, "--json").stdout)
+    assert shown["status"] == "cancelled" and shown["steps"][0]["status"] == "cancelled"

@@ -1,0 +1,79 @@
+"""The local runner with the subprocess executor: scheduling, caching, failures, fan-out."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from kubesage.loader import load_pipeline
+from kubesage.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.local.runner import runner_for
+from kubesage.local.store import RunStore
+from tests.conftest import REPO
+
+
+def _runner(config: LocalConfig):
+    return runner_for("subprocess", config, REPO, log=io.StringIO())
+
+
+def _pipeline(ref: str):
+    return load_pipeline(os.path.join(REPO, ref))[0].build()
+
+
+def test_failing_step_fails_the_run_and_leaves_no_complete_artifact(local_config) -> None:
+    record = _runner(local_config).run(_pipeline("tests/pipelines/probes.py:failing"))
+    assert record.status == "failed"
+    first, bad, after = (record.step(n) for n in ("probe", "bad", "after-bad"))
+    assert first.status == "succeeded"
+    assert bad.status == "failed" and bad.attempts == 2  # set_retries(1)
+    assert "exit code 3" in bad.error and "failing on purpose" in bad.error
+    assert after.status == "not_run"
+    step_dir = os.path.dirname(bad.log)
+    assert sorted(os.listdir(step_dir)) == ["log.txt", "task.json"]  # no result, no artifact
+    assert os.path.isfile(os.path.join(first.outputs["result"]["path"], "message.txt"))
+    stored = RunStore(local_config.store).get(record.run_id)
+    assert stored.status == "failed" and stored.step("bad").error == bad.error
+
+
+def test_fan_out_and_condition(local_config) -> None:
+    record = _runner(local_config).run(_pipeline("tests/pipelines/probes.py:fan_out"),
+                                       {"clients": '["x", "y", "z"]'})
+    assert record.status == "succeeded"
+    per_client = {s.name: s.returns["output"] for s in record.steps if s.task == "per-client"}
+    assert per_client == {"per-client[0]": "x", "per-client[1]": "y", "per-client[2]": "z"}
+    assert record.step("gated").status == "skipped"
+
+
+def test_cache_reuses_unchanged_steps_only(local_config) -> None:
+    pipe = _pipeline("tests/pipelines/probes.py:fan_out")
+    first = _runner(local_config).run(pipe, {"clients": '["x", "y"]'})
+    second = _runner(local_config).run(pipe, {"clients": '["x", "q"]'})
+    cached = {s.name: s.cached for s in second.steps if s.status == "succeeded"}
+    assert cached == {"probe": True, "per-client[0]": True, "per-client[1]": False, "score": True}
+    assert second.step("per-client[1]").returns["output"] == "q"
+    assert second.step("probe").outputs == first.step("probe").outputs
+
+
+def test_missing_mount_in_config_is_named(tmp_path) -> None:
+    config = LocalConfig(mounts={}, store=str(tmp_path / "s"), source="my.yaml")
+    with pytest.raises(ConfigError, match=r"component 'preprocess' mounts 'fsx' at /fsx, but "
+                       r"my.yaml has no 'mounts.fsx'"):
+        _runner(config).run(_pipeline("pipelines/image_classification.py"))
+    config.mounts["fsx"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"mounts.fsx in my.yaml: folder .*nowhere does not exist"):
+        _runner(config).run(_pipeline("pipelines/image_classification.py"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("mounts: [a]\n", r"'mounts' must be a dict"),
+    ("paralelism: 2\n", r"unknown key 'paralelism'"),
+    ("parallelism: 0\n", r"'parallelism' must be >= 1"),
+    ("store: [\n", r"not valid YAML"),
+])
+def test_config_errors_name_the_key(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_local_config(str(path))
