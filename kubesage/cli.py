@@ -9,8 +9,7 @@ import sys
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
-
-TARGETS = ("kfp", "sagemaker")
+from kubesage.targets import TARGETS
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -25,19 +24,20 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kubesage.loader import load_pipeline, project_root
-    from kubesage.local.config import load_local_config
-    from kubesage.local.runner import runner_for
 
-    if args.target != "local":
-        raise KubesageError(
-            f"running the compiled {args.target} artifact locally is not available yet; "
-            "use the default local target (kubesage run PIPELINE)"
-        )
     definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()
-    config = load_local_config(args.config)
-    runner = runner_for(args.runner, config, project_root(path))
-    record = runner.run(pipeline, _params(args.param), pipeline_file=path)
+    if args.target == "local":
+        from kubesage.local.config import load_local_config
+        from kubesage.local.runner import runner_for
+
+        runner = runner_for(args.runner, load_local_config(args.config), project_root(path))
+        record = runner.run(pipeline, _params(args.param), pipeline_file=path)
+    else:
+        from kubesage.targets import load_target
+
+        record = load_target(args.target).run_pipeline(
+            pipeline, _params(args.param), args.config, path, sys.stderr)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))
     else:
@@ -99,20 +99,42 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from kubesage.loader import load_pipeline
+    from kubesage.targets import load_target
 
     definition, _ = load_pipeline(args.pipeline)
-    definition.build()  # definition errors come first, whatever the target
-    raise KubesageError(
-        f"the {args.target} compiler has not landed yet; nothing was written to {args.output}"
-    )
+    pipeline = definition.build()  # definition errors come first, whatever the target
+    load_target(args.target).compile_pipeline(pipeline, args.output, args.config)
+    print(f"{args.output}: {pipeline.name} compiled for {args.target}", file=sys.stderr)
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kubesage.loader import load_pipeline
+    from kubesage.targets import SUFFIXES, load_target
 
-    definition, _ = load_pipeline(args.file)
-    pipeline = definition.build()
-    print(f"{args.file}: pipeline '{pipeline.name}' is valid ({len(pipeline.tasks)} tasks)")
+    suffix = os.path.splitext(args.file)[1].lower()
+    if suffix == ".py":
+        from kubesage.loader import load_pipeline
+
+        definition, _ = load_pipeline(args.file)
+        pipeline = definition.build()
+        print(f"{args.file}: pipeline '{pipeline.name}' is valid ({len(pipeline.tasks)} tasks)")
+        return 0
+    if suffix not in SUFFIXES:
+        raise KubesageError(
+            f"{args.file}: expected a pipeline (.py), a Kubeflow IR (.yaml) or a SageMaker "
+            "definition (.json)"
+        )
+    print(load_target(SUFFIXES[suffix]).validate_file(args.file))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from kubesage.targets import load_target
+
+    clients = [c for c in args.clients.split(",") if c] if args.clients else None
+    result = load_target(args.target).submit(
+        args.pipeline, _params(args.param), args.config, args.wait, clients)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -132,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--runner", choices=("docker", "subprocess"), default="docker")
     run.add_argument("--target", choices=("local",) + TARGETS, default="local")
-    run.add_argument("--config", help="local target config (default: config/local.yaml)")
+    run.add_argument("--config", help="target config (default: config/<target>.yaml)")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
     run.set_defaults(func=cmd_run)
 
@@ -159,11 +181,21 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("pipeline")
     comp.add_argument("--target", choices=TARGETS, required=True)
     comp.add_argument("-o", "--output", required=True)
+    comp.add_argument("--config", help="target config (default: config/<target>.yaml)")
     comp.set_defaults(func=cmd_compile)
 
-    val = sub.add_parser("validate", help="check a pipeline definition")
+    val = sub.add_parser("validate", help="check a pipeline (.py) or a compiled file (.yaml, .json)")
     val.add_argument("file")
     val.set_defaults(func=cmd_validate)
+
+    submit = sub.add_parser("submit", help="submit a pipeline or compiled file to a target")
+    submit.add_argument("pipeline", help="pipeline file (.py) or compiled artifact")
+    submit.add_argument("--target", choices=TARGETS, required=True)
+    submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    submit.add_argument("--config", help="target config (default: config/<target>.yaml)")
+    submit.add_argument("--clients", help="comma-separated clients: one execution each")
+    submit.add_argument("--wait", action="store_true", help="stream status until the run ends")
+    submit.set_defaults(func=cmd_submit)
 
     sample = sub.add_parser("sample-data", help="write the built-in sample image set")
     sample.add_argument("dest", nargs="?", default="data/fsx")

@@ -1,21 +1,21 @@
-"""``python -m kubesage.runtime CONTRACT ARGS...``"""
+"""``python -m kubesage.runtime CONTRACT ARGS...``: one module per contract, each with main()."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-CONTRACTS = ("local",)
+# local: task file in, result file out. Target packages add theirs (kfp, sagemaker_*).
+CONTRACTS = ("local", "kfp", "sagemaker_processing", "sagemaker_training")
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in CONTRACTS:
-        print(f"usage: python -m kubesage.runtime {{{','.join(CONTRACTS)}}} ARGS...", file=sys.stderr)
+        print(f"usage: python -m kubesage.runtime {{{','.join(CONTRACTS)}}} ARGS...",
+              file=sys.stderr)
         return 2
-    contract, args = argv[0], argv[1:]
-    if contract == "local":
-        from kubesage.runtime import local
-
-        local.main(*args)
+    module = importlib.import_module(f"kubesage.runtime.{argv[0]}")
+    module.main(*argv[1:])
     return 0
 
 

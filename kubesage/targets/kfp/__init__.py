@@ -1,0 +1,16 @@
+"""The kfp target (not landed yet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+NAME = "kfp"
+
+
+def _missing(*_: Any, **__: Any) -> Any:
+    raise KubesageError(f"the {NAME} target has not landed yet; nothing was written or submitted")
+
+
+compile_pipeline = validate_file = run_pipeline = submit = _missing
