@@ -1,9 +1,15 @@
-"""train: a PyTorch image classifier on the shards written by ``preprocess``."""
+"""train: a PyTorch image classifier on the shards written by ``preprocess``.
+
+Data-parallel with torchrun (gloo on CPU, NCCL on GPU) when the step is distributed; bf16
+autocast and channels_last on GPU. Checkpoints every ``checkpoint_every`` steps and every
+epoch, and resumes from the newest valid checkpoint: an interrupted and resumed run ends with
+the same weights as an uninterrupted one (on CPU).
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import socket
 import time
 
 from kubesage import Dataset, Input, Metrics, Model, Output, Resources, component
@@ -12,7 +18,7 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
 
-@component(version="1.0.0", resources=Resources(cpu=2, memory="8Gi"))
+@component(version="1.1.0", resources=Resources(cpu=2, memory="8Gi"))
 def train(
     data: Input[Dataset],
     model: Output[Model],
@@ -21,61 +27,119 @@ def train(
     epochs: int = 10,
     batch_size: int = 64,
     lr: float = 0.05,
+    augment: str = "crop",
+    checkpoint_every: int = 50,
     seed: int = 0,
 ) -> None:
-    """Train ``arch`` with SGD + cosine schedule; save weights, class names and preprocessing."""
-    import numpy as np
+    """Train ``arch`` (``smallcnn`` or a torchvision model) with SGD and a one-cycle schedule.
+
+    ``batch_size`` is per process. ``augment``: ``none``, ``crop`` or ``crop+flip`` (on device).
+    The saved ``model.pt`` holds the weights, class names and the preprocessing it expects.
+    """
     import torch
+    import torch.distributed as dist
     import torch.nn.functional as F
 
+    from components import checkpoints
+    from components.loader import ShardLoader, augment_and_normalize
     from components.models import build_model
-    from components.shards import load_split
+    from kubesage.runtime.context import checkpoint_dir, world
 
+    me = world()
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{me.local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(1)  # deterministic on CPU; data parallelism scales out instead
+    if me.distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    say = print if me.is_main else (lambda *a, **k: None)
+    print(f"train: rank {me.rank} of {me.world_size} on {socket.gethostname()} ({device})",
+          flush=True)
+
+    loader = ShardLoader(data.path, "train", batch_size, rank=me.rank, world_size=me.world_size,
+                         seed=seed, device=device)
+    classes = loader.manifest["classes"]
+    if len(loader) == 0:
+        raise ValueError(f"{len(loader.labels)} training images are too few for batch_size "
+                         f"{batch_size} x {me.world_size} processes; lower batch_size")
     torch.manual_seed(seed)
-    torch.set_num_threads(1)  # deterministic on CPU; data parallelism scales out instead
-    images, labels, manifest = load_split(data.path, "train")
-    x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
-    y_all = torch.from_numpy(labels)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
-    net = build_model(arch, len(manifest["classes"]))
+    net = build_model(arch, len(classes)).to(device)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    ddp = torch.nn.parallel.DistributedDataParallel(net) if me.distributed else net
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    steps = epochs * max(1, (len(x_all) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(epochs):
-        net.train()
-        start, seen, correct, loss_sum = time.time(), 0, 0, 0.0
-        order = torch.randperm(len(x_all), generator=gen)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            x = (x_all[idx].float() - mean) / std
-            y = y_all[idx]
-            out = net(x)
-            loss = F.cross_entropy(out, y)
-            opt.zero_grad()
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader))
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+
+    folder = checkpoint_dir()
+    state, path = checkpoints.load_latest(folder)
+    epoch, batch, step, history = 0, 0, 0, []
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        epoch, batch, step, history = state["epoch"], state["batch"], state["step"], state["history"]
+        say(f"train: resumed from {path} (epoch {epoch + 1}, batch {batch}, step {step})",
+            flush=True)
+
+    def snapshot(epoch: int, batch: int) -> None:
+        if me.is_main:
+            saved = checkpoints.save(folder, step, {
+                "model": net.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "epoch": epoch, "batch": batch, "step": step,
+                "history": history})
+            say(f"train: checkpoint at step {step} -> {saved}", flush=True)
+
+    while epoch < epochs:
+        ddp.train()
+        loader.set_epoch(epoch)
+        start = time.time()
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+        for b, (x, y) in enumerate(loader.iterate(batch), start=batch):
+            gen = torch.Generator().manual_seed(hash((seed, epoch, b, me.rank)) & 0x7FFFFFFF)
+            x = augment_and_normalize(x, mean, std, mode=augment, generator=gen,
+                                      channels_last=cuda)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                out = ddp(x)
+                loss = F.cross_entropy(out.float(), y)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            seen += len(y)
-            correct += int((out.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(y)
+            step += 1
+            totals += torch.stack([loss.detach().double() * len(y),
+                                   (out.argmax(1) == y).sum().double(),
+                                   torch.tensor(float(len(y)), device=device, dtype=torch.float64)])
+            if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(loader):
+                snapshot(epoch, b + 1)
+        if me.distributed:
+            dist.all_reduce(totals)
+        loss_sum, correct, seen = totals.tolist()
         row = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen,
                "images_per_s": seen / (time.time() - start)}
         history.append(row)
-        print(f"train: epoch {epoch + 1}/{epochs} loss={row['loss']:.4f} "
-              f"acc={row['accuracy']:.4f} {row['images_per_s']:.0f} img/s", flush=True)
-    torch.save({
-        "arch": arch,
-        "state_dict": net.state_dict(),
-        "classes": manifest["classes"],
-        "preprocessing": {"image_size": manifest["image_size"], "channels": 3,
-                          "mean": MEAN, "std": STD, "scale": 255},
-    }, model.file("model.pt"))
-    with open(model.file("history.json"), "w") as f:
-        json.dump(history, f, indent=2)
-    model.metadata.update(arch=arch, classes=manifest["classes"], epochs=epochs)
-    metrics.log_metric("train_loss", history[-1]["loss"])
-    metrics.log_metric("train_accuracy", history[-1]["accuracy"])
-    assert os.path.exists(model.file("model.pt"))
+        say(f"train: epoch {epoch + 1}/{epochs} loss={row['loss']:.4f} acc={row['accuracy']:.4f} "
+            f"{row['images_per_s']:.0f} img/s ({me.world_size} process(es))", flush=True)
+        epoch, batch = epoch + 1, 0
+        snapshot(epoch, 0)
+
+    if me.is_main:
+        torch.save({
+            "arch": arch,
+            "state_dict": net.state_dict(),
+            "classes": classes,
+            "preprocessing": {"image_size": loader.manifest["image_size"], "channels": 3,
+                              "layout": "NCHW", "mean": MEAN, "std": STD, "scale": 255},
+        }, model.file("model.pt"))
+        with open(model.file("history.json"), "w") as f:
+            json.dump(history, f, indent=2)
+        model.metadata.update(arch=arch, classes=classes, epochs=epochs,
+                              world_size=me.world_size)
+        for row in history:
+            for name in ("loss", "accuracy", "images_per_s"):
+                metrics.log_metric(f"train_{name}", row[name], step=row["epoch"])
+    if me.distributed:
+        dist.destroy_process_group()

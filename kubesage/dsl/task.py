@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.channel import Channel, TaskOutput
 from kubesage.dsl.errors import DefinitionError
-from kubesage.dsl.interface import ArtifactSpec, ComponentSpec, Resources
+from kubesage.dsl.interface import ArtifactSpec, ComponentSpec, Distribution, Resources
 
 if TYPE_CHECKING:
     from kubesage.dsl.control import Group
@@ -54,6 +54,7 @@ class Task:
         self.retries = spec.retries
         self.cache = spec.cache
         self.resources = spec.resources
+        self.distribution = spec.distribution
 
     @property
     def outputs(self) -> TaskOutputs:
@@ -113,6 +114,11 @@ class Task:
         )
         return self
 
+    def set_distribution(self, nodes: int, procs_per_node: int = 1) -> Task:
+        """Train data-parallel on ``nodes`` machines x ``procs_per_node`` processes."""
+        self.distribution = Distribution(nodes, procs_per_node)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -126,6 +132,7 @@ class Task:
             "retries": self.retries,
             "cache": self.cache,
             "resources": self.resources.to_dict(),
+            "distribution": self.distribution.to_dict(),
         }
 
     def __repr__(self) -> str:

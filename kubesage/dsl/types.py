@@ -60,17 +60,28 @@ class Metrics(Artifact):
 
     type_name = "Metrics"
     FILE: ClassVar[str] = "metrics.json"
+    SERIES_FILE: ClassVar[str] = "series.json"
 
-    def log_metric(self, name: str, value: float) -> None:
-        """Record a scalar metric; it is written to ``metrics.json`` when the step ends."""
+    def __init__(self, path: str = "", metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(path, metadata)
+        self.series: dict[str, list[tuple[int, float]]] = {}
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record a scalar metric. With ``step`` (an epoch, say) it is also kept as a series
+        (learning curves); the last value is the metric's final value."""
         self.metadata[name] = float(value)
+        if step is not None:
+            self.series.setdefault(name, []).append((int(step), float(value)))
 
     def save(self) -> None:
-        """Write the metrics logged so far into the artifact directory."""
+        """Write the metrics (``metrics.json``) and series (``series.json``) logged so far."""
         if self.path:
             os.makedirs(self.path, exist_ok=True)
             with open(self.file(self.FILE), "w") as f:
                 json.dump(self.metadata, f, indent=2, sort_keys=True)
+            if self.series:
+                with open(self.file(self.SERIES_FILE), "w") as f:
+                    json.dump(self.series, f, sort_keys=True)
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {

@@ -2,7 +2,8 @@
 
 The key covers the component (name, version, entry point), the environment it runs in (image
 ID, or the code hash for subprocess runs), its parameter values, the content (sha256) of every
-input artifact and the fingerprint of every data mount it reads.
+input artifact, the fingerprint of every data mount it reads, and settings that change results
+(the distribution layout).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ def cache_key(
     parameters: dict[str, Any],
     input_shas: dict[str, str],
     data: dict[str, str],
+    settings: dict[str, Any] | None = None,
 ) -> str:
     doc = {
+        "settings": settings or {},
         "component": [spec.name, spec.version, spec.entry],
         "interface": spec.digest(),
         "environment": environment_id,

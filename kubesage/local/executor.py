@@ -6,12 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kubesage.dsl.interface import Resources
+from kubesage.dsl.interface import Distribution, Resources
 
 
 @dataclass
 class Launch:
-    """One attempt of one step: run ``python -m kubesage.runtime local <task_file>``."""
+    """One attempt of one step: run ``python -m kubesage.runtime local <task_file>``.
+
+    With ``distribution.nodes > 1`` that is one container (or process) per node, told its
+    place by ``PET_*`` variables; each starts ``procs_per_node`` torchrun workers.
+    """
 
     run_id: str
     step: str
@@ -20,6 +24,8 @@ class Launch:
     store_root: str  # bind-mounted at the same path, read-write
     mounts: dict[str, str] = field(default_factory=dict)  # container path -> host folder (ro)
     resources: Resources = field(default_factory=Resources)
+    distribution: Distribution = field(default_factory=Distribution)
+    checkpoint_dir: str = ""  # kept between attempts; bind-mounted at the same path
     env: dict[str, str] = field(default_factory=dict)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 
 from kubesage.local.executor import Launch
+from kubesage.runtime.distributed import Layout
 
 
 def code_hash(roots: list[str]) -> str:
@@ -25,6 +27,18 @@ def code_hash(roots: list[str]) -> str:
                 with open(full, "rb") as f:
                     digest.update(f.read())
     return "code:" + digest.hexdigest()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pump(proc: subprocess.Popen[bytes], prefix: str, on_line: Callable[[str], None]) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        on_line(prefix + raw.decode(errors="replace").rstrip("\n"))
 
 
 class ProcessExecutor:
@@ -56,20 +70,32 @@ class ProcessExecutor:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (self.project_root, env.get("PYTHONPATH", "")) if p
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubesage.runtime", "local", launch.task_file],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-            cwd=self.project_root, start_new_session=True,
-        )
+        dist = launch.distribution
+        port = _free_port()
+        procs = []
+        for rank in range(dist.nodes):
+            node_env = dict(env)
+            if dist.world_size > 1:  # every "node" is a process group on this machine
+                node_env.update(Layout(dist.nodes, dist.procs_per_node, rank, "127.0.0.1", port).env())
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "kubesage.runtime", "local", launch.task_file],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=node_env,
+                cwd=self.project_root, start_new_session=True,
+            ))
         with self._lock:
-            self._procs.setdefault(launch.run_id, []).append(proc)
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            on_line(raw.decode(errors="replace").rstrip("\n"))
-        code = proc.wait()
+            self._procs.setdefault(launch.run_id, []).extend(procs)
+        prefixes = [f"node-{r}: " if dist.nodes > 1 else "" for r in range(dist.nodes)]
+        readers = [threading.Thread(target=_pump, args=(p, prefix, on_line))
+                   for p, prefix in zip(procs, prefixes, strict=True)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        codes = [p.wait() for p in procs]
         with self._lock:
-            self._procs[launch.run_id].remove(proc)
-        return code
+            for p in procs:
+                self._procs[launch.run_id].remove(p)
+        return next((c for c in codes if c), 0)
 
     def cancel(self, run_id: str) -> None:
         with self._lock:

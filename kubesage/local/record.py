@@ -35,6 +35,7 @@ class StepRecord:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     returns: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [[step, value]]
     log: str = ""
     error: str = ""
 

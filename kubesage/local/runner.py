@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from kubesage.local.config import ConfigError, LocalConfig
 from kubesage.local.executor import Executor, Launch
 from kubesage.local.record import TERMINAL, RunRecord, StepRecord
 from kubesage.local.store import RunStore
+from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import task_file
 
@@ -330,6 +332,7 @@ class LocalRunner:
             spec, step.environment_id, params,
             {k: v["sha256"] for k, v in step.inputs.items()},
             {name: record.data[name] for name, _ in spec.mounts},
+            {"distribution": task.distribution.to_dict()},
         )
         if task.cache:
             hit = cache.lookup(self.store, step.cache_key)
@@ -337,6 +340,7 @@ class LocalRunner:
                 step.cached = True
                 step.outputs, step.returns, step.metrics = (
                     hit["outputs"], hit["returns"], hit["metrics"])
+                step.series = hit.get("series", {})
                 step.status, step.ended = "succeeded", time.time()
                 self._say(f"= {inst.name} cached (from {hit['run_id']})")
                 return
@@ -359,6 +363,11 @@ class LocalRunner:
         step_dir = self.artifacts.step_dir(record.run_id, inst.name)
         log_path = os.path.join(step_dir, "log.txt")
         step.log = log_path
+        # Checkpoints outlive failed attempts and failed runs: an identical step (same cache
+        # key) resumes from them, as a spot-interrupted job does; removed once it succeeds.
+        checkpoints = os.path.join(os.path.abspath(self.config.store), "checkpoints",
+                                   step.cache_key[:24])
+        os.makedirs(checkpoints, exist_ok=True)
         for attempt in range(inst.task.retries + 1):
             if self._cancelled.is_set():
                 return
@@ -374,12 +383,14 @@ class LocalRunner:
             with _StepLog(log_path, lambda line: self._say(f"  [{inst.name}] {line}")) as log:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
-                           mounts, inst.task.resources),
+                           mounts, inst.task.resources, inst.task.distribution, checkpoints,
+                           {CHECKPOINT_ENV: checkpoints}),
                     log,
                 )
             tail = list(log.tail)
             if code == 0 and os.path.exists(result_path):
                 self._finish(record.run_id, inst, partial, result_path)
+                shutil.rmtree(checkpoints, ignore_errors=True)
                 return
             for path in partial.values():
                 self.artifacts.discard(path)
@@ -407,10 +418,12 @@ class LocalRunner:
                 "metadata": result["artifacts"].get(name, {}),
             }
         step.returns, step.metrics = result["returns"], result["metrics"]
+        step.series = result.get("series", {})
         step.status, step.ended = "succeeded", time.time()
         if inst.task.cache:
             self.store.cache_put(step.cache_key, {
                 "outputs": step.outputs, "returns": step.returns, "metrics": step.metrics,
+                "series": step.series,
                 "run_id": run_id,
             })
         self._say(f"+ {inst.name} succeeded in {step.ended - (step.started or step.ended):.1f}s")

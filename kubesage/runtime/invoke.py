@@ -33,9 +33,11 @@ class Result:
     returns: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> metadata
     metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"returns": self.returns, "artifacts": self.artifacts, "metrics": self.metrics}
+        return {"returns": self.returns, "artifacts": self.artifacts, "metrics": self.metrics,
+                "series": self.series}
 
 
 def load_component(entry: str) -> Component[Any, Any]:
@@ -70,5 +72,6 @@ def invoke(component: Component[Any, Any], call: Invocation) -> Result:
         if isinstance(art, Metrics):
             art.save()
             result.metrics.update(art.metadata)
+            result.series.update(art.series)
         result.artifacts[name] = art.metadata
     return result

@@ -1,0 +1,48 @@
+"""What a running component may ask of its target: where to checkpoint, which rank it is.
+
+Every contract sets the same environment variables, so component code never asks which target
+it runs on:
+
+- ``KUBESAGE_CHECKPOINT_DIR``: a folder that survives a failed attempt of this step (locally a
+  folder of the run store; ``/opt/ml/checkpoints`` on SageMaker; a volume on Kubeflow);
+- ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``: set by torchrun for
+  each process of a distributed step (see ``kubesage.runtime.distributed``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+CHECKPOINT_ENV = "KUBESAGE_CHECKPOINT_DIR"
+
+
+def checkpoint_dir() -> str:
+    """The step's checkpoint folder (created); a temporary one when no target provides it."""
+    path = os.environ.get(CHECKPOINT_ENV) or os.path.join(tempfile.gettempdir(), "kubesage-ckpt")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel step."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    """Rank, world size and local rank from torchrun's environment (a single process if unset)."""
+    env = os.environ
+    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
