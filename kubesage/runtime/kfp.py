@@ -1,0 +1,360 @@
+"""The Kubeflow contract: executor input (``{{$}}``) in, executor output file out.
+
+Runs inside the component image, which has no kfp SDK: plain Python and JSON only.
+
+``python -m kubesage.runtime kfp --entry MODULE:FUNC --executor-input JSON``
+    Calls the component with typed parameters and artifact directories taken from the executor
+    input, then writes the executor output (artifacts with metadata, so Metrics reach the KFP
+    UI, and output parameters, so ``dsl.If`` conditions can test them).
+
+``python -m kubesage.runtime kfp trainjob --entry ... --template JSON --exchange DIR
+--job-id ID --task-id ID --executor-input JSON``
+    The launcher of a multi-node step: stages inputs on the shared checkpoint volume, creates a
+    Kubeflow Trainer TrainJob, waits for it, brings the outputs back, fails if the TrainJob fails.
+
+``torchrun --module kubesage.runtime kfp trainer TASK_FILE``
+    What every TrainJob process runs: the local contract's task file, with only rank 0 writing
+    the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+from typing import Any
+
+from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
+from kubesage.runtime.local import task_file
+
+# Where KFP's launcher mounts remote artifact stores inside the container (kfp.dsl's rules).
+_REMOTE_PREFIXES = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
+WORKSPACE_MOUNT_PATH = "/kfp-workspace"
+STEP_FILE = ".kubesage-step.json"  # beside the executor output: attempts, times, error
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def kfp_output_name(name: str) -> str:
+    """A component's single returned value is ``output`` in kubesage and ``Output`` in KFP
+    (kfp's own name for a lone return value; kfp.local's conditions rely on it)."""
+    return "Output" if name == "output" else name
+
+
+def kubesage_output_name(name: str) -> str:
+    """The inverse of ``kfp_output_name``."""
+    return "output" if name == "Output" else name
+
+
+class ContractError(Exception):
+    """The executor input does not match the component, or a TrainJob failed."""
+
+
+def local_path(uri: str, metadata: dict[str, Any] | None = None) -> str:
+    """The path inside the container where KFP puts the artifact at ``uri``."""
+    path = uri
+    for remote, mount in _REMOTE_PREFIXES:
+        if uri.startswith(remote):
+            path = mount + uri[len(remote):]
+            break
+    if (metadata or {}).get("_kfp_workspace") is True:
+        path = os.path.join(WORKSPACE_MOUNT_PATH, ".artifacts", path.lstrip("/"))
+    return path
+
+
+def _typed(type_name: str, value: Any) -> Any:
+    # protobuf Struct numbers are doubles: 16 arrives as 16.0
+    if type_name == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def invocation_from_executor_input(entry: str, executor_input: dict[str, Any]) -> Invocation:
+    """Map the executor input onto the component's parameters and artifact directories."""
+    spec = load_component(entry).spec
+    given = executor_input.get("inputs", {})
+    values = given.get("parameterValues", {})
+    params = {p.name: _typed(p.type, values[p.name]) for p in spec.parameters if p.name in values}
+    missing = [p.name for p in spec.parameters if p.required and p.name not in values]
+    if missing:
+        raise ContractError(f"{entry}: the executor input has no value for {', '.join(missing)}; "
+                            "recompile the pipeline so that the component and the image agree")
+    inputs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for a in spec.inputs:
+        arts = given.get("artifacts", {}).get(a.name, {}).get("artifacts", [])
+        if not arts:
+            raise ContractError(f"{entry}: the executor input has no artifact '{a.name}'")
+        meta = arts[0].get("metadata", {}) or {}
+        inputs[a.name] = (local_path(arts[0]["uri"], meta), meta)
+    outputs: dict[str, str] = {}
+    for a in spec.outputs:
+        arts = executor_input.get("outputs", {}).get("artifacts", {}).get(a.name, {}).get("artifacts", [])
+        if not arts:
+            raise ContractError(f"{entry}: the executor input has no output artifact '{a.name}'")
+        outputs[a.name] = local_path(arts[0]["uri"], arts[0].get("metadata"))
+    return Invocation(params, inputs, outputs)
+
+
+def executor_output(entry: str, executor_input: dict[str, Any], result: Result) -> dict[str, Any]:
+    """The ExecutorOutput document: output artifacts with metadata, output parameter values."""
+    spec = load_component(entry).spec
+    out_arts = executor_input.get("outputs", {}).get("artifacts", {})
+    artifacts = {}
+    for a in spec.outputs:
+        given = out_arts[a.name]["artifacts"][0]
+        artifacts[a.name] = {"artifacts": [{
+            "name": given.get("name", a.name),
+            "uri": given["uri"],
+            "metadata": result.artifacts.get(a.name, {}),
+        }]}
+    doc: dict[str, Any] = {}
+    if artifacts:
+        doc["artifacts"] = artifacts
+    if result.returns:
+        doc["parameterValues"] = {kfp_output_name(k): v for k, v in result.returns.items()}
+    return doc
+
+
+def _write_json(path: str, doc: Any) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+def write_outputs(executor_input: dict[str, Any], doc: dict[str, Any]) -> None:
+    """Write the executor output file and each output parameter's file."""
+    outputs = executor_input.get("outputs", {})
+    for name, value in doc.get("parameterValues", {}).items():
+        target = outputs.get("parameters", {}).get(name, {}).get("outputFile")
+        if target:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w") as f:
+                f.write(value if isinstance(value, str) else json.dumps(value))
+    _write_json(outputs["outputFile"], doc)
+
+
+class _StepNote:
+    """Appends this attempt (times, error) to ``.kubesage-step.json`` beside the executor output.
+
+    Kubeflow ignores the file; the local kfp run reads it for the run record.
+    """
+
+    def __init__(self, executor_input: dict[str, Any]) -> None:
+        self.path = os.path.join(os.path.dirname(executor_input["outputs"]["outputFile"]), STEP_FILE)
+        self.attempts: list[dict[str, Any]] = []
+        try:
+            with open(self.path) as f:
+                self.attempts = json.load(f)["attempts"]
+        except (OSError, ValueError, KeyError):
+            pass
+        self.attempts.append({"started": time.time(), "ended": None, "error": ""})
+        self._save()
+
+    def end(self, error: str = "") -> None:
+        self.attempts[-1].update(ended=time.time(), error=error)
+        self._save()
+
+    def _save(self) -> None:
+        try:
+            _write_json(self.path, {"attempts": self.attempts})
+        except OSError:  # a read-only output location must not fail the step
+            pass
+
+
+def run(entry: str, executor_input: dict[str, Any]) -> dict[str, Any]:
+    """Run one component under the executor-input contract; returns the executor output."""
+    note = _StepNote(executor_input)
+    try:
+        call = invocation_from_executor_input(entry, executor_input)
+        result = invoke(load_component(entry), call)
+        doc = executor_output(entry, executor_input, result)
+        write_outputs(executor_input, doc)
+    except BaseException as e:
+        note.end("".join(traceback.format_exception(e)))
+        raise
+    note.end()
+    return doc
+
+
+# -- multi-node steps (Kubeflow Trainer) --------------------------------------------------------
+def trainjob_name(task_id: str, component: str) -> str:
+    """A DNS-1035 name, unique per task execution, at most 63 characters."""
+    stem = "".join(c if c.isalnum() else "-" for c in component.lower()).strip("-")[:40] or "step"
+    suffix = "".join(c for c in task_id.lower() if c.isalnum())[:12] or "0"
+    name = f"ks-{stem}-{suffix}"
+    return name[:63].rstrip("-")
+
+
+def render_trainjob(template: dict[str, Any], name: str, task_path: str,
+                    namespace: str | None = None) -> dict[str, Any]:
+    """The TrainJob to create: the compiled template, named, pointed at the task file."""
+    manifest = json.loads(json.dumps(template))
+    manifest["metadata"]["name"] = name
+    if namespace:
+        manifest["metadata"]["namespace"] = namespace
+    manifest["spec"]["trainer"]["args"] = [task_path]
+    return manifest
+
+
+def trainjob_state(obj: dict[str, Any]) -> tuple[str, str]:
+    """("running" | "succeeded" | "failed", message) from a TrainJob's status conditions."""
+    for cond in obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Failed":
+            return "failed", f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
+        if cond.get("type") == "Complete":
+            return "succeeded", cond.get("message", "")
+    return "running", ""
+
+
+def stage_trainjob(entry: str, executor_input: dict[str, Any], exchange: str) -> tuple[str, Invocation]:
+    """Copy input artifacts to the shared volume; write the task file every node reads."""
+    call = invocation_from_executor_input(entry, executor_input)
+    shutil.rmtree(exchange, ignore_errors=True)
+    inputs = {}
+    for name, (path, meta) in call.inputs.items():
+        target = os.path.join(exchange, "inputs", name)
+        if os.path.isdir(path):
+            shutil.copytree(path, target)
+        else:
+            os.makedirs(target)
+            shutil.copy2(path, target)
+        inputs[name] = (target, meta)
+    outputs = {name: os.path.join(exchange, "outputs", name) for name in call.outputs}
+    for path in outputs.values():
+        os.makedirs(path)
+    task_path = os.path.join(exchange, "task.json")
+    _write_json(task_path, task_file(entry, Invocation(call.parameters, inputs, outputs),
+                                     os.path.join(exchange, "result.json")))
+    return task_path, call
+
+
+class KubeAPI:
+    """The Kubernetes API as seen from a pod (service-account token, cluster CA)."""
+
+    def __init__(self) -> None:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        if not host:
+            raise ContractError("not inside a Kubernetes pod (KUBERNETES_SERVICE_HOST unset); a "
+                                "multi-node step creates its TrainJob from a Kubeflow pipeline run")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        self.base = f"https://{host}:{port}"
+        with open(os.path.join(SA_DIR, "token")) as f:
+            self.token = f.read().strip()
+        with open(os.path.join(SA_DIR, "namespace")) as f:
+            self.namespace = f.read().strip()
+        self.ssl = ssl.create_default_context(cafile=os.path.join(SA_DIR, "ca.crt"))
+
+    def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
+            "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl, timeout=60) as resp:
+                result: dict[str, Any] = json.loads(resp.read() or b"{}")
+                return result
+        except urllib.error.HTTPError as e:
+            raise ContractError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}"
+                                ) from None
+
+
+def trainjobs_path(manifest: dict[str, Any]) -> str:
+    group, version = manifest["apiVersion"].split("/")
+    return f"/apis/{group}/{version}/namespaces/{manifest['metadata']['namespace']}/trainjobs"
+
+
+def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[str, Any],
+                    exchange_root: str, job_id: str, task_id: str, poll_s: float) -> dict[str, Any]:
+    """Create the TrainJob, wait for it, bring back its outputs; raises if it fails."""
+    note = _StepNote(executor_input)
+    try:
+        spec = load_component(entry).spec
+        exchange = os.path.join(exchange_root, "kubesage", job_id or "run", task_id or spec.name)
+        task_path, call = stage_trainjob(entry, executor_input, exchange)
+        api = KubeAPI()
+        manifest = render_trainjob(template, trainjob_name(task_id, spec.name), task_path,
+                                   template["metadata"].get("namespace") or api.namespace)
+        path = trainjobs_path(manifest)
+        api.request("POST", path, manifest)
+        name = manifest["metadata"]["name"]
+        print(f"kubesage: created TrainJob {name} ({manifest['spec']['trainer']['numNodes']} nodes)",
+              flush=True)
+        last = ""
+        while True:
+            state, message = trainjob_state(api.request("GET", f"{path}/{name}"))
+            if state != last:
+                print(f"kubesage: TrainJob {name} {state} {message}".rstrip(), flush=True)
+                last = state
+            if state == "failed":
+                raise ContractError(f"TrainJob {name} failed: {message}; see "
+                                    f"'kubectl logs -n {manifest['metadata']['namespace']} "
+                                    f"-l jobset.sigs.k8s.io/jobset-name={name}'")
+            if state == "succeeded":
+                break
+            time.sleep(poll_s)
+        with open(os.path.join(exchange, "result.json")) as f:
+            result = Result(**json.load(f))
+        for out_name, target in call.outputs.items():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(os.path.join(exchange, "outputs", out_name), target)
+        doc = executor_output(entry, executor_input, result)
+        write_outputs(executor_input, doc)
+    except BaseException as e:
+        note.end("".join(traceback.format_exception(e)))
+        raise
+    note.end()
+    return doc
+
+
+def run_trainer(task_path: str) -> None:
+    """One TrainJob process: the local contract's task file; rank 0 alone writes the result."""
+    with open(task_path) as f:
+        doc = json.load(f)
+    call = Invocation(doc["parameters"],
+                      {k: (v["path"], v["metadata"]) for k, v in doc["inputs"].items()},
+                      doc["outputs"])
+    result = invoke(load_component(doc["entry"]), call)
+    if os.environ.get("RANK", "0") == "0":
+        _write_json(doc["result"], result.to_dict())
+
+
+def _options(args: tuple[str, ...]) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    items = list(args)
+    while items:
+        key = items.pop(0)
+        if not key.startswith("--") or not items:
+            raise SystemExit(f"kubesage.runtime kfp: expected --name value pairs, got {key!r}")
+        opts[key[2:].replace("-", "_")] = items.pop(0)
+    return opts
+
+
+def main(*args: str) -> None:
+    """Entry point of ``python -m kubesage.runtime kfp ...``."""
+    if args and args[0] == "trainer":
+        run_trainer(args[1])
+        return
+    mode = "trainjob" if args and args[0] == "trainjob" else "run"
+    opts = _options(args[1:] if mode == "trainjob" else args)
+    try:
+        executor_input = json.loads(opts["executor_input"])
+        if mode == "trainjob":
+            launch_trainjob(opts["entry"], executor_input, json.loads(opts["template"]),
+                            opts["exchange"], opts.get("job_id", ""), opts.get("task_id", ""),
+                            float(opts.get("poll_seconds", "30")))
+        else:
+            run(opts["entry"], executor_input)
+    except ContractError as e:
+        print(f"kubesage: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,85 @@
+"""One kfp container component per task, built with the kfp SDK's own ``@container_component``.
+
+Each component has the task's typed interface (parameters with defaults, ``Input``/``Output``
+artifacts, ``OutputPath`` for returned values) and runs the shared entry point with the executor
+input: ``python -m kubesage.runtime kfp --entry MODULE:FUNC --executor-input {{$}}``.
+A multi-node component becomes the TrainJob launcher with the same interface.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+from kfp import dsl
+
+from kubesage.dsl.interface import ComponentSpec, Resources
+from kubesage.runtime.kfp import kfp_output_name
+from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.trainjob import trainjob_template
+
+PARAM_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool,
+                                "list": list, "dict": dict}
+ARTIFACT_TYPES: dict[str, type] = {"Artifact": dsl.Artifact, "Dataset": dsl.Dataset,
+                                   "Model": dsl.Model, "Metrics": dsl.Metrics}
+ENTRY_COMMAND = ["python", "-m", "kubesage.runtime"]
+
+
+def is_distributed(spec: ComponentSpec) -> bool:
+    """Whether the step runs on several nodes (a TrainJob) rather than in one pod."""
+    return spec.distribution.nodes > 1
+
+
+def _signature(spec: ComponentSpec) -> inspect.Signature:
+    P = inspect.Parameter
+    required, optional = [], []
+    for p in spec.parameters:
+        if p.required:
+            required.append(P(p.name, P.POSITIONAL_OR_KEYWORD, annotation=PARAM_TYPES[p.type]))
+        else:
+            optional.append(P(p.name, P.POSITIONAL_OR_KEYWORD, annotation=PARAM_TYPES[p.type],
+                              default=p.default))
+    artifacts = [P(a.name, P.POSITIONAL_OR_KEYWORD, annotation=dsl.Input[ARTIFACT_TYPES[a.type]])
+                 for a in spec.inputs]
+    artifacts += [P(a.name, P.POSITIONAL_OR_KEYWORD, annotation=dsl.Output[ARTIFACT_TYPES[a.type]])
+                  for a in spec.outputs]
+    artifacts += [P(r.name, P.POSITIONAL_OR_KEYWORD, annotation=dsl.OutputPath(PARAM_TYPES[r.type]))
+                  for r in spec.returns]
+    return inspect.Signature(required + artifacts + optional)
+
+
+def container_args(spec: ComponentSpec, resources: Resources, config: KfpConfig) -> list[str]:
+    """Arguments of the entry point: the plain contract, or the TrainJob launcher's."""
+    if not is_distributed(spec):
+        return ["kfp", "--entry", spec.entry,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
+    template = trainjob_template(spec, resources, config)
+    return ["kfp", "trainjob", "--entry", spec.entry,
+            "--template", json.dumps(template, sort_keys=True, separators=(",", ":")),
+            "--exchange", config.checkpoint_path,
+            "--job-id", dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            "--task-id", dsl.PIPELINE_TASK_ID_PLACEHOLDER,
+            "--poll-seconds", str(config.trainer_poll_s),
+            "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
+
+
+def container_component(name: str, spec: ComponentSpec, resources: Resources,
+                        config: KfpConfig) -> Any:
+    """A kfp ``ContainerComponent`` named ``name`` (the task name) for ``spec``."""
+    image = config.image(spec.image)
+    args = container_args(spec, resources, config)
+
+    def body(*_: Any) -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(image=image, command=list(ENTRY_COMMAND), args=list(args))
+
+    body.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    body.__name__ = body.__qualname__ = name
+    body.__doc__ = f"{spec.description}\n\nkubesage component {spec.name}@{spec.version} ({spec.entry})"
+    component = dsl.container_component(body)
+    # A lone return value is "Output" in KFP, a name kfp refuses for a function argument; the
+    # command never names it (the executor input carries every path), so rename it afterwards.
+    outputs = component.component_spec.outputs or {}
+    component.component_spec.outputs = {kfp_output_name(k) if any(r.name == k for r in spec.returns)
+                                        else k: v for k, v in outputs.items()} or None
+    return component

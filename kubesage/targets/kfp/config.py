@@ -1,0 +1,211 @@
+"""The Kubeflow target config (``config/kfp.yaml``): everything about the cluster, nothing about ML.
+
+Registry and tag, namespace, service account, the PersistentVolumeClaim behind each data mount,
+spot scheduling, ``/dev/shm``, the checkpoint volume, Trainer settings and where the API lives.
+Pipeline code never names any of these. Every key is checked; an error names the key and the fix.
+No kfp import here: reading a config must stay cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+DEFAULT_PATH = os.path.join("config", "kfp.yaml")
+_DURATION = re.compile(r"^[0-9]+(s|m|h)$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+class KfpConfigError(KubesageError):
+    """The Kubeflow target config is missing, malformed, or has a wrong value."""
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration (for spot node taints)."""
+
+    key: str | None = None
+    operator: str = "Equal"
+    value: str | None = None
+    effect: str | None = None
+
+    def to_k8s(self) -> dict[str, str]:
+        """The toleration as a Kubernetes object (camelCase keys, unset fields left out)."""
+        doc = {"key": self.key, "operator": self.operator, "value": self.value, "effect": self.effect}
+        return {k: v for k, v in doc.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class KfpConfig:
+    """Settings of the Kubeflow target; see ``config/kfp.yaml`` for a commented example."""
+
+    registry: str = ""
+    tag: str = "latest"
+    namespace: str = "kubeflow"
+    service_account: str = ""
+    host: str = ""
+    experiment: str = "kubesage"
+    volumes: dict[str, str] = field(default_factory=dict)  # data mount name -> PVC claim name
+    checkpoint_claim: str = ""
+    checkpoint_path: str = "/checkpoints"
+    shm_size: str = ""  # "" = no /dev/shm volume
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    retry_backoff: str = "30s"
+    retry_factor: float = 2.0
+    retry_max: str = "3600s"
+    trainer_runtime: str = "torch-distributed"
+    trainer_poll_s: int = 30
+    local_config: str | None = None  # local.yaml whose mounts and store `run --target kfp` uses
+    source: str = "(defaults)"
+
+    def image(self, logical: str) -> str:
+        """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins)."""
+        name = logical if ":" in logical.rsplit("/", 1)[-1] else f"{logical}:{self.tag}"
+        return f"{self.registry.rstrip('/')}/{name}" if self.registry else name
+
+    def for_local_images(self, tag: str) -> KfpConfig:
+        """The same settings with images named as they are built locally (no registry)."""
+        return dataclasses.replace(self, registry="", tag=tag)
+
+
+_SCHEMA: dict[str, Any] = {
+    "image": {"registry": str, "tag": str},
+    "namespace": str,
+    "service_account": str,
+    "host": str,
+    "experiment": str,
+    "volumes": dict,
+    "checkpoints": {"claim": str, "path": str},
+    "shm": {"size": str},
+    "scheduling": {"node_selector": dict, "tolerations": list},
+    "env": dict,
+    "retry": {"backoff": str, "factor": float, "max": str},
+    "trainer": {"runtime": str, "poll_seconds": int},
+    "local": {"config": str},
+}
+
+
+def load_kfp_config(path: str | None = None) -> KfpConfig:
+    """Read the Kubeflow target config; without ``path`` use ``config/kfp.yaml`` if it exists."""
+    if path is None:
+        if not os.path.exists(DEFAULT_PATH):
+            return KfpConfig()
+        path = DEFAULT_PATH
+    if not os.path.isfile(path):
+        raise KfpConfigError(f"config file {path} does not exist; pass an existing --config file "
+                             "(config/kfp.yaml is the example)")
+    import yaml
+
+    with open(path) as f:
+        try:
+            doc: Any = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise KfpConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise KfpConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
+    _check(path, doc, _SCHEMA, "")
+    return _build(path, doc)
+
+
+def _check(path: str, doc: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
+    for key, value in doc.items():
+        where = prefix + str(key)
+        if key not in schema:
+            raise KfpConfigError(
+                f"{path}: unknown key '{where}'; known keys here: {', '.join(schema)}")
+        expected = schema[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise KfpConfigError(f"{path}: '{where}' must be a mapping with keys "
+                                     f"{', '.join(expected)}, got {value!r}")
+            _check(path, value, expected, where + ".")
+            continue
+        ok = isinstance(value, expected) and not isinstance(value, bool)
+        if expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise KfpConfigError(f"{path}: '{where}' must be a {expected.__name__}, got {value!r}")
+
+
+def _strings(path: str, where: str, value: dict[str, Any]) -> dict[str, str]:
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise KfpConfigError(f"{path}: '{where}.{k}' must be a string, got {v!r}; quote it")
+    return dict(value)
+
+
+def _build(path: str, doc: dict[str, Any]) -> KfpConfig:
+    image = doc.get("image", {})
+    volumes: dict[str, str] = {}
+    for name, entry in doc.get("volumes", {}).items():
+        if not isinstance(entry, dict) or set(entry) != {"claim"} or not isinstance(entry["claim"], str):
+            raise KfpConfigError(
+                f"{path}: 'volumes.{name}' must be {{claim: <PersistentVolumeClaim name>}}, "
+                f"got {entry!r}")
+        volumes[name] = entry["claim"]
+    tolerations = []
+    for i, t in enumerate(doc.get("scheduling", {}).get("tolerations", [])):
+        known = {"key", "operator", "value", "effect"}
+        if not isinstance(t, dict) or set(t) - known:
+            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}]' must be a mapping of "
+                                 f"{', '.join(sorted(known))}, got {t!r}")
+        if t.get("operator", "Equal") not in ("Equal", "Exists"):
+            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}].operator' must be Equal "
+                                 f"or Exists, got {t['operator']!r}")
+        if t.get("effect") not in (None, "NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}].effect' must be NoSchedule, "
+                                 f"PreferNoSchedule or NoExecute, got {t['effect']!r}")
+        tolerations.append(Toleration(t.get("key"), t.get("operator", "Equal"), t.get("value"),
+                                      t.get("effect")))
+    retry = doc.get("retry", {})
+    for key in ("backoff", "max"):
+        if key in retry and not _DURATION.match(retry[key]):
+            raise KfpConfigError(f"{path}: 'retry.{key}' must be a duration like 30s, 5m or 1h, "
+                                 f"got {retry[key]!r}")
+    shm = doc.get("shm", {}).get("size", "")
+    if shm and not _QUANTITY.match(shm):
+        raise KfpConfigError(f"{path}: 'shm.size' must be a Kubernetes quantity like 16Gi, got {shm!r}")
+    trainer = doc.get("trainer", {})
+    if trainer.get("poll_seconds", 30) < 1:
+        raise KfpConfigError(f"{path}: 'trainer.poll_seconds' must be >= 1")
+    local = doc.get("local", {}).get("config")
+    base = os.path.dirname(os.path.abspath(path))
+    ckpt = doc.get("checkpoints", {})
+    return KfpConfig(
+        registry=image.get("registry", ""),
+        tag=image.get("tag", "latest"),
+        namespace=doc.get("namespace", "kubeflow"),
+        service_account=doc.get("service_account", ""),
+        host=doc.get("host", ""),
+        experiment=doc.get("experiment", "kubesage"),
+        volumes=volumes,
+        checkpoint_claim=ckpt.get("claim", ""),
+        checkpoint_path=ckpt.get("path", "/checkpoints"),
+        shm_size=shm,
+        node_selector=_strings(path, "scheduling.node_selector",
+                               doc.get("scheduling", {}).get("node_selector", {})),
+        tolerations=tuple(tolerations),
+        env=_strings(path, "env", doc.get("env", {})),
+        retry_backoff=_seconds(retry.get("backoff", "30s")),
+        retry_factor=float(retry.get("factor", 2.0)),
+        retry_max=_seconds(retry.get("max", "1h")),
+        trainer_runtime=trainer.get("runtime", "torch-distributed"),
+        trainer_poll_s=trainer.get("poll_seconds", 30),
+        local_config=os.path.normpath(os.path.join(base, local)) if local else None,
+        source=path,
+    )
+
+
+def _seconds(duration: str) -> str:
+    """``5m`` -> ``300s``: KFP's retry policy takes seconds."""
+    n, unit = int(duration[:-1]), duration[-1]
+    return f"{n * {'s': 1, 'm': 60, 'h': 3600}[unit]}s"

@@ -1,0 +1,216 @@
+"""``kubesage run --target kfp``: compile, then run the compiled YAML with kfp.local.
+
+The YAML that would go to the cluster (with local image names, since no registry is needed
+here) is loaded back with ``kfp.components.load_component_from_file`` and executed by the kfp
+SDK's own ``kfp.local.DockerRunner``. The data mounts of the local config are bind-mounted
+read-only at the paths the components declare (FSx at ``/fsx``); kfp.local ignores resources and
+Kubernetes settings. The run is recorded in the local run store like any other run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Any, TextIO
+
+from kubesage.dsl.control import Condition, ParallelFor
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.pipeline import Pipeline
+from kubesage.dsl.task import Task
+from kubesage.local.artifacts import fingerprint_tree, sha256_tree
+from kubesage.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.local.record import RunRecord, StepRecord
+from kubesage.local.runner import new_run_id
+from kubesage.local.store import RunStore
+from kubesage.runtime.kfp import STEP_FILE, kubesage_output_name
+from kubesage.targets.kfp.compiler import compile_to_file
+from kubesage.targets.kfp.config import load_kfp_config
+
+RUNNER = "kfp.local-docker"
+EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root
+
+
+class KfpLocalError(KubesageError):
+    """The compiled pipeline cannot run under kfp.local (no Docker engine, missing image)."""
+
+
+class _Tee:
+    """A text stream writing to the caller's log and to the run's log file."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+def data_mounts(pipeline: Pipeline, local: LocalConfig) -> dict[str, tuple[str, str]]:
+    """mount name -> (path in the container, local folder), checked against the local config."""
+    found: dict[str, tuple[str, str]] = {}
+    for task in pipeline.tasks:
+        for name, target in task.spec.mounts:
+            source = local.mounts.get(name)
+            if source is None:
+                raise ConfigError(
+                    f"component '{task.spec.name}' mounts '{name}' at {target}, but "
+                    f"{local.source} has no 'mounts.{name}'; add 'mounts: {{{name}: "
+                    "/path/to/folder}' to the local config (config/kfp.yaml's local.config names it)")
+            if not os.path.isdir(source):
+                raise ConfigError(f"mounts.{name} in {local.source}: folder {source} does not exist; "
+                                  "create it (or run 'kubesage sample-data' for the sample set)")
+            found[name] = (target, source)
+    return found
+
+
+def _docker_runner(mounts: dict[str, tuple[str, str]], images: set[str]) -> Any:
+    import docker
+    import docker.errors
+    import docker.types
+    from kfp import local
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # the SDK raises several types for "no engine"
+        raise KfpLocalError(f"cannot reach a Docker engine ({e}); start Docker (dockerd)") from None
+    for image in sorted(images):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            # kfp.local would try to pull it from a registry; say what to do instead
+            raise KfpLocalError(f"image {image} is not built; run 'kubesage build' first") from None
+    return local.DockerRunner(
+        mounts=[docker.types.Mount(target=t, source=s, type="bind", read_only=True)
+                for t, s in sorted(mounts.values())],
+        # The compiled command is the full command line, as on Kubernetes, where it replaces the
+        # image's ENTRYPOINT; docker would otherwise prepend the ENTRYPOINT to it.
+        entrypoint=[""],
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HOME": "/tmp"},
+        shm_size="1g",
+    )
+
+
+def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | None = None,
+                 pipeline_file: str = "", log: TextIO | None = None) -> RunRecord:
+    """Compile ``pipeline``, run the YAML under kfp.local DockerRunner, return the run record."""
+    out = log or sys.stderr
+    config = load_kfp_config(config_path)
+    local = load_local_config(config.local_config)
+    values = pipeline.resolve_parameters(params)
+    mounts = data_mounts(pipeline, local)
+    run_id = new_run_id(pipeline.name)
+    run_dir = os.path.abspath(os.path.join(local.store, "kfp", run_id))
+    local_config = config.for_local_images(local.image_tag)
+    compiled = compile_to_file(pipeline, os.path.join(run_dir, "pipeline.yaml"), local_config)
+    runner = _docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks})
+    record = RunRecord(
+        run_id=run_id, pipeline=pipeline.name,
+        pipeline_file=os.path.abspath(pipeline_file) if pipeline_file else "",
+        pipeline_hash=pipeline.digest(), runner=RUNNER, target="kfp", parameters=values,
+        data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()},
+        started=time.time(),
+    )
+    record.steps = [StepRecord(name=t.name, task=t.name, component=t.spec.name,
+                               version=t.spec.version, image=local_config.image(t.spec.image))
+                    for t in pipeline.tasks]
+    store = RunStore(local.store)
+    store.save(record)
+    print(f"run {run_id}: {compiled} under kfp.local DockerRunner "
+          "(resources and Kubernetes settings are ignored locally)", file=out, flush=True)
+    outputs_root = os.path.join(run_dir, "outputs")
+    try:
+        _execute(compiled, values, runner, outputs_root, out, os.path.join(run_dir, "log.txt"))
+    except KeyboardInterrupt:
+        record.status, record.ended = "cancelled", time.time()
+        store.save(record)
+        raise
+    finally:
+        record.ended = time.time()
+    collect_steps(pipeline, record, outputs_root)
+    failed = any(s.status == "failed" for s in record.steps)
+    record.status = "failed" if failed else "succeeded"
+    store.save(record)
+    print(f"run {run_id} {record.status} in {record.ended - record.started:.1f}s", file=out, flush=True)
+    return record
+
+
+def _execute(compiled: str, values: dict[str, Any], runner: Any, outputs_root: str, out: TextIO,
+             log_path: str) -> None:
+    from kfp import components, local
+
+    local.init(runner=runner, pipeline_root=outputs_root, raise_on_error=False)
+    pipeline_component = components.load_component_from_file(compiled)
+    with open(log_path, "w") as log_file, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        with contextlib.redirect_stdout(_Tee(out, log_file)):  # type: ignore[type-var]
+            pipeline_component(**values)
+
+
+def collect_steps(pipeline: Pipeline, record: RunRecord, outputs_root: str) -> None:
+    """Fill each step record from what kfp.local left in its task root."""
+    runs = sorted(os.listdir(outputs_root)) if os.path.isdir(outputs_root) else []
+    base = os.path.join(outputs_root, runs[-1]) if runs else ""
+    by_name = {s.name: s for s in record.steps}
+    for task in pipeline.tasks:  # definition order: upstream steps are settled first
+        _collect_step(task, by_name[task.name], os.path.join(base, task.name) if base else "",
+                      by_name)
+
+
+def _collect_step(task: Task, step: StepRecord, root: str, steps: dict[str, StepRecord]) -> None:
+    note = _read_json(os.path.join(root, STEP_FILE)) if root else None
+    attempts = (note or {}).get("attempts", [])
+    if attempts:
+        step.attempts = len(attempts)
+        step.started, step.ended = attempts[0]["started"], attempts[-1]["ended"]
+        step.error = attempts[-1]["error"]
+    if any(isinstance(g, ParallelFor) for g in task.groups):
+        step.log = "kfp.local runs every item of a ParallelFor in one task folder; last item shown"
+    result = _read_json(os.path.join(root, EXECUTOR_OUTPUT)) if root else None
+    if result is not None and not step.error:
+        step.status = "succeeded"
+        step.returns = {kubesage_output_name(k): v for k, v in result.get("parameterValues", {}).items()}
+        for name, value in step.returns.items():
+            declared = next((r for r in task.spec.returns if r.name == name), None)
+            if declared is not None and declared.type == "int" and isinstance(value, float):
+                step.returns[name] = int(value)
+        kinds = {a.name: a.type for a in task.spec.outputs}
+        for name, entry in result.get("artifacts", {}).items():
+            art = entry["artifacts"][0]
+            path = art["uri"]
+            meta = art.get("metadata", {})
+            step.outputs[name] = {"path": path, "sha256": sha256_tree(path) if os.path.exists(path)
+                                  else "", "metadata": meta}
+            if kinds.get(name) == "Metrics":
+                step.metrics.update({k: float(v) for k, v in meta.items()
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return
+    if attempts or (root and os.path.isdir(root)):
+        step.status = "failed"
+        step.error = step.error or f"the container exited without an executor output; see {root}"
+        return
+    upstream = [steps[t.name].status for t in task.upstream()]
+    if any(s in ("failed", "not_run") for s in upstream):
+        step.status = "not_run"
+    elif any(s == "skipped" for s in upstream) or any(isinstance(g, Condition) for g in task.groups):
+        step.status = "skipped"
+    else:
+        step.status = "not_run"
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

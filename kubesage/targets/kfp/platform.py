@@ -1,0 +1,73 @@
+"""Per-task Kubernetes settings (kfp-kubernetes): resources, volumes, scheduling, env, retries.
+
+Everything here comes from the task (what it needs) and the target config (where it runs);
+the portable part of the compiled pipeline never sees a claim name or a toleration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfp import kubernetes
+
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.task import Task
+from kubesage.targets.kfp.components import is_distributed
+from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.trainjob import SHM_VOLUME, cpu_quantity
+
+# A launcher pod only copies files and polls the API; the TrainJob nodes get the real resources.
+LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
+
+
+class MountConfigError(KubesageError):
+    """A component mounts data the Kubeflow config has no PersistentVolumeClaim for."""
+
+
+def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
+    """Configure one compiled task: caching, retries, resources, volumes, scheduling, env."""
+    kfp_task.set_caching_options(task.cache)
+    if task.retries:
+        kfp_task.set_retry(task.retries, backoff_duration=config.retry_backoff,
+                           backoff_factor=config.retry_factor, backoff_max_duration=config.retry_max)
+    _resources(kfp_task, task)
+    for name, path in task.spec.mounts:
+        claim = config.volumes.get(name)
+        if claim is None:
+            raise MountConfigError(
+                f"component '{task.spec.name}' (task '{task.name}') mounts '{name}' at {path}, but "
+                f"{config.source} has no 'volumes.{name}'; add 'volumes: {{{name}: {{claim: "
+                "<PersistentVolumeClaim name>}}' to the Kubeflow config")
+        kubernetes.mount_pvc(kfp_task, pvc_name=claim, mount_path=path)
+    if config.checkpoint_claim:
+        kubernetes.mount_pvc(kfp_task, pvc_name=config.checkpoint_claim,
+                             mount_path=config.checkpoint_path)
+    elif is_distributed(task.spec):
+        raise MountConfigError(
+            f"task '{task.name}' trains on {task.spec.distribution.nodes} nodes, which exchange "
+            f"inputs and outputs through the checkpoint volume, but {config.source} has no "
+            "'checkpoints.claim'; add 'checkpoints: {claim: <ReadWriteMany claim>, path: /checkpoints}'")
+    if config.shm_size:
+        kubernetes.empty_dir_mount(kfp_task, volume_name=SHM_VOLUME, mount_path="/dev/shm",
+                                   medium="Memory", size_limit=config.shm_size)
+    for key, value in sorted(config.node_selector.items()):
+        kubernetes.add_node_selector(kfp_task, label_key=key, label_value=value)
+    for t in config.tolerations:
+        kubernetes.add_toleration(kfp_task, key=t.key, operator=t.operator, value=t.value,
+                                  effect=t.effect)
+    for key, value in sorted(config.env.items()):
+        kfp_task.set_env_variable(key, value)
+
+
+def _resources(kfp_task: Any, task: Task) -> None:
+    if is_distributed(task.spec):
+        kfp_task.set_cpu_request(LAUNCHER_CPU).set_cpu_limit(LAUNCHER_CPU)
+        kfp_task.set_memory_request(LAUNCHER_MEMORY).set_memory_limit(LAUNCHER_MEMORY)
+        return
+    res = task.resources
+    if res.cpu:
+        kfp_task.set_cpu_request(cpu_quantity(res.cpu)).set_cpu_limit(cpu_quantity(res.cpu))
+    if res.memory:
+        kfp_task.set_memory_request(res.memory).set_memory_limit(res.memory)
+    if res.gpus:
+        kfp_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(res.gpus)

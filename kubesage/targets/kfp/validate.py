@@ -1,0 +1,171 @@
+"""``kubesage validate FILE.yaml``: strict checks of a compiled Kubeflow pipeline, offline.
+
+kfp's own loader only catches syntax and unknown top-level fields. Here every YAML document is
+parsed strictly into the kfp protos (``PipelineSpec`` and its ``PipelineDeploymentConfig``, the
+``PlatformSpec`` and each ``KubernetesExecutorConfig``), so a misspelt field anywhere is an error;
+then every component, executor, task and input reference is resolved.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+FIX = "recompile it with 'kubesage compile PIPELINE --target kfp -o FILE'"
+
+
+class KfpValidationError(KubesageError):
+    """A compiled Kubeflow pipeline file is malformed or has a dangling reference."""
+
+
+def _load_documents(path: str) -> list[Any]:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise KfpValidationError(f"{path} does not exist; compile one with 'kubesage compile "
+                                 "PIPELINE --target kfp -o FILE'")
+    with open(path) as f:
+        try:
+            docs = [d for d in yaml.safe_load_all(f) if d is not None]
+        except yaml.YAMLError as e:
+            raise KfpValidationError(f"{path}: not valid YAML: {e}") from None
+    if not docs:
+        raise KfpValidationError(f"{path}: the file is empty; {FIX}")
+    if len(docs) > 2:
+        raise KfpValidationError(f"{path}: {len(docs)} YAML documents; a compiled pipeline has a "
+                                 f"PipelineSpec and at most one PlatformSpec; {FIX}")
+    for i, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            raise KfpValidationError(f"{path}: document {i} is a {type(doc).__name__}, not a "
+                                     f"mapping; {FIX}")
+    return docs
+
+
+def _parse(path: str, what: str, doc: Any, message: Any) -> Any:
+    from google.protobuf import json_format
+
+    try:
+        json_format.ParseDict(doc, message)
+    except json_format.ParseError as e:
+        raise KfpValidationError(f"{path}: {what} is not a valid {type(message).__name__}: {e}; "
+                                 f"{FIX}") from None
+    return message
+
+
+def validate_file(path: str) -> str:
+    """Validate ``path``; returns a one-line summary or raises ``KfpValidationError``."""
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pb2
+
+    docs = _load_documents(path)
+    spec = _parse(path, "document 1 (the pipeline)", docs[0], pb2.PipelineSpec())
+    deployment = _parse(path, "deploymentSpec", docs[0].get("deploymentSpec", {}),
+                        pb2.PipelineDeploymentConfig())
+    if not spec.pipeline_info.name:
+        raise KfpValidationError(f"{path}: pipelineInfo.name is missing; {FIX}")
+    if not spec.root.HasField("dag"):
+        raise KfpValidationError(f"{path}: root has no dag; {FIX}")
+    executors = set(deployment.executors)
+    components = dict(spec.components)
+    for name, comp in components.items():
+        kind = comp.WhichOneof("implementation")
+        if kind == "executor_label" and comp.executor_label not in executors:
+            raise KfpValidationError(
+                f"{path}: component '{name}' runs executor '{comp.executor_label}', which "
+                f"deploymentSpec.executors does not define (it has: {', '.join(sorted(executors))}); "
+                f"{FIX}")
+        if kind is None:
+            raise KfpValidationError(f"{path}: component '{name}' has neither a dag nor an "
+                                     f"executorLabel; {FIX}")
+    n_tasks = _check_dag(path, "root", spec.root, components)
+    for name, comp in components.items():
+        if comp.HasField("dag"):
+            n_tasks += _check_dag(path, name, comp, components)
+    k8s_count = 0
+    if len(docs) == 2:
+        platform = _parse(path, "document 2 (the platform config)", docs[1], pb2.PlatformSpec())
+        for pname, single in platform.platforms.items():
+            if pname != "kubernetes":
+                raise KfpValidationError(f"{path}: platform '{pname}' is unknown; only "
+                                         f"'kubernetes' is defined for Kubeflow; {FIX}")
+            raw = docs[1]["platforms"]["kubernetes"].get("deploymentSpec", {}).get("executors", {})
+            for label, config in raw.items():
+                if label not in executors:
+                    raise KfpValidationError(
+                        f"{path}: the Kubernetes config names executor '{label}', which "
+                        f"deploymentSpec.executors does not define; {FIX}")
+                _parse(path, f"the Kubernetes config of executor '{label}'", config,
+                       k8s_pb2.KubernetesExecutorConfig())
+                k8s_count += 1
+            del single
+    _load_with_kfp(path)
+    return (f"{path}: Kubeflow pipeline '{spec.pipeline_info.name}' is valid ({n_tasks} tasks, "
+            f"{len(components)} components, {len(executors)} executors, Kubernetes config for "
+            f"{k8s_count} executors)")
+
+
+def _check_dag(path: str, owner: str, comp: Any, components: dict[str, Any]) -> int:
+    """Resolve every reference of the tasks of one DAG; returns how many tasks it has."""
+    tasks = dict(comp.dag.tasks)
+    inputs = comp.input_definitions
+    for tname, task in tasks.items():
+        where = f"{path}: task '{tname}' of {owner}"
+        ref = task.component_ref.name
+        if ref not in components:
+            raise KfpValidationError(f"{where} runs component '{ref}', which is not defined under "
+                                     f"components; {FIX}")
+        target = components[ref]
+        for dep in task.dependent_tasks:
+            if dep not in tasks:
+                raise KfpValidationError(f"{where} depends on task '{dep}', which {owner} does not "
+                                         f"have; {FIX}")
+        for key, value in task.inputs.parameters.items():
+            if key not in target.input_definitions.parameters:
+                raise KfpValidationError(f"{where} passes parameter '{key}', which component "
+                                         f"'{ref}' does not declare; {FIX}")
+            kind = value.WhichOneof("kind")
+            if kind == "component_input_parameter" and \
+                    value.component_input_parameter not in inputs.parameters:
+                raise KfpValidationError(
+                    f"{where} reads input parameter '{value.component_input_parameter}', which "
+                    f"{owner} does not declare; {FIX}")
+            if kind == "task_output_parameter":
+                _check_producer(where, owner, tasks, components, value.task_output_parameter.producer_task,
+                                value.task_output_parameter.output_parameter_key, "parameters")
+        for key, value in task.inputs.artifacts.items():
+            if key not in target.input_definitions.artifacts:
+                raise KfpValidationError(f"{where} passes artifact '{key}', which component "
+                                         f"'{ref}' does not declare; {FIX}")
+            kind = value.WhichOneof("kind")
+            if kind == "component_input_artifact" and \
+                    value.component_input_artifact not in inputs.artifacts:
+                raise KfpValidationError(
+                    f"{where} reads input artifact '{value.component_input_artifact}', which "
+                    f"{owner} does not declare; {FIX}")
+            if kind == "task_output_artifact":
+                _check_producer(where, owner, tasks, components, value.task_output_artifact.producer_task,
+                                value.task_output_artifact.output_artifact_key, "artifacts")
+    return len(tasks)
+
+
+def _check_producer(where: str, owner: str, tasks: dict[str, Any], components: dict[str, Any],
+                    producer: str, key: str, kind: str) -> None:
+    if producer not in tasks:
+        raise KfpValidationError(f"{where} takes '{key}' from task '{producer}', which {owner} "
+                                 f"does not have; {FIX}")
+    comp = components.get(tasks[producer].component_ref.name)
+    declared = getattr(comp.output_definitions, kind) if comp is not None else {}
+    if key not in declared:
+        raise KfpValidationError(f"{where} takes output '{key}' of task '{producer}', whose "
+                                 f"component does not declare it; {FIX}")
+
+
+def _load_with_kfp(path: str) -> None:
+    from kfp import components
+
+    try:
+        components.load_component_from_file(path)
+    except Exception as e:  # what kfp's loader raises varies by problem
+        raise KfpValidationError(f"{path}: kfp cannot load it: {e}; {FIX}") from None
