@@ -1,0 +1,436 @@
+"""Neutral pipeline graph -> SageMaker Pipelines definition, built with the SageMaker SDK v3.
+
+One step per task (and per item of a literal ``ParallelFor``): ``ProcessingStep`` or
+``TrainingStep`` running ``python -m kubesage.runtime sagemaker_processing|sagemaker_training``
+in the component's image, ``ModelStep`` for registration, ``ConditionStep`` + ``FailStep`` for a
+``Condition``. Artifacts travel through S3 under ``s3://<bucket>/<prefix>/<pipeline>/<step>/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesage.dsl.channel import LoopItem, PipelineParam, TaskOutput
+from kubesage.dsl.control import Condition, ParallelFor
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.interface import ComponentSpec
+from kubesage.dsl.pipeline import Pipeline
+from kubesage.dsl.task import Task
+from kubesage.dsl.validate import topological_order
+from kubesage.targets.sagemaker.conditions import compile_condition, describe
+from kubesage.targets.sagemaker.config import SageMakerConfig
+from kubesage.targets.sagemaker.parameters import (
+    as_string,
+    compile_parameters,
+    fan_out_parameters,
+)
+
+PROCESSING_ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_processing"]
+TRAINING_ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_training"]
+RESULT_OUTPUT = "kubesage-result"  # every processing step: returns, metrics, artifact metadata
+RESULT_FILE = "result.json"
+PROCESSING = "/opt/ml/processing"
+
+
+class CompileError(KubesageError):
+    """A pipeline cannot be expressed on SageMaker Pipelines as written."""
+
+
+def step_kind(spec: ComponentSpec, config: SageMakerConfig) -> str:
+    """processing, training or register: the config's hint, else the default rule."""
+    hint = config.hints(spec.name).kind
+    if hint:
+        return hint
+    makes_model = any(a.type == "Model" for a in spec.outputs)
+    reads_model = any(a.type == "Model" for a in spec.inputs)
+    if (makes_model and not reads_model) or spec.distribution.world_size > 1:
+        return "training"
+    return "processing"
+
+
+@dataclass
+class _Instance:
+    task: Task
+    index: tuple[int, ...]
+    name: str
+    kind: str = ""
+    step: Any = None
+    property_files: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+class Compiler:
+    """Builds the SDK ``Pipeline`` for one neutral pipeline and one target config."""
+
+    def __init__(self, pipeline: Pipeline, config: SageMakerConfig, session: Any) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.session = session
+        self.params = compile_parameters(pipeline)
+        self.fan_out = fan_out_parameters(pipeline)
+        self.instances: list[_Instance] = []
+        self._by_task: dict[int, dict[tuple[int, ...], _Instance]] = {}
+
+    # -- the whole pipeline -----------------------------------------------------------
+    def build(self) -> Any:
+        from sagemaker.mlops.workflow.condition_step import ConditionStep
+        from sagemaker.mlops.workflow.fail_step import FailStep
+        from sagemaker.mlops.workflow.pipeline import Pipeline as SdkPipeline
+
+        self._expand()
+        top: list[Any] = []
+        branches: dict[str, list[Any]] = {}
+        for inst in self.instances:
+            inst.kind = step_kind(inst.task.spec, self.config)
+            inst.step = {"processing": self._processing, "training": self._training,
+                         "register": self._register}[inst.kind](inst)
+            cond = self._condition_of(inst.task)
+            if cond is None:
+                top.append(inst.step)
+            else:
+                branches.setdefault(cond.id, []).append(inst.step)
+        for group in self.pipeline.groups:
+            if not isinstance(group, Condition) or group.id not in branches:
+                continue
+            fail = FailStep(
+                name=f"{group.id}-not-met",
+                error_message=f"condition {describe(group.comparison)} does not hold; the "
+                              "steps it guards did not run",
+            )
+            top.append(ConditionStep(
+                name=group.id,
+                conditions=[compile_condition(group.comparison, self._resolve_for(None))],
+                if_steps=branches[group.id],
+                else_steps=[fail],
+            ))
+        return SdkPipeline(
+            name=self.pipeline.name,
+            parameters=list(self.params.values()),
+            steps=top,
+            sagemaker_session=self.session,
+        )
+
+    def _expand(self) -> None:
+        for task in topological_order(self.pipeline):
+            loops = [g for g in task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
+            sizes = [len(g.items) for g in loops]  # literal lists: unrolled
+            copies = {}
+            for index in itertools.product(*(range(n) for n in sizes)):
+                name = task.name + "".join(f"-{i}" for i in index)
+                copies[index] = inst = _Instance(task, index, name)
+                self.instances.append(inst)
+            self._by_task[id(task)] = copies
+
+    def _condition_of(self, task: Task) -> Condition | None:
+        conds = [g for g in task.groups if isinstance(g, Condition)]
+        if len(conds) > 1:
+            raise CompileError(
+                f"task '{task.name}' sits in {len(conds)} nested Conditions; SageMaker target "
+                "compiles one level: combine them into one Condition or move the task out"
+            )
+        return conds[0] if conds else None
+
+    # -- values -----------------------------------------------------------------------
+    def _producer(self, out: TaskOutput, inst: _Instance | None) -> _Instance:
+        copies = self._by_task[id(out.task)]
+        loops = [g for g in out.task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
+        if inst is None or not loops:
+            if len(copies) != 1:
+                raise CompileError(
+                    f"{out.describe()} has one value per loop item; read it inside the same loop")
+            return next(iter(copies.values()))
+        mine = [g for g in inst.task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
+        return copies[tuple(inst.index[mine.index(g)] for g in loops)]
+
+    def _resolve_for(self, inst: _Instance | None) -> Any:
+        def resolve(value: Any) -> Any:
+            if isinstance(value, PipelineParam):
+                return self.params[value.name]
+            if isinstance(value, LoopItem):
+                if value.field:
+                    raise CompileError(
+                        f"{value.describe()}: SageMaker executions take one string per item; "
+                        "loop over a list of strings instead of dicts")
+                if value.loop_id in self.fan_out:
+                    return self.params[self.fan_out[value.loop_id]]
+                assert inst is not None
+                loops = [g for g in inst.task.groups if isinstance(g, ParallelFor)
+                         and g.id not in self.fan_out]
+                loop = next(g for g in loops if g.id == value.loop_id)
+                assert isinstance(loop.items, list)
+                return loop.items[inst.index[loops.index(loop)]]
+            if isinstance(value, TaskOutput):
+                producer = self._producer(value, inst)
+                if value.is_artifact:
+                    return self._artifact_uri(producer, value.output)
+                return self._json_get(producer, value.output)
+            return value
+        return resolve
+
+    def _artifact_uri(self, producer: _Instance, output: str) -> Any:
+        if producer.kind == "training":
+            return producer.step.properties.ModelArtifacts.S3ModelArtifacts
+        if producer.kind == "processing":
+            return producer.step.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
+        raise CompileError(
+            f"task '{producer.name}' is a registration step on SageMaker and has no artifact "
+            f"'{output}' to read; connect the upstream model instead")
+
+    def _json_get(self, producer: _Instance, name: str) -> Any:
+        from sagemaker.core.workflow.functions import JsonGet
+        from sagemaker.core.workflow.properties import PropertyFile
+
+        if producer.kind != "processing":
+            raise CompileError(
+                f"output '{name}' of task '{producer.name}' is read by a condition or another "
+                f"step, but '{producer.task.spec.name}' compiles to a {producer.kind} step, whose "
+                "returned values SageMaker cannot read; return it from a processing component")
+        hint = self.config.hints(producer.task.spec.name).returns.get(name)
+        output, path, json_path = hint or (RESULT_OUTPUT, RESULT_FILE, f"returns.{name}")
+        key = (output, path)
+        if key not in producer.property_files:
+            pf = PropertyFile(name=f"{output}-{path.rsplit('.', 1)[0]}".replace("/", "-"),
+                              output_name=output, path=path)
+            producer.property_files[key] = pf
+            producer.step.property_files.append(pf)
+        return JsonGet(step_name=producer.name, property_file=producer.property_files[key],
+                       json_path=json_path)
+
+    def _s3(self, inst: _Instance, *parts: str) -> Any:
+        if not self.fan_out:
+            return self.config.s3(self.pipeline.name, inst.name, *parts)
+        from sagemaker.core.workflow.functions import Join
+
+        keys = [self.params[name] for name in sorted(set(self.fan_out.values()))]
+        return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, inst.name, *parts])
+
+    def _arguments(self, inst: _Instance) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(parameter name -> value, artifact input name -> S3 URI expression)."""
+        resolve = self._resolve_for(inst)
+        params, artifacts = {}, {}
+        for arg, value in sorted(inst.task.arguments.items()):
+            if inst.task.spec.input(arg) is not None:
+                artifacts[arg] = resolve(value)
+            else:
+                params[arg] = resolve(value)
+        return params, artifacts
+
+    def _input_layout(self, inst: _Instance) -> dict[str, str]:
+        """Input name -> folder inside what arrives (a training job's model.tar.gz holds one
+        folder per output); '' when the artifact is the folder itself."""
+        layout = {}
+        for arg, value in sorted(inst.task.arguments.items()):
+            if isinstance(value, TaskOutput) and value.is_artifact:
+                producer = self._producer(value, inst)
+                layout[arg] = value.output if producer.kind == "training" else ""
+        return layout
+
+    def _mount(self, spec: ComponentSpec, name: str) -> Any:
+        mount = self.config.mounts.get(name)
+        if mount is None:
+            raise KubesageError(
+                f"component '{spec.name}' mounts '{name}', but {self.config.source} has no "
+                f"'mounts.{name}'; add mounts: {{{name}: {{file_system_id: fs-..., "
+                "directory_path: /abcdefgh/data, s3_uri: s3://...}}}}")
+        return mount
+
+    def _common(self, inst: _Instance) -> dict[str, Any]:
+        from sagemaker.mlops.workflow.retry import (
+            SageMakerJobExceptionTypeEnum,
+            SageMakerJobStepRetryPolicy,
+        )
+        from sagemaker.mlops.workflow.steps import CacheConfig
+
+        out: dict[str, Any] = {"name": inst.name}
+        if inst.task.cache:
+            out["cache_config"] = CacheConfig(enable_caching=True,
+                                              expire_after=self.config.cache_expire_after)
+        if inst.task.retries:
+            out["retry_policies"] = [SageMakerJobStepRetryPolicy(
+                exception_types=[SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                                 SageMakerJobExceptionTypeEnum.CAPACITY_ERROR],
+                max_attempts=inst.task.retries)]
+        return out
+
+    # -- steps ------------------------------------------------------------------------
+    def _processing(self, inst: _Instance) -> Any:
+        from sagemaker.core.network import NetworkConfig
+        from sagemaker.core.processing import Processor
+        from sagemaker.core.shapes import (
+            ProcessingInput,
+            ProcessingOutput,
+            ProcessingS3Input,
+            ProcessingS3Output,
+        )
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        params, artifacts = self._arguments(inst)
+        layout = self._input_layout(inst)
+        args: list[Any] = ["--entry", spec.entry]
+        inputs = []
+        for name, uri in artifacts.items():
+            inputs.append(ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
+                s3_uri=uri, local_path=f"{PROCESSING}/input/{name}", s3_data_type="S3Prefix",
+                s3_input_mode="File")))
+            args += ["--input", f"{name}={layout.get(name, '')}"]
+        for name, target in spec.mounts:
+            mount = self._mount(spec, name)
+            local = f"{PROCESSING}/mounts/{name}"
+            inputs.append(ProcessingInput(input_name=f"mount-{name}", s3_input=ProcessingS3Input(
+                s3_uri=mount.s3_uri, local_path=local, s3_data_type="S3Prefix",
+                s3_input_mode="File")))
+            args += ["--mount", f"{target}={local}"]
+        for name, value in params.items():
+            args += ["--param", name, as_string(value)]
+        outputs = [
+            ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
+                s3_uri=self._s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
+                s3_upload_mode="EndOfJob"))
+            for name in [a.name for a in spec.outputs] + [RESULT_OUTPUT]
+        ]
+        processor = Processor(
+            role=self.config.role_arn,
+            image_uri=self.config.image_uri(spec.image, spec.name),
+            instance_count=hints.instance_count or 1,
+            instance_type=hints.instance_type or self.config.processing_instance_type,
+            volume_size_in_gb=hints.volume_size_gb or 30,
+            entrypoint=PROCESSING_ENTRYPOINT,
+            max_runtime_in_seconds=self.config.max_run_s,
+            base_job_name=inst.name,
+            env={"KUBESAGE_STEP": inst.name},
+            network_config=NetworkConfig(subnets=list(self.config.subnets),
+                                         security_group_ids=list(self.config.security_groups)),
+            sagemaker_session=self.session,
+        )
+        step_args = processor.run(inputs=inputs, outputs=outputs, arguments=args)
+        return ProcessingStep(step_args=step_args, property_files=[], **self._common(inst))
+
+    def _training(self, inst: _Instance) -> Any:
+        from sagemaker.core.shapes import FileSystemDataSource, StoppingCondition
+        from sagemaker.core.training.configs import (
+            CheckpointConfig,
+            Compute,
+            InputData,
+            Networking,
+            OutputDataConfig,
+        )
+        from sagemaker.mlops.workflow.steps import TrainingStep
+
+        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        params, artifacts = self._arguments(inst)
+        channels = [InputData(channel_name=name, data_source=uri) for name, uri in artifacts.items()]
+        mounts = {}
+        for name, target in spec.mounts:
+            mount = self._mount(spec, name)
+            channels.append(InputData(channel_name=name, data_source=FileSystemDataSource(
+                file_system_id=mount.file_system_id, file_system_type="FSxLustre",
+                directory_path=mount.directory_path, file_system_access_mode="ro")))
+            mounts[target] = f"/opt/ml/input/data/{name}"
+        stopping = StoppingCondition(max_runtime_in_seconds=self.config.max_run_s)
+        if self.config.spot:
+            stopping = StoppingCondition(max_runtime_in_seconds=self.config.max_run_s,
+                                         max_wait_time_in_seconds=self.config.max_wait_s)
+        trainer = _trainer_class()(
+            training_image=self.config.image_uri(spec.image, spec.name),
+            role=self.config.role_arn,
+            base_job_name=inst.name,
+            sagemaker_session=self.session,
+            compute=Compute(
+                instance_type=hints.instance_type or self.config.training_instance_type,
+                instance_count=hints.instance_count or spec.distribution.nodes,
+                volume_size_in_gb=hints.volume_size_gb or 30,
+                enable_managed_spot_training=self.config.spot or None,
+            ),
+            networking=Networking(subnets=list(self.config.subnets),
+                                  security_group_ids=list(self.config.security_groups)),
+            stopping_condition=stopping,
+            output_data_config=OutputDataConfig(s3_output_path=self._s3(inst),
+                                                compression_type="GZIP"),
+            checkpoint_config=CheckpointConfig(s3_uri=self._s3(inst, "checkpoints"),
+                                               local_path="/opt/ml/checkpoints"),
+            hyperparameters={name: as_string(value) for name, value in params.items()},
+            environment={
+                "KUBESAGE_ENTRY": spec.entry,
+                "KUBESAGE_STEP": inst.name,
+                "KUBESAGE_INPUTS": json.dumps(self._input_layout(inst), sort_keys=True),
+                "KUBESAGE_MOUNTS": json.dumps(mounts, sort_keys=True),
+                "KUBESAGE_PROCS_PER_NODE": str(spec.distribution.procs_per_node),
+            },
+        )
+        step_args = trainer.train(input_data_config=channels or None)
+        return TrainingStep(step_args=step_args, **self._common(inst))
+
+    def _register(self, inst: _Instance) -> Any:
+        from sagemaker.mlops.workflow.model_step import ModelStep
+        from sagemaker.serve.model_builder import ModelBuilder
+
+        spec = inst.task.spec
+        params, artifacts = self._arguments(inst)
+        models = [a.name for a in spec.inputs if a.type == "Model"]
+        if len(models) != 1:
+            raise CompileError(
+                f"component '{spec.name}' is mapped to a registration step (kind: register) and "
+                f"needs exactly one Model input, it has {len(models)}; change its hint in "
+                f"{self.config.source}")
+        builder = ModelBuilder(
+            image_uri=self.config.image_uri(spec.image, spec.name),
+            s3_model_data_url=artifacts[models[0]],
+            role_arn=self.config.role_arn,
+            sagemaker_session=self.session,
+            log_level=logging.ERROR,
+        )
+        step_args = builder.register(
+            model_package_group_name=self.config.model_package_group,
+            content_types=["application/json"],
+            response_types=["application/json"],
+            inference_instances=[self.config.processing_instance_type],
+            transform_instances=[self.config.processing_instance_type],
+            approval_status="PendingManualApproval",
+            description=(spec.description.splitlines() or [spec.name])[0][:1000],
+            customer_metadata_properties={k: as_string(v) for k, v in params.items()},
+        )
+        common = self._common(inst)
+        common.pop("cache_config", None)  # registration is not a cacheable job
+        common.pop("retry_policies", None)
+        return ModelStep(step_args=step_args, **common)
+
+
+_TRAINER: Any = None
+
+
+def _trainer_class() -> Any:
+    """``ModelTrainer`` that starts the kubesage runtime in a bring-your-own image.
+
+    Without ``source_code`` the SDK leaves the container entry point to the image; the
+    definition names it (``ContainerEntrypoint``) so any image holding the runtime works.
+    """
+    global _TRAINER
+    if _TRAINER is None:
+        from sagemaker.train import ModelTrainer
+
+        class KubesageTrainer(ModelTrainer):  # type: ignore[misc]
+            def _create_training_job_args(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+                request: dict[str, Any] = super()._create_training_job_args(*args, **kwargs)
+                if "AlgorithmSpecification" in request:  # pipeline sessions: the API's form
+                    request["AlgorithmSpecification"]["ContainerEntrypoint"] = list(TRAINING_ENTRYPOINT)
+                else:
+                    request["algorithm_specification"].container_entrypoint = list(TRAINING_ENTRYPOINT)
+                return request
+
+        _TRAINER = KubesageTrainer
+    return _TRAINER
+
+
+def definition_json(pipeline: Pipeline, config: SageMakerConfig) -> str:
+    """The definition as canonical JSON text (sorted keys): the same input, the same bytes."""
+    from kubesage.targets.sagemaker.session import pipeline_session, quiet_sdk_logs
+
+    session = pipeline_session(config)
+    sdk_pipeline = Compiler(pipeline, config, session).build()
+    quiet_sdk_logs()
+    doc = json.loads(sdk_pipeline.definition())
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,264 @@
+"""The SageMaker target config (``config/sagemaker.yaml``): where and on what a pipeline runs.
+
+Nothing here is pipeline code: role, bucket, images, instance types, network, FSx and the
+model package group live in this file, and every missing or malformed value is reported with
+its key. Per-component hints (``components:``) tell the compiler how to map a component when
+the defaults (below) are not what you want.
+
+Default mapping of a component onto a SageMaker step:
+
+- ``training``: it declares a ``Model`` output and no ``Model`` input, or a ``Distribution`` of
+  more than one process (the job that makes a model);
+- ``register``: only by hint (``kind: register``), becomes a ``ModelStep`` (RegisterModel);
+- ``processing``: everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+
+DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
+KINDS = ("processing", "training", "register")
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_FSX = re.compile(r"^fs-[0-9a-f]{8,21}$")
+_INSTANCE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9-]+$")
+_DURATION = re.compile(r"^P(\d+D)?(T(\d+H)?(\d+M)?)?$")
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class SageMakerConfigError(KubesageError):
+    """The SageMaker target config is missing, malformed, or has a wrong value."""
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    """An FSx for Lustre file system that plays a named data mount (``fsx``)."""
+
+    file_system_id: str
+    directory_path: str  # /<mount name>/<path inside the file system>
+    s3_uri: str  # its S3 data repository: processing jobs read the same data from here
+
+
+@dataclass(frozen=True)
+class ComponentHints:
+    """How one component maps onto SageMaker; every field is optional."""
+
+    kind: str | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    volume_size_gb: int | None = None
+    # return name -> (output artifact, file in it, JSON path): where a condition reads a value
+    returns: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    """Everything the compiler, the local executor and submission need to know."""
+
+    region: str
+    role_arn: str
+    bucket: str
+    prefix: str
+    images: dict[str, str]
+    processing_instance_type: str
+    training_instance_type: str
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    spot: bool
+    max_run_s: int
+    max_wait_s: int
+    mounts: dict[str, MountConfig]
+    model_package_group: str
+    cache_expire_after: str = "P30D"
+    components: dict[str, ComponentHints] = field(default_factory=dict)
+    local_config: str | None = None  # local target config for `run --target sagemaker`
+    source: str = "(defaults)"
+
+    @property
+    def account_id(self) -> str:
+        match = _ROLE.match(self.role_arn)
+        assert match is not None
+        return match.group(1)
+
+    def image_uri(self, image: str, component: str) -> str:
+        """The registry URI of a logical image name (``kubesage/torch``)."""
+        name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        uri = self.images.get(image) or self.images.get(name)
+        if uri is None:
+            raise SageMakerConfigError(
+                f"{self.source}: component '{component}' runs in image '{name}', but 'images' has "
+                f"no entry for it; add 'images: {{{name}: <account>.dkr.ecr.<region>."
+                f"amazonaws.com/{name}:<tag>}}'"
+            )
+        return uri
+
+    def hints(self, component: str) -> ComponentHints:
+        return self.components.get(component, ComponentHints())
+
+    def s3(self, *parts: str) -> str:
+        """``s3://<bucket>/<prefix>/<parts...>``."""
+        keys = [p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/")]
+        return "s3://" + "/".join([self.bucket, *keys])
+
+
+def load_config(path: str | None = None) -> SageMakerConfig:
+    """Read and check the target config; without ``path`` read ``config/sagemaker.yaml``."""
+    path = path or DEFAULT_PATH
+    if not os.path.exists(path):
+        raise SageMakerConfigError(
+            f"SageMaker target config {path} does not exist; pass --config FILE or copy "
+            "config/sagemaker.yaml and fill in your account's values"
+        )
+    import yaml
+
+    with open(path) as f:
+        try:
+            doc: Any = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise SageMakerConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise SageMakerConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
+    return _parse(doc, path)
+
+
+class _Reader:
+    """Typed access to a YAML mapping; every error names the dotted key and the fix."""
+
+    def __init__(self, doc: dict[str, Any], path: str, where: str = "") -> None:
+        self.doc, self.path, self.where = doc, path, where
+
+    def key(self, name: str) -> str:
+        return f"{self.where}{name}"
+
+    def fail(self, name: str, problem: str) -> SageMakerConfigError:
+        return SageMakerConfigError(f"{self.path}: '{self.key(name)}' {problem}")
+
+    def get(self, name: str, kind: type, required: bool = True, default: Any = None,
+            pattern: re.Pattern[str] | None = None, example: str = "") -> Any:
+        if name not in self.doc or self.doc[name] is None:
+            if required:
+                raise self.fail(name, f"is missing; add it, e.g. {name}: {example}")
+            return default
+        value = self.doc[name]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.fail(name, f"must be an integer, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be a {kind.__name__}, got {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(name, f"is malformed: {value!r}; expected something like {example}")
+        return value
+
+    def child(self, name: str, required: bool = True, example: str = "") -> _Reader:
+        sub = self.get(name, dict, required, {}, example=example)
+        return _Reader(sub, self.path, f"{self.key(name)}.")
+
+    def strings(self, name: str, pattern: re.Pattern[str], example: str) -> tuple[str, ...]:
+        values = self.get(name, list, example=f"[{example}]")
+        if not values:
+            raise self.fail(name, f"is empty; list at least one, e.g. [{example}]")
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or not pattern.match(v):
+                raise self.fail(f"{name}[{i}]", f"is malformed: {v!r}; expected e.g. {example}")
+        return tuple(values)
+
+    def unknown(self, known: tuple[str, ...]) -> None:
+        for name in self.doc:
+            if name not in known:
+                raise self.fail(str(name), f"is not a known setting; known here: {', '.join(known)}")
+
+
+_TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
+        "mounts", "model_package_group", "cache_expire_after", "components", "local_config")
+
+
+def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
+    r = _Reader(doc, path)
+    r.unknown(_TOP)
+    images = r.get("images", dict, example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
+                   "amazonaws.com/kubesage/torch:1.0}")
+    for name, uri in images.items():
+        if not isinstance(uri, str) or "/" not in uri:
+            raise r.fail(f"images.{name}", f"must be an image URI (registry/repository:tag), got {uri!r}")
+    types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}")
+    types.unknown(("processing", "training"))
+    net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}")
+    net.unknown(("subnets", "security_groups"))
+    spot = r.child("spot", required=False)
+    spot.unknown(("enabled", "max_run_s", "max_wait_s"))
+    max_run = spot.get("max_run_s", int, False, 86400)
+    max_wait = spot.get("max_wait_s", int, False, 2 * max_run)
+    enabled = spot.get("enabled", bool, False, False)
+    if enabled and max_wait < max_run:
+        raise spot.fail("max_wait_s", f"({max_wait}) must be >= max_run_s ({max_run}) for managed spot")
+    mounts_r = r.child("mounts", required=False)
+    mounts = {}
+    for name in mounts_r.doc:
+        m = mounts_r.child(name, example="{file_system_id: fs-..., directory_path: /abcdefgh/data}")
+        m.unknown(("file_system_id", "directory_path", "s3_uri"))
+        mounts[name] = MountConfig(
+            file_system_id=m.get("file_system_id", str, pattern=_FSX, example="fs-0123456789abcdef0"),
+            directory_path=m.get("directory_path", str, pattern=re.compile(r"^/\S*$"),
+                                 example="/abcdefgh/datasets"),
+            s3_uri=m.get("s3_uri", str, pattern=re.compile(r"^s3://[a-z0-9.-]+(/\S*)?$"),
+                         example="s3://my-datasets/"),
+        )
+    components = {}
+    comps_r = r.child("components", required=False)
+    for name in comps_r.doc:
+        c = comps_r.child(name)
+        c.unknown(("kind", "instance_type", "instance_count", "volume_size_gb", "returns"))
+        kind = c.get("kind", str, False)
+        if kind is not None and kind not in KINDS:
+            raise c.fail("kind", f"is {kind!r}; use one of: {', '.join(KINDS)}")
+        count = c.get("instance_count", int, False)
+        if count is not None and count < 1:
+            raise c.fail("instance_count", f"must be >= 1, got {count}")
+        returns = {}
+        rets = c.child("returns", required=False)
+        for ret in rets.doc:
+            rr = rets.child(ret, example="{output: report, file: evaluation.json, path: a.b}")
+            rr.unknown(("output", "file", "path"))
+            returns[ret] = (rr.get("output", str, example="report"),
+                            rr.get("file", str, example="evaluation.json"),
+                            rr.get("path", str, example="metrics.accuracy.value"))
+        components[name] = ComponentHints(
+            kind=kind,
+            instance_type=c.get("instance_type", str, False, pattern=_INSTANCE, example="ml.g5.2xlarge"),
+            instance_count=count,
+            volume_size_gb=c.get("volume_size_gb", int, False),
+            returns=returns,
+        )
+    base = os.path.dirname(os.path.abspath(path))
+    local = r.get("local_config", str, False)
+    return SageMakerConfig(
+        region=r.get("region", str, pattern=_REGION, example="us-east-1"),
+        role_arn=r.get("role_arn", str, pattern=_ROLE,
+                       example="arn:aws:iam::111122223333:role/kubesage-sagemaker"),
+        bucket=r.get("bucket", str, pattern=_BUCKET, example="my-kubesage-bucket"),
+        prefix=r.get("prefix", str, False, "kubesage"),
+        images=dict(images),
+        processing_instance_type=types.get("processing", str, pattern=_INSTANCE, example="ml.m5.xlarge"),
+        training_instance_type=types.get("training", str, pattern=_INSTANCE, example="ml.g5.2xlarge"),
+        subnets=net.strings("subnets", _SUBNET, "subnet-0123456789abcdef0"),
+        security_groups=net.strings("security_groups", _SG, "sg-0123456789abcdef0"),
+        spot=enabled,
+        max_run_s=max_run,
+        max_wait_s=max_wait,
+        mounts=mounts,
+        model_package_group=r.get("model_package_group", str, pattern=_NAME, example="digits-classifier"),
+        cache_expire_after=r.get("cache_expire_after", str, False, "P30D", pattern=_DURATION,
+                                 example="P30D"),
+        components=components,
+        local_config=os.path.normpath(os.path.join(base, local)) if local else None,
+        source=path,
+    )
