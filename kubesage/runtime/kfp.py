@@ -7,14 +7,15 @@ Runs inside the component image, which has no kfp SDK: plain Python and JSON onl
     input, then writes the executor output (artifacts with metadata, so Metrics reach the KFP
     UI, and output parameters, so ``dsl.If`` conditions can test them).
 
-``python -m kubesage.runtime kfp trainjob --entry ... --template JSON --exchange DIR
+``python -m kubesage.runtime kfp trainjob --entry ... --template JSON --checkpoint-root DIR
 --job-id ID --task-id ID --executor-input JSON``
     The launcher of a multi-node step: stages inputs on the shared checkpoint volume, creates a
-    Kubeflow Trainer TrainJob, waits for it, brings the outputs back, fails if the TrainJob fails.
+    Kubeflow Trainer TrainJob whose nodes run the local contract on that task file
+    (``python -m kubesage.runtime local``, which starts torchrun from the Trainer's ``PET_*``
+    variables; rank 0 reports), waits for it, brings the outputs back, fails if the TrainJob fails.
 
-``torchrun --module kubesage.runtime kfp trainer TASK_FILE``
-    What every TrainJob process runs: the local contract's task file, with only rank 0 writing
-    the result.
+With ``--checkpoint-root`` the step's ``KUBESAGE_CHECKPOINT_DIR`` is
+``<root>/kubesage/<job id>/<task id>/checkpoints``, on a volume that outlives a failed attempt.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 from kubesage.runtime.local import task_file
 
@@ -170,9 +172,16 @@ class _StepNote:
             pass
 
 
-def run(entry: str, executor_input: dict[str, Any]) -> dict[str, Any]:
+def step_dir(checkpoint_root: str, job_id: str, task_id: str) -> str:
+    """This task's folder on the checkpoint volume (the same for every attempt)."""
+    return os.path.join(checkpoint_root, "kubesage", job_id or "run", task_id or "task")
+
+
+def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None = None) -> dict[str, Any]:
     """Run one component under the executor-input contract; returns the executor output."""
     note = _StepNote(executor_input)
+    if checkpoint_dir:
+        os.environ[CHECKPOINT_ENV] = checkpoint_dir
     try:
         call = invocation_from_executor_input(entry, executor_input)
         result = invoke(load_component(entry), call)
@@ -194,14 +203,17 @@ def trainjob_name(task_id: str, component: str) -> str:
     return name[:63].rstrip("-")
 
 
-def render_trainjob(template: dict[str, Any], name: str, task_path: str,
+def render_trainjob(template: dict[str, Any], name: str, task_path: str, checkpoint_dir: str,
                     namespace: str | None = None) -> dict[str, Any]:
     """The TrainJob to create: the compiled template, named, pointed at the task file."""
     manifest = json.loads(json.dumps(template))
     manifest["metadata"]["name"] = name
     if namespace:
         manifest["metadata"]["namespace"] = namespace
-    manifest["spec"]["trainer"]["args"] = [task_path]
+    trainer = manifest["spec"]["trainer"]
+    trainer["args"] = [task_path]
+    trainer["env"] = [e for e in trainer.get("env", []) if e["name"] != CHECKPOINT_ENV]
+    trainer["env"].append({"name": CHECKPOINT_ENV, "value": checkpoint_dir})
     return manifest
 
 
@@ -275,15 +287,18 @@ def trainjobs_path(manifest: dict[str, Any]) -> str:
 
 
 def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[str, Any],
-                    exchange_root: str, job_id: str, task_id: str, poll_s: float) -> dict[str, Any]:
-    """Create the TrainJob, wait for it, bring back its outputs; raises if it fails."""
+                    folder: str, task_id: str, poll_s: float) -> dict[str, Any]:
+    """Create the TrainJob, wait for it, bring back its outputs; raises if it fails.
+
+    ``folder`` is this task's folder on the shared checkpoint volume (``step_dir``)."""
     note = _StepNote(executor_input)
     try:
         spec = load_component(entry).spec
-        exchange = os.path.join(exchange_root, "kubesage", job_id or "run", task_id or spec.name)
+        exchange = os.path.join(folder, "exchange")
         task_path, call = stage_trainjob(entry, executor_input, exchange)
         api = KubeAPI()
         manifest = render_trainjob(template, trainjob_name(task_id, spec.name), task_path,
+                                   os.path.join(folder, "checkpoints"),
                                    template["metadata"].get("namespace") or api.namespace)
         path = trainjobs_path(manifest)
         api.request("POST", path, manifest)
@@ -317,18 +332,6 @@ def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[s
     return doc
 
 
-def run_trainer(task_path: str) -> None:
-    """One TrainJob process: the local contract's task file; rank 0 alone writes the result."""
-    with open(task_path) as f:
-        doc = json.load(f)
-    call = Invocation(doc["parameters"],
-                      {k: (v["path"], v["metadata"]) for k, v in doc["inputs"].items()},
-                      doc["outputs"])
-    result = invoke(load_component(doc["entry"]), call)
-    if os.environ.get("RANK", "0") == "0":
-        _write_json(doc["result"], result.to_dict())
-
-
 def _options(args: tuple[str, ...]) -> dict[str, str]:
     opts: dict[str, str] = {}
     items = list(args)
@@ -342,19 +345,21 @@ def _options(args: tuple[str, ...]) -> dict[str, str]:
 
 def main(*args: str) -> None:
     """Entry point of ``python -m kubesage.runtime kfp ...``."""
-    if args and args[0] == "trainer":
-        run_trainer(args[1])
-        return
     mode = "trainjob" if args and args[0] == "trainjob" else "run"
     opts = _options(args[1:] if mode == "trainjob" else args)
+    root = opts.get("checkpoint_root")
+    folder = step_dir(root, opts.get("job_id", ""), opts.get("task_id", "")) if root else None
     try:
         executor_input = json.loads(opts["executor_input"])
         if mode == "trainjob":
-            launch_trainjob(opts["entry"], executor_input, json.loads(opts["template"]),
-                            opts["exchange"], opts.get("job_id", ""), opts.get("task_id", ""),
-                            float(opts.get("poll_seconds", "30")))
+            if folder is None:
+                raise ContractError("a multi-node step needs --checkpoint-root (the shared volume "
+                                    "its nodes exchange inputs and outputs through)")
+            launch_trainjob(opts["entry"], executor_input, json.loads(opts["template"]), folder,
+                            opts.get("task_id", ""), float(opts.get("poll_seconds", "30")))
         else:
-            run(opts["entry"], executor_input)
+            run(opts["entry"], executor_input,
+                os.path.join(folder, "checkpoints") if folder else None)
     except ContractError as e:
         print(f"kubesage: {e}", file=sys.stderr)
         raise SystemExit(1) from None

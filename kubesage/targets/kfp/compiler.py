@@ -102,7 +102,8 @@ class _Replay:
                 self.tasks[task.name].after(self.tasks[dep.name])
 
     def add_task(self, task: Any) -> None:
-        component = container_component(task.name, task.spec, task.resources, self.config)
+        component = container_component(task.name, task.spec, task.resources, task.distribution,
+                                        self.config)
         arguments = {name: self.value(v) for name, v in task.arguments.items()}
         kfp_task = component(**arguments)
         platform.apply(kfp_task, task, self.config)

@@ -14,7 +14,7 @@ from typing import Any
 
 from kfp import dsl
 
-from kubesage.dsl.interface import ComponentSpec, Resources
+from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.runtime.kfp import kfp_output_name
 from kubesage.targets.kfp.config import KfpConfig
 from kubesage.targets.kfp.trainjob import trainjob_template
@@ -26,9 +26,9 @@ ARTIFACT_TYPES: dict[str, type] = {"Artifact": dsl.Artifact, "Dataset": dsl.Data
 ENTRY_COMMAND = ["python", "-m", "kubesage.runtime"]
 
 
-def is_distributed(spec: ComponentSpec) -> bool:
+def is_distributed(distribution: Distribution) -> bool:
     """Whether the step runs on several nodes (a TrainJob) rather than in one pod."""
-    return spec.distribution.nodes > 1
+    return distribution.nodes > 1
 
 
 def _signature(spec: ComponentSpec) -> inspect.Signature:
@@ -49,26 +49,28 @@ def _signature(spec: ComponentSpec) -> inspect.Signature:
     return inspect.Signature(required + artifacts + optional)
 
 
-def container_args(spec: ComponentSpec, resources: Resources, config: KfpConfig) -> list[str]:
+def container_args(spec: ComponentSpec, resources: Resources, distribution: Distribution,
+                   config: KfpConfig) -> list[str]:
     """Arguments of the entry point: the plain contract, or the TrainJob launcher's."""
-    if not is_distributed(spec):
-        return ["kfp", "--entry", spec.entry,
+    # Checkpoints live on the checkpoint volume, per run and task, so a retried attempt resumes.
+    where = ["--job-id", dsl.PIPELINE_JOB_ID_PLACEHOLDER, "--task-id", dsl.PIPELINE_TASK_ID_PLACEHOLDER]
+    if config.checkpoint_claim:
+        where += ["--checkpoint-root", config.checkpoint_path]
+    if not is_distributed(distribution):
+        return ["kfp", "--entry", spec.entry, *where,
                 "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
-    template = trainjob_template(spec, resources, config)
-    return ["kfp", "trainjob", "--entry", spec.entry,
+    template = trainjob_template(spec, resources, distribution, config)
+    return ["kfp", "trainjob", "--entry", spec.entry, *where,
             "--template", json.dumps(template, sort_keys=True, separators=(",", ":")),
-            "--exchange", config.checkpoint_path,
-            "--job-id", dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            "--task-id", dsl.PIPELINE_TASK_ID_PLACEHOLDER,
             "--poll-seconds", str(config.trainer_poll_s),
             "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
 
 
 def container_component(name: str, spec: ComponentSpec, resources: Resources,
-                        config: KfpConfig) -> Any:
+                        distribution: Distribution, config: KfpConfig) -> Any:
     """A kfp ``ContainerComponent`` named ``name`` (the task name) for ``spec``."""
     image = config.image(spec.image)
-    args = container_args(spec, resources, config)
+    args = container_args(spec, resources, distribution, config)
 
     def body(*_: Any) -> dsl.ContainerSpec:
         return dsl.ContainerSpec(image=image, command=list(ENTRY_COMMAND), args=list(args))

@@ -62,6 +62,7 @@ class KfpConfig:
     retry_max: str = "3600s"
     trainer_runtime: str = "torch-distributed"
     trainer_poll_s: int = 30
+    wait_poll_s: float = 10.0  # `submit --wait`: seconds between status reads
     local_config: str | None = None  # local.yaml whose mounts and store `run --target kfp` uses
     source: str = "(defaults)"
 
@@ -89,6 +90,7 @@ _SCHEMA: dict[str, Any] = {
     "retry": {"backoff": str, "factor": float, "max": str},
     "trainer": {"runtime": str, "poll_seconds": int},
     "local": {"config": str},
+    "wait": {"poll_seconds": float},
 }
 
 
@@ -177,6 +179,8 @@ def _build(path: str, doc: dict[str, Any]) -> KfpConfig:
     trainer = doc.get("trainer", {})
     if trainer.get("poll_seconds", 30) < 1:
         raise KfpConfigError(f"{path}: 'trainer.poll_seconds' must be >= 1")
+    if doc.get("wait", {}).get("poll_seconds", 10.0) <= 0:
+        raise KfpConfigError(f"{path}: 'wait.poll_seconds' must be > 0")
     local = doc.get("local", {}).get("config")
     base = os.path.dirname(os.path.abspath(path))
     ckpt = doc.get("checkpoints", {})
@@ -200,6 +204,7 @@ def _build(path: str, doc: dict[str, Any]) -> KfpConfig:
         retry_max=_seconds(retry.get("max", "1h")),
         trainer_runtime=trainer.get("runtime", "torch-distributed"),
         trainer_poll_s=trainer.get("poll_seconds", 30),
+        wait_poll_s=float(doc.get("wait", {}).get("poll_seconds", 10.0)),
         local_config=os.path.normpath(os.path.join(base, local)) if local else None,
         source=path,
     )

@@ -72,7 +72,8 @@ def data_mounts(pipeline: Pipeline, local: LocalConfig) -> dict[str, tuple[str, 
     return found
 
 
-def _docker_runner(mounts: dict[str, tuple[str, str]], images: set[str]) -> Any:
+def _docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
+                   writable: dict[str, str]) -> Any:
     import docker
     import docker.errors
     import docker.types
@@ -89,9 +90,13 @@ def _docker_runner(mounts: dict[str, tuple[str, str]], images: set[str]) -> Any:
         except docker.errors.ImageNotFound:
             # kfp.local would try to pull it from a registry; say what to do instead
             raise KfpLocalError(f"image {image} is not built; run 'kubesage build' first") from None
+    binds = [docker.types.Mount(target=t, source=s, type="bind", read_only=True)
+             for t, s in sorted(mounts.values())]
+    for target, source in sorted(writable.items()):
+        os.makedirs(source, exist_ok=True)
+        binds.append(docker.types.Mount(target=target, source=source, type="bind", read_only=False))
     return local.DockerRunner(
-        mounts=[docker.types.Mount(target=t, source=s, type="bind", read_only=True)
-                for t, s in sorted(mounts.values())],
+        mounts=binds,
         # The compiled command is the full command line, as on Kubernetes, where it replaces the
         # image's ENTRYPOINT; docker would otherwise prepend the ENTRYPOINT to it.
         entrypoint=[""],
@@ -113,7 +118,11 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
     run_dir = os.path.abspath(os.path.join(local.store, "kfp", run_id))
     local_config = config.for_local_images(local.image_tag)
     compiled = compile_to_file(pipeline, os.path.join(run_dir, "pipeline.yaml"), local_config)
-    runner = _docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks})
+    # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
+    writable = ({config.checkpoint_path: os.path.join(run_dir, "checkpoints")}
+                if config.checkpoint_claim else {})
+    runner = _docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks},
+                            writable)
     record = RunRecord(
         run_id=run_id, pipeline=pipeline.name,
         pipeline_file=os.path.abspath(pipeline_file) if pipeline_file else "",

@@ -42,9 +42,9 @@ def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
     if config.checkpoint_claim:
         kubernetes.mount_pvc(kfp_task, pvc_name=config.checkpoint_claim,
                              mount_path=config.checkpoint_path)
-    elif is_distributed(task.spec):
+    elif is_distributed(task.distribution):
         raise MountConfigError(
-            f"task '{task.name}' trains on {task.spec.distribution.nodes} nodes, which exchange "
+            f"task '{task.name}' trains on {task.distribution.nodes} nodes, which exchange "
             f"inputs and outputs through the checkpoint volume, but {config.source} has no "
             "'checkpoints.claim'; add 'checkpoints: {claim: <ReadWriteMany claim>, path: /checkpoints}'")
     if config.shm_size:
@@ -60,7 +60,7 @@ def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
 
 
 def _resources(kfp_task: Any, task: Task) -> None:
-    if is_distributed(task.spec):
+    if is_distributed(task.distribution):
         kfp_task.set_cpu_request(LAUNCHER_CPU).set_cpu_limit(LAUNCHER_CPU)
         kfp_task.set_memory_request(LAUNCHER_MEMORY).set_memory_limit(LAUNCHER_MEMORY)
         return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesage.dsl.interface import ComponentSpec, Resources
+from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.targets.kfp.config import KfpConfig
 
 TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1"
@@ -22,7 +22,8 @@ TRAINER_RELEASE = "v2.2.0"
 # The torch-distributed runtime's replicated job and trainer container are both named "node".
 TRAINER_NODE = "node"
 PATCH_MANAGER = "kubesage.io/kfp-launcher"
-TRAINER_COMMAND = ["torchrun", "--module", "kubesage.runtime", "kfp", "trainer"]
+# The local contract starts torchrun itself from the runtime's PET_* variables (rank 0 reports).
+TRAINER_COMMAND = ["python", "-m", "kubesage.runtime", "local"]
 SHM_VOLUME = "dshm"
 CHECKPOINT_VOLUME = "checkpoints"
 
@@ -54,7 +55,8 @@ def volume_name(mount: str) -> str:
     return f"data-{mount}"
 
 
-def trainjob_template(spec: ComponentSpec, resources: Resources, config: KfpConfig) -> dict[str, Any]:
+def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: Distribution,
+                      config: KfpConfig) -> dict[str, Any]:
     """The TrainJob a launcher creates for ``spec``; ``metadata.name`` and the task file are
     added at run time."""
     volumes: list[dict[str, Any]] = []
@@ -85,8 +87,8 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, config: KfpConf
         "command": list(TRAINER_COMMAND),
         "args": [],
         "env": env,
-        "numNodes": spec.distribution.nodes,
-        "numProcPerNode": spec.distribution.procs_per_node,
+        "numNodes": distribution.nodes,
+        "numProcPerNode": distribution.procs_per_node,
     }
     res = k8s_resources(resources)
     if res:

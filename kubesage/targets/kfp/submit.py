@@ -1,0 +1,192 @@
+"""``kubesage submit --target kfp``: start runs on a Kubeflow Pipelines API through kfp.Client.
+
+The host, namespace, experiment and service account come from the target config; the
+environment overrides them for one shell (``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_EXPERIMENT``,
+``KFP_RUN_NAME``, and ``KFP_TOKEN`` for a bearer token). A ``.py`` pipeline is compiled on the fly
+(parameters checked against the pipeline); a ``.yaml`` is validated first (parameters checked
+against its declared inputs). ``--wait`` streams run and task states until the runs end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from kubesage.dsl.errors import KubesageError, ParameterError
+from kubesage.dsl.types import check_value, parse_value
+from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
+
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+_IR_TYPES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float",
+             "BOOLEAN": "bool", "LIST": "list", "STRUCT": "dict"}
+
+
+class SubmitError(KubesageError):
+    """A run could not be submitted, or a run waited for did not succeed."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom runs are submitted."""
+
+    host: str
+    namespace: str
+    experiment: str
+    service_account: str
+    run_name: str
+    token: str | None
+
+
+def endpoint(config: KfpConfig, pipeline_name: str) -> Endpoint:
+    """The config's API settings with the environment's overrides applied."""
+    host = os.environ.get("KFP_HOST") or config.host
+    if not host:
+        raise SubmitError(f"no Kubeflow Pipelines host: set 'host' in {config.source} or KFP_HOST "
+                          "(e.g. http://localhost:8080 after kubectl port-forward)")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Endpoint(
+        host=host.rstrip("/"),
+        namespace=os.environ.get("KFP_NAMESPACE") or config.namespace,
+        experiment=os.environ.get("KFP_EXPERIMENT") or config.experiment,
+        service_account=config.service_account,
+        run_name=os.environ.get("KFP_RUN_NAME") or f"{pipeline_name}-{stamp}",
+        token=os.environ.get("KFP_TOKEN") or None,
+    )
+
+
+def declared_parameters(path: str) -> tuple[str, dict[str, str]]:
+    """(pipeline name, parameter name -> kubesage type) of a compiled pipeline YAML."""
+    import yaml
+
+    with open(path) as f:
+        doc = next(yaml.safe_load_all(f))
+    params = doc.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return doc["pipelineInfo"]["name"], {n: _IR_TYPES.get(p.get("parameterType", ""), "str")
+                                         for n, p in params.items()}
+
+
+def typed_arguments(path: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Parse command-line values against the compiled pipeline's declared parameters."""
+    name, declared = declared_parameters(path)
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in declared:
+            raise ParameterError(f"pipeline '{name}' ({path}) has no parameter '{key}'; its "
+                                 f"parameters are: {', '.join(declared) or '(none)'}")
+        type_name = declared[key]
+        try:
+            parsed = parse_value(type_name, value) if isinstance(value, str) else value
+        except ValueError as e:
+            raise ParameterError(f"pipeline parameter '{key}' expects a {type_name}: {e}") from None
+        if not check_value(type_name, parsed):
+            raise ParameterError(f"pipeline parameter '{key}' expects a {type_name}, got {value!r}")
+        out[key] = parsed
+    return out
+
+
+def _per_client(arguments: dict[str, Any], declared: dict[str, str],
+                clients: list[str] | None) -> list[tuple[str, dict[str, Any]]]:
+    if not clients:
+        return [("", arguments)]
+    if declared.get("client") == "str":
+        return [(c, {**arguments, "client": c}) for c in clients]
+    if declared.get("clients") == "list":
+        return [(c, {**arguments, "clients": [c]}) for c in clients]
+    raise ParameterError("--clients starts one run per client, so the pipeline needs a 'client' "
+                         "(str) or 'clients' (list) parameter; this one has neither")
+
+
+def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wait: bool = False,
+           clients: list[str] | None = None, out: TextIO | None = None) -> dict[str, Any]:
+    """Submit ``ref`` (a ``.py`` pipeline or a compiled ``.yaml``); returns what was started."""
+    config = load_kfp_config(config_path)
+    log = out or sys.stderr
+    with tempfile.TemporaryDirectory(prefix="kubesage-kfp-") as tmp:
+        path = ref.partition(":")[0]
+        if path.endswith(".py"):
+            from kubesage.loader import load_pipeline
+            from kubesage.targets.kfp.compiler import compile_to_file
+
+            pipeline = load_pipeline(ref)[0].build()
+            arguments = pipeline.resolve_parameters(params)
+            package = compile_to_file(pipeline, os.path.join(tmp, f"{pipeline.name}.yaml"), config)
+        elif path.endswith((".yaml", ".yml")):
+            from kubesage.targets.kfp.validate import validate_file
+
+            validate_file(path)
+            package = path
+            arguments = typed_arguments(path, params)
+        else:
+            raise SubmitError(f"{ref}: expected a pipeline (.py) or a compiled Kubeflow pipeline "
+                              "(.yaml)")
+        name, declared = declared_parameters(package)
+        where = endpoint(config, name)
+        client = _client(where)
+        runs = []
+        for client_name, args in _per_client(arguments, declared, clients):
+            run_name = f"{where.run_name}-{client_name}" if client_name else where.run_name
+            try:
+                with contextlib.redirect_stdout(log):  # kfp.Client prints links on stdout
+                    result = client.create_run_from_pipeline_package(
+                        package, arguments=args, run_name=run_name,
+                        experiment_name=where.experiment, namespace=where.namespace,
+                        service_account=where.service_account or None)
+            except Exception as e:  # kfp_server_api raises ApiException, urllib3 its own errors
+                raise SubmitError(f"submitting to {where.host} failed: {_short(e)}") from None
+            runs.append({"run_id": result.run_id, "run_name": run_name, "arguments": args,
+                         "url": f"{where.host}/#/runs/details/{result.run_id}"})
+            print(f"submitted {run_name}: {runs[-1]['url']}", file=log, flush=True)
+    if wait:
+        for run in runs:
+            run["state"] = follow(client, run["run_id"], log, config.wait_poll_s)
+        failed = [r for r in runs if r["state"] != "SUCCEEDED"]
+        if failed:
+            raise SubmitError("; ".join(f"run {r['run_name']} ended {r['state']}, see {r['url']}"
+                                        for r in failed))
+    return {"target": "kfp", "host": where.host, "namespace": where.namespace,
+            "experiment": where.experiment, "pipeline": name, "runs": runs}
+
+
+def _client(where: Endpoint) -> Any:
+    import kfp
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2+"
+            return kfp.Client(host=where.host, namespace=where.namespace, existing_token=where.token)
+    except Exception as e:
+        raise SubmitError(f"cannot reach Kubeflow Pipelines at {where.host}: {_short(e)}") from None
+
+
+def follow(client: Any, run_id: str, log: TextIO, poll_s: float) -> str:
+    """Print run and task state changes until the run ends; returns its final state."""
+    seen: dict[str, str] = {}
+    while True:
+        try:
+            run = client.get_run(run_id)
+        except Exception as e:
+            raise SubmitError(f"reading run {run_id} failed: {_short(e)}") from None
+        state = str(run.state or "PENDING")
+        tasks = getattr(getattr(run, "run_details", None), "task_details", None) or []
+        for task in tasks:
+            key, task_state = str(task.display_name or task.task_id), str(task.state or "")
+            if task_state and seen.get("task:" + key) != task_state:
+                seen["task:" + key] = task_state
+                print(f"  {key}: {task_state}", file=log, flush=True)
+        if seen.get("run") != state:
+            seen["run"] = state
+            print(f"run {run_id}: {state}", file=log, flush=True)
+        if state in TERMINAL_STATES:
+            return state
+        time.sleep(poll_s)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
