@@ -49,7 +49,8 @@ def _parse(path: str, what: str, doc: Any, message: Any) -> Any:
     try:
         json_format.ParseDict(doc, message)
     except json_format.ParseError as e:
-        raise KfpValidationError(f"{path}: {what} is not a valid {type(message).__name__}: {e}; "
+        detail = " ".join(str(e).split())
+        raise KfpValidationError(f"{path}: {what} is not a valid {type(message).__name__}: {detail}; "
                                  f"{FIX}") from None
     return message
 
@@ -111,11 +112,13 @@ def _check_dag(path: str, owner: str, comp: Any, components: dict[str, Any]) -> 
     tasks = dict(comp.dag.tasks)
     inputs = comp.input_definitions
     for tname, task in tasks.items():
+        if task.component_ref.name not in components:
+            raise KfpValidationError(f"{path}: task '{tname}' of {owner} runs component "
+                                     f"'{task.component_ref.name}', which is not defined under "
+                                     f"components; {FIX}")
+    for tname, task in tasks.items():
         where = f"{path}: task '{tname}' of {owner}"
         ref = task.component_ref.name
-        if ref not in components:
-            raise KfpValidationError(f"{where} runs component '{ref}', which is not defined under "
-                                     f"components; {FIX}")
         target = components[ref]
         for dep in task.dependent_tasks:
             if dep not in tasks:
@@ -155,8 +158,7 @@ def _check_producer(where: str, owner: str, tasks: dict[str, Any], components: d
     if producer not in tasks:
         raise KfpValidationError(f"{where} takes '{key}' from task '{producer}', which {owner} "
                                  f"does not have; {FIX}")
-    comp = components.get(tasks[producer].component_ref.name)
-    declared = getattr(comp.output_definitions, kind) if comp is not None else {}
+    declared = getattr(components[tasks[producer].component_ref.name].output_definitions, kind)
     if key not in declared:
         raise KfpValidationError(f"{where} takes output '{key}' of task '{producer}', whose "
                                  f"component does not declare it; {FIX}")
