@@ -9,15 +9,15 @@ in the component's image, ``ModelStep`` for registration, ``ConditionStep`` + ``
 from __future__ import annotations
 
 import itertools
-import logging
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesage.dsl.channel import LoopItem, PipelineParam, TaskOutput
 from kubesage.dsl.control import Condition, ParallelFor
 from kubesage.dsl.errors import KubesageError
-from kubesage.dsl.interface import ComponentSpec
+from kubesage.dsl.interface import ComponentSpec, Distribution
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
@@ -40,14 +40,16 @@ class CompileError(KubesageError):
     """A pipeline cannot be expressed on SageMaker Pipelines as written."""
 
 
-def step_kind(spec: ComponentSpec, config: SageMakerConfig) -> str:
+def step_kind(spec: ComponentSpec, config: SageMakerConfig,
+              distribution: Distribution | None = None) -> str:
     """processing, training or register: the config's hint, else the default rule."""
+    distribution = distribution or spec.distribution
     hint = config.hints(spec.name).kind
     if hint:
         return hint
     makes_model = any(a.type == "Model" for a in spec.outputs)
     reads_model = any(a.type == "Model" for a in spec.inputs)
-    if (makes_model and not reads_model) or spec.distribution.world_size > 1:
+    if (makes_model and not reads_model) or distribution.world_size > 1:
         return "training"
     return "processing"
 
@@ -84,7 +86,7 @@ class Compiler:
         top: list[Any] = []
         branches: dict[str, list[Any]] = {}
         for inst in self.instances:
-            inst.kind = step_kind(inst.task.spec, self.config)
+            inst.kind = step_kind(inst.task.spec, self.config, inst.task.distribution)
             inst.step = {"processing": self._processing, "training": self._training,
                          "register": self._register}[inst.kind](inst)
             cond = self._condition_of(inst.task)
@@ -206,6 +208,15 @@ class Compiler:
 
         keys = [self.params[name] for name in sorted(set(self.fan_out.values()))]
         return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, inst.name, *parts])
+
+    def _checkpoints(self, inst: _Instance) -> Any:
+        """Per execution: a spot-interrupted job resumes from its own checkpoints, and a new
+        execution never resumes from an old one's."""
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables
+        from sagemaker.core.workflow.functions import Join
+
+        base = self._s3(inst, "checkpoints")
+        return Join(on="/", values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID])
 
     def _arguments(self, inst: _Instance) -> tuple[dict[str, Any], dict[str, Any]]:
         """(parameter name -> value, artifact input name -> S3 URI expression)."""
@@ -341,7 +352,7 @@ class Compiler:
             sagemaker_session=self.session,
             compute=Compute(
                 instance_type=hints.instance_type or self.config.training_instance_type,
-                instance_count=hints.instance_count or spec.distribution.nodes,
+                instance_count=hints.instance_count or inst.task.distribution.nodes,
                 volume_size_in_gb=hints.volume_size_gb or 30,
                 enable_managed_spot_training=self.config.spot or None,
             ),
@@ -350,7 +361,7 @@ class Compiler:
             stopping_condition=stopping,
             output_data_config=OutputDataConfig(s3_output_path=self._s3(inst),
                                                 compression_type="GZIP"),
-            checkpoint_config=CheckpointConfig(s3_uri=self._s3(inst, "checkpoints"),
+            checkpoint_config=CheckpointConfig(s3_uri=self._checkpoints(inst),
                                                local_path="/opt/ml/checkpoints"),
             hyperparameters={name: as_string(value) for name, value in params.items()},
             environment={
@@ -358,7 +369,7 @@ class Compiler:
                 "KUBESAGE_STEP": inst.name,
                 "KUBESAGE_INPUTS": json.dumps(self._input_layout(inst), sort_keys=True),
                 "KUBESAGE_MOUNTS": json.dumps(mounts, sort_keys=True),
-                "KUBESAGE_PROCS_PER_NODE": str(spec.distribution.procs_per_node),
+                "KUBESAGE_PROCS_PER_NODE": str(inst.task.distribution.procs_per_node),
             },
         )
         step_args = trainer.train(input_data_config=channels or None)

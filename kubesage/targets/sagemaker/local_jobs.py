@@ -1,0 +1,285 @@
+"""Run one job request of a definition in Docker, under SageMaker's container contract.
+
+Processing (``CreateProcessingJob``): inputs at their ``LocalPath`` (read-only), outputs
+uploaded from theirs when the job ends. Training (``CreateTrainingJob``): one container per
+host (``algo-1``..``algo-N``) on a private network, each with ``/opt/ml/input/config``
+(``hyperparameters.json``, ``resourceconfig.json``, ``inputdataconfig.json``), its channels under
+``/opt/ml/input/data`` (S3 from the local store, FSx for Lustre as a read-only bind mount),
+``/opt/ml/model`` (packed as ``model.tar.gz``), ``/opt/ml/output`` and the checkpoint folder
+kept between attempts. A host killed like a reclaimed spot instance (exit 137) is restarted
+from its checkpoints when the job uses managed spot.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import secrets
+import tarfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+from kubesage.targets.sagemaker.local_s3 import LocalS3
+
+SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed
+MAX_SPOT_RESTARTS = 3
+
+
+class JobFailed(KubesageError):
+    """A job's containers exited non-zero (or ran out of time)."""
+
+
+@dataclass
+class JobResult:
+    """What a finished job left behind."""
+
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (uri, local)
+    result: dict[str, Any] = field(default_factory=dict)  # the runtime's result file
+    properties: dict[str, Any] = field(default_factory=dict)  # Describe*Job response subset
+    attempts: int = 1
+
+
+@dataclass
+class _Host:
+    name: str
+    volumes: list[str]
+    env: dict[str, str]
+
+
+class JobRunner:
+    """Starts the containers of one job; ``image_for`` maps an image URI to a local tag and
+    ``filesystem_for`` a FileSystemDataSource to a local folder."""
+
+    def __init__(self, client: Any, s3: LocalS3, run_id: str,
+                 image_for: Callable[[str], str], filesystem_for: Callable[[dict[str, Any]], str],
+                 say: Callable[[str], None]) -> None:
+        self.client = client
+        self.s3 = s3
+        self.run_id = run_id
+        self.image_for = image_for
+        self.filesystem_for = filesystem_for
+        self.say = say
+
+    # -- processing -------------------------------------------------------------------
+    def processing(self, step: str, args: dict[str, Any], work: str) -> JobResult:
+        app = args["AppSpecification"]
+        volumes = []
+        for inp in args.get("ProcessingInputs", []):
+            s3_input = inp["S3Input"]
+            volumes.append(self._read_only(inp["InputName"], s3_input["S3Uri"],
+                                           s3_input["LocalPath"]))
+        outputs: dict[str, tuple[str, str]] = {}
+        for out in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            local = os.path.join(work, "output", out["OutputName"])
+            os.makedirs(local, exist_ok=True)
+            volumes.append(f"{local}:{out['S3Output']['LocalPath']}:rw")
+            outputs[out["OutputName"]] = (out["S3Output"]["S3Uri"], local)
+        count = args["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+        hosts = [_Host(f"algo-{i + 1}", volumes, dict(args.get("Environment", {})))
+                 for i in range(count)]
+        limit = args.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        self._run(step, self.image_for(app["ImageUri"]), hosts, app.get("ContainerEntrypoint"),
+                  app.get("ContainerArguments"), limit)
+        result = JobResult()
+        for name, (uri, local) in outputs.items():
+            result.outputs[name] = (uri, self.s3.put_folder(local, uri))
+        result.properties = {"ProcessingOutputConfig": {"Outputs": {
+            name: {"OutputName": name, "S3Output": {"S3Uri": uri}}
+            for name, (uri, _) in outputs.items()}}}
+        result_file = os.path.join(work, "output", "kubesage-result", "result.json")
+        if os.path.exists(result_file):
+            with open(result_file) as f:
+                result.result = json.load(f)
+        return result
+
+    # -- training ---------------------------------------------------------------------
+    def training(self, step: str, args: dict[str, Any], work: str, job_name: str,
+                 checkpoints: str | None) -> JobResult:
+        spec = args["AlgorithmSpecification"]
+        names = [f"algo-{i + 1}" for i in range(args["ResourceConfig"]["InstanceCount"])]
+        channels = args.get("InputDataConfig", [])
+        hosts = []
+        for name in names:
+            config = os.path.join(work, name, "input", "config")
+            os.makedirs(config, exist_ok=True)
+            _write_json(os.path.join(config, "hyperparameters.json"), args.get("HyperParameters", {}))
+            _write_json(os.path.join(config, "resourceconfig.json"), {
+                "current_host": name, "hosts": names, "network_interface_name": "eth0"})
+            _write_json(os.path.join(config, "inputdataconfig.json"), {
+                c["ChannelName"]: {"TrainingInputMode": c.get("InputMode", "File")} for c in channels})
+            volumes = [f"{config}:/opt/ml/input/config:ro"]
+            for channel in channels:
+                target = f"/opt/ml/input/data/{channel['ChannelName']}"
+                source = channel["DataSource"]
+                if "FileSystemDataSource" in source:
+                    fs = source["FileSystemDataSource"]
+                    mode = "ro" if fs.get("FileSystemAccessMode") == "ro" else "rw"
+                    volumes.append(f"{self.filesystem_for(fs)}:{target}:{mode}")
+                else:
+                    volumes.append(self._read_only(channel["ChannelName"],
+                                                   source["S3DataSource"]["S3Uri"], target))
+            for folder in ("model", "output"):
+                local = os.path.join(work, name, folder)
+                os.makedirs(os.path.join(local, "data") if folder == "output" else local,
+                            exist_ok=True)
+                volumes.append(f"{local}:/opt/ml/{folder}:rw")
+            if checkpoints:
+                local_path = args.get("CheckpointConfig", {}).get("LocalPath", "/opt/ml/checkpoints")
+                volumes.append(f"{checkpoints}:{local_path}:rw")
+            env = {**args.get("Environment", {}), "SM_CURRENT_HOST": name,
+                   "SM_HOSTS": json.dumps(names), "SM_MODEL_DIR": "/opt/ml/model",
+                   "TRAINING_JOB_NAME": job_name}
+            env.update({f"SM_CHANNEL_{c['ChannelName'].upper()}":
+                        f"/opt/ml/input/data/{c['ChannelName']}" for c in channels})
+            hosts.append(_Host(name, volumes, env))
+        entrypoint = spec.get("ContainerEntrypoint")
+        command = spec.get("ContainerArguments") or (None if entrypoint else ["train"])
+        stopping = args.get("StoppingCondition", {})
+        spot = bool(args.get("EnableManagedSpotTraining"))
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._run(step, self.image_for(spec["TrainingImage"]), hosts, entrypoint, command,
+                          stopping.get("MaxRuntimeInSeconds"))
+                break
+            except JobFailed as e:
+                interrupted = getattr(e, "exit_code", None) == SPOT_INTERRUPTED
+                if not (spot and interrupted) or attempts > MAX_SPOT_RESTARTS:
+                    raise
+                self.say(f"! {step}: spot interruption (host killed); resuming from its "
+                         "checkpoints")
+        s3_output = args["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        model_uri = f"{s3_output}/{job_name}/output/model.tar.gz"
+        primary = os.path.join(work, names[0])
+        archive = os.path.join(work, "model.tar.gz")
+        pack(os.path.join(primary, "model"), archive)
+        result = JobResult(attempts=attempts)
+        result.outputs["model"] = (model_uri, self.s3.put_file(archive, model_uri))
+        result.properties = {
+            "ModelArtifacts": {"S3ModelArtifacts": model_uri},
+            "TrainingJobName": job_name,
+            "OutputDataConfig": {"S3OutputPath": s3_output},
+        }
+        result_file = os.path.join(primary, "output", "data", "kubesage-result.json")
+        if os.path.exists(result_file):
+            with open(result_file) as f:
+                result.result = json.load(f)
+        return result
+
+    # -- containers -------------------------------------------------------------------
+    def _read_only(self, name: str, uri: str, target: str) -> str:
+        source = self.s3.path(uri)
+        if not os.path.exists(source):
+            raise JobFailed(f"input '{name}': nothing at {uri} (local store {source}); the step "
+                            "that writes it has not run")
+        if os.path.isfile(source):  # an S3 object: it arrives as a file inside the folder
+            target = f"{target.rstrip('/')}/{os.path.basename(source)}"
+        return f"{source}:{target}:ro"
+
+    def _run(self, step: str, image: str, hosts: list[_Host], entrypoint: list[str] | None,
+             command: list[str] | None, limit_s: int | None) -> None:
+        network = None
+        tag = f"ks-sm-{self.run_id[-6:]}-{secrets.token_hex(2)}-{re.sub(r'[^a-zA-Z0-9_.-]', '-', step)}"
+        if len(hosts) > 1:  # the hosts of one job share a private network
+            network = self.client.networks.create(tag + "-net", driver="bridge",
+                                                  labels={"kubesage.run": self.run_id})
+        containers = []
+        try:
+            for host in hosts:
+                options: dict[str, Any] = {}
+                if network is not None:
+                    options["network"] = network.name
+                    options["networking_config"] = {
+                        network.name: self.client.api.create_endpoint_config(aliases=[host.name])}
+                containers.append(self.client.containers.create(
+                    image, command=command, entrypoint=entrypoint, name=f"{tag}-{host.name}",
+                    hostname=host.name, volumes=host.volumes,
+                    environment={"HOME": "/tmp", **host.env},
+                    user=f"{os.getuid()}:{os.getgid()}", shm_size="1g",
+                    labels={"kubesage.run": self.run_id, "kubesage.step": step}, **options))
+            tails: deque[str] = deque(maxlen=30)
+            codes: list[int | None] = [None] * len(hosts)
+            threads = [threading.Thread(target=self._follow, daemon=True,
+                                        args=(c, i, len(hosts), tails, codes, containers))
+                       for i, c in enumerate(containers)]
+            for c in containers:
+                c.start()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=limit_s)
+            if any(t.is_alive() for t in threads):
+                for c in containers:
+                    _kill(c)
+                raise JobFailed(f"{step}: stopped after MaxRuntimeInSeconds={limit_s}")
+            failed = next((c for c in codes if c), 0)
+            if failed:
+                error = JobFailed(f"{step}: exit code {failed}; last log lines:\n" + "\n".join(tails))
+                error.exit_code = failed  # type: ignore[attr-defined]
+                raise error
+        finally:
+            for c in containers:
+                try:
+                    c.remove(force=True)
+                except Exception:
+                    pass
+            if network is not None:
+                network.remove()
+
+    def _follow(self, container: Any, index: int, count: int, tails: deque[str],
+                codes: list[int | None], everyone: list[Any]) -> None:
+        prefix = f"algo-{index + 1}: " if count > 1 else ""
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                text = prefix + line.decode(errors="replace")
+                tails.append(text)
+                self.say(text)
+        if pending:
+            tails.append(prefix + pending.decode(errors="replace"))
+            self.say(tails[-1])
+        codes[index] = int(container.wait()["StatusCode"])
+        if codes[index]:  # one host failed: the job has failed, stop the others
+            for other in everyone:
+                if other is not container:
+                    _kill(other)
+
+    def cancel(self) -> None:
+        for c in self.client.containers.list(filters={"label": f"kubesage.run={self.run_id}"}):
+            _kill(c)
+
+
+def _kill(container: Any) -> None:
+    try:
+        container.kill()
+    except Exception:
+        pass
+
+
+def _write_json(path: str, doc: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+
+
+def pack(folder: str, archive: str) -> None:
+    """``model.tar.gz`` of a folder, byte-identical for identical contents (no times, owners)."""
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
+    with open(archive, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                tar.add(full, arcname=os.path.relpath(full, folder), filter=clean)
