@@ -180,9 +180,10 @@ def step_dir(checkpoint_root: str, job_id: str, task_id: str) -> str:
 def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None = None) -> dict[str, Any]:
     """Run one component under the executor-input contract; returns the executor output."""
     note = _StepNote(executor_input)
-    if checkpoint_dir:
-        os.environ[CHECKPOINT_ENV] = checkpoint_dir
     try:
+        if checkpoint_dir:
+            os.makedirs(checkpoint_dir, exist_ok=True)  # fails early if the volume is read-only
+            os.environ[CHECKPOINT_ENV] = checkpoint_dir
         call = invocation_from_executor_input(entry, executor_input)
         result = invoke(load_component(entry), call)
         doc = executor_output(entry, executor_input, result)
