@@ -51,10 +51,10 @@ fi
 
 # 4. Wheels for the images, fetched once by the host's pip (and its configured indexes), then
 #    served to `docker build` on loopback: rebuilds never download them again.
-want=$(cat containers/*/requirements.txt | sha256sum | cut -c1-16)
+want=$(cat containers/*/requirements*.txt | sha256sum | cut -c1-16)
 if [ "$(cat .cache/wheels/.fetched 2>/dev/null)" != "$want" ]; then
   say "fetching wheels for the images into .cache/wheels"
-  for req in containers/*/requirements.txt; do
+  for req in containers/*/requirements*.txt; do
     .venv/bin/pip download -q -d .cache/wheels -r "$req" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   done
   echo "$want" >.cache/wheels/.fetched

@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -95,7 +93,7 @@ def run_json(*args: str) -> dict[str, Any]:
     return record
 
 
-@pytest.fixture
-def clock() -> Iterator[list[float]]:
-    marks = [time.time()]
-    yield marks
+def quality(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Metrics without throughput (images/s), which differs between any two runs."""
+    return {step: {k: v for k, v in values.items() if "per_s" not in k}
+            for step, values in metrics.items()}

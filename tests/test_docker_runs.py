@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KUBESAGE, REPO, containers_created, run_cli, run_json, write_config
+from tests.conftest import (
+    KUBESAGE,
+    REPO,
+    containers_created,
+    quality,
+    run_cli,
+    run_json,
+    write_config,
+)
 
 REFERENCE = "pipelines/image_classification.py"
 
@@ -51,7 +59,28 @@ def test_reference_pipeline_runs_every_step_in_a_container(reference_runs: dict[
     assert len(data["sha256"]) == 64 and os.path.isfile(os.path.join(data["path"], "manifest.json"))
     card = os.path.join(steps["register"]["outputs"]["registered"]["path"], "model_card.json")
     with open(card) as f:
-        assert json.load(f)["metrics"]["accuracy"] == first["metrics"]["evaluate"]["accuracy"]
+        card_doc = json.load(f)
+    assert card_doc["metrics"]["accuracy"] == first["metrics"]["evaluate"]["accuracy"]
+    assert card_doc["lineage"]["run_id"] == first["run_id"]
+
+
+def test_registered_model_is_in_the_mlflow_registry(
+    reference_runs: dict[str, Any], module_config: str
+) -> None:
+    from mlflow import MlflowClient
+
+    from kubesage.local.config import load_local_config
+
+    first = reference_runs["first"]
+    register = next(s for s in first["steps"] if s["name"] == "register")
+    assert register["returns"]["output"] == "digits-classifier/1"
+    client = MlflowClient(load_local_config(module_config).tracking_uri)
+    version = client.get_model_version("digits-classifier", "1")
+    assert version.tags["kubesage.run_id"] == first["run_id"]
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["accuracy"] == first["metrics"]["evaluate"]["accuracy"]
+    files = {f.path for f in client.list_artifacts(version.run_id, "model")}
+    assert "model/model.pt" in files and "model/model_card.json" not in files
 
 
 def test_identical_rerun_is_fully_cached_and_starts_no_container(
@@ -79,7 +108,7 @@ def test_subprocess_runner_gives_the_same_metrics(
     config = write_config(str(tmp_path / "local.yaml"), fsx_root, str(tmp_path / "store"))
     record = run_json("run", REFERENCE, "--runner", "subprocess", "--config", config)
     assert record["status"] == "succeeded" and record["runner"] == "subprocess"
-    assert record["metrics"] == reference_runs["first"]["metrics"]
+    assert quality(record["metrics"]) == quality(reference_runs["first"]["metrics"])
 
 
 def test_invalid_pipeline_fails_before_any_container(docker_client: Any, config_file: str) -> None:

@@ -7,6 +7,7 @@ mounts:
 store: ../.kubesage     # run records, cache index and artifacts
 image_tag: latest       # kubesage/torch -> kubesage/torch:latest
 parallelism: 4          # steps running at once
+mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
 ```
 """
 
@@ -33,14 +34,22 @@ class LocalConfig:
     store: str = ".kubesage"
     image_tag: str = "latest"
     parallelism: int = 4
+    mlflow_tracking_uri: str = ""
     source: str = "(defaults)"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the configured one, else a SQLite store in the run store."""
+        return self.mlflow_tracking_uri or "sqlite:///" + os.path.join(
+            os.path.abspath(self.store), "mlflow", "mlflow.db")
 
     def image(self, name: str) -> str:
         """Local tag for a logical image name."""
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{self.image_tag}"
 
 
-_KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int}
+_KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int,
+         "mlflow_tracking_uri": str}
 
 
 def load_local_config(path: str | None = None) -> LocalConfig:
@@ -81,5 +90,6 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         store=os.path.normpath(os.path.join(base, doc.get("store", ".kubesage"))),
         image_tag=doc.get("image_tag", "latest"),
         parallelism=parallelism,
+        mlflow_tracking_uri=doc.get("mlflow_tracking_uri", ""),
         source=path,
     )

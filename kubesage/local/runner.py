@@ -35,7 +35,7 @@ from kubesage.local.config import ConfigError, LocalConfig
 from kubesage.local.executor import Executor, Launch
 from kubesage.local.record import TERMINAL, RunRecord, StepRecord
 from kubesage.local.store import RunStore
-from kubesage.runtime.context import CHECKPOINT_ENV
+from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import task_file
 
@@ -384,7 +384,7 @@ class LocalRunner:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
                            mounts, inst.task.resources, inst.task.distribution, checkpoints,
-                           {CHECKPOINT_ENV: checkpoints}),
+                           self._step_env(record.run_id, inst.name, checkpoints)),
                     log,
                 )
             tail = list(log.tail)
@@ -404,6 +404,17 @@ class LocalRunner:
         step.status, step.ended = "failed", time.time()
         self._say(f"x {inst.name} failed (exit {code}), log {log_path}:\n"
                   + "\n".join(f"    {line}" for line in tail[-15:]))
+
+    def _step_env(self, run_id: str, step: str, checkpoints: str) -> dict[str, str]:
+        """What every step may read of its target (``kubesage.runtime.context``)."""
+        uri = self.config.tracking_uri
+        env = {CHECKPOINT_ENV: checkpoints, RUN_ID_ENV: run_id, STEP_ENV: step,
+               "MLFLOW_TRACKING_URI": uri}
+        if uri.startswith("sqlite:///"):  # a local store: artifacts beside the database
+            folder = os.path.dirname(uri.removeprefix("sqlite:///"))
+            os.makedirs(folder, exist_ok=True)
+            env[MLFLOW_ARTIFACTS_ENV] = os.path.join(folder, "artifacts")
+        return env
 
     def _finish(self, run_id: str, inst: _Instance, partial: dict[str, str], result_path: str) -> None:
         step = inst.record

@@ -5,6 +5,8 @@ it runs on:
 
 - ``KUBESAGE_CHECKPOINT_DIR``: a folder that survives a failed attempt of this step (locally a
   folder of the run store; ``/opt/ml/checkpoints`` on SageMaker; a volume on Kubeflow);
+- ``KUBESAGE_RUN_ID``, ``KUBESAGE_STEP``: where the step belongs, for lineage;
+- ``MLFLOW_TRACKING_URI``: the experiment tracker and model registry of the target config;
 - ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``: set by torchrun for
   each process of a distributed step (see ``kubesage.runtime.distributed``).
 """
@@ -16,6 +18,9 @@ import tempfile
 from dataclasses import dataclass
 
 CHECKPOINT_ENV = "KUBESAGE_CHECKPOINT_DIR"
+RUN_ID_ENV = "KUBESAGE_RUN_ID"  # the kubesage run this step belongs to (lineage)
+STEP_ENV = "KUBESAGE_STEP"
+MLFLOW_ARTIFACTS_ENV = "KUBESAGE_MLFLOW_ARTIFACTS"  # artifact root for a local MLflow store
 
 
 def checkpoint_dir() -> str:
