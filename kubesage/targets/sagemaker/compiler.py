@@ -256,6 +256,10 @@ class Compiler:
         from sagemaker.mlops.workflow.steps import CacheConfig
 
         out: dict[str, Any] = {"name": inst.name}
+        after = sorted(i.name for t in inst.task.explicit_after
+                       for i in self._by_task[id(t)].values())
+        if after:
+            out["depends_on"] = after
         if inst.task.cache:
             out["cache_config"] = CacheConfig(enable_caching=True,
                                               expire_after=self.config.cache_expire_after)

@@ -1,0 +1,200 @@
+"""Submit to SageMaker Pipelines with boto3: upsert the pipeline, start executions, poll.
+
+A pipeline file (``.py``) is compiled on the fly; a definition (``.json``) is validated and sent
+as is. A fanned-out pipeline (``ParallelFor`` over a list parameter) gets one execution per
+client (``--clients a,b``, or the parameter's default list), the client as that parameter's
+value. ``--wait`` polls each execution until it ends; step details are shown where the service
+answers ``ListPipelineExecutionSteps`` (moto answers 500; that is reported, not fatal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from kubesage.dsl.errors import KubesageError
+from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
+
+TERMINAL = ("Succeeded", "Failed", "Stopped")
+POLL_ENV = "KUBESAGE_POLL_S"
+
+
+class SubmitError(KubesageError):
+    """The service refused a request, or the submission is inconsistent."""
+
+
+def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], list[str], Any]:
+    """(name, definition text, parameter types, fan-out parameters, neutral pipeline or None)."""
+    path = ref.partition(":")[0]
+    if path.endswith(".py"):
+        from kubesage.loader import load_pipeline
+        from kubesage.targets.sagemaker.compiler import definition_json
+        from kubesage.targets.sagemaker.parameters import fan_out_parameters
+
+        pipeline = load_pipeline(ref)[0].build()
+        text = definition_json(pipeline, config)
+        types = {p["Name"]: p["Type"] for p in json.loads(text)["Parameters"]}
+        return pipeline.name, text, types, sorted(set(fan_out_parameters(pipeline).values())), pipeline
+    if not path.endswith(".json"):
+        raise SubmitError(f"{ref}: submit a pipeline file (.py) or a SageMaker definition (.json)")
+    from kubesage.targets.sagemaker.validate import validate_definition_file
+
+    validate_definition_file(path)
+    with open(path) as f:
+        text = f.read()
+    doc = json.loads(text)
+    name = re.sub(r"[^a-zA-Z0-9-]", "-", os.path.splitext(os.path.basename(path))[0])[:256]
+    types = {p["Name"]: p.get("Type", "String") for p in doc.get("Parameters", [])}
+    return name, text, types, fan_out_from_definition(doc), None
+
+
+def fan_out_from_definition(doc: dict[str, Any]) -> list[str]:
+    """The parameters a compiled definition keys its artifact paths by: its fan-out."""
+    found: set[str] = set()
+    for step in doc.get("Steps", []):
+        args = step.get("Arguments", {})
+        paths = [o.get("S3Output", {}).get("S3Uri")
+                 for o in args.get("ProcessingOutputConfig", {}).get("Outputs", [])]
+        paths.append(args.get("OutputDataConfig", {}).get("S3OutputPath"))
+        for p in paths:
+            if isinstance(p, dict) and "Std:Join" in p:
+                found |= {v["Get"].split(".", 1)[1] for v in p["Std:Join"]["Values"]
+                          if isinstance(v, dict) and str(v.get("Get", "")).startswith("Parameters.")}
+    return sorted(found)
+
+
+def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dict[str, str]:
+    """Given parameters as the strings ``PipelineParameters`` takes, checked against types."""
+    if pipeline is not None:
+        resolved = pipeline.resolve_parameters(params)  # names and types, with clear errors
+        return {k: (json.dumps(resolved[k]) if isinstance(resolved[k], (list, dict))
+                    else _text(resolved[k])) for k in params}
+    out = {}
+    for name, value in params.items():
+        if name not in types:
+            raise SubmitError(f"the definition has no parameter '{name}'; it has: "
+                              f"{', '.join(types) or '(none)'}")
+        kind = types[name]
+        try:
+            if kind == "Integer":
+                int(value)
+            elif kind == "Float":
+                float(value)
+            elif kind == "Boolean" and value.lower() not in ("true", "false"):
+                raise ValueError(value)
+        except ValueError:
+            raise SubmitError(f"parameter '{name}' is {kind}; {value!r} is not one") from None
+        out[name] = value
+    return out
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = None,
+                    wait: bool = False, clients: list[str] | None = None) -> dict[str, Any]:
+    """Upsert the pipeline and start its executions; what was created and started."""
+    config = load_config(config_path)
+    name, text, types, fan_out, pipeline = _load(ref, config)
+    values = _values(params, types, pipeline)
+    if clients and not fan_out:
+        raise SubmitError(f"--clients given, but pipeline '{name}' does not fan out; loop over a "
+                          "list parameter with ParallelFor(...) to run one execution per client")
+    if len(fan_out) > 1:
+        raise SubmitError(f"pipeline '{name}' fans out over {', '.join(fan_out)}; SageMaker "
+                          "submission handles one fan-out parameter")
+    if fan_out and not clients:
+        default = (pipeline.resolve_parameters({}).get(fan_out[0]) if pipeline is not None else None)
+        clients = [str(c) for c in default] if isinstance(default, list) else None
+    if fan_out and fan_out[0] in values and clients:
+        raise SubmitError(f"pass the clients with --clients, not --param {fan_out[0]}=...")
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from kubesage.targets.sagemaker.session import prepare_environment
+
+    prepare_environment(config.region)
+    client = boto3.Session(region_name=config.region).client("sagemaker")
+    try:
+        action = _upsert(client, name, text, config)
+        _ensure_group(client, config.model_package_group)
+        runs = []
+        for item in clients or [None]:
+            given = dict(values)
+            if item is not None:
+                given[fan_out[0]] = item
+            started = client.start_pipeline_execution(
+                PipelineName=name,
+                PipelineExecutionDisplayName=(f"{name}-{item}" if item else name)[:82],
+                PipelineParameters=[{"Name": k, "Value": v} for k, v in sorted(given.items())],
+                ClientRequestToken=str(uuid.uuid4()),
+            )
+            runs.append({"client": item, "arn": started["PipelineExecutionArn"],
+                         "parameters": given})
+        if wait:
+            for run in runs:
+                run.update(_wait(client, run["arn"]))
+        described = client.describe_pipeline(PipelineName=name)
+    except ClientError as e:
+        raise SubmitError(f"SageMaker refused the request: {e}") from None
+    return {"pipeline": name, "pipeline_arn": described["PipelineArn"], "action": action,
+            "parameters": sorted(types), "model_package_group": config.model_package_group,
+            "executions": runs}
+
+
+def _upsert(client: Any, name: str, text: str, config: SageMakerConfig) -> str:
+    from botocore.exceptions import ClientError
+
+    request = {"PipelineName": name, "PipelineDefinition": text, "RoleArn": config.role_arn,
+               "PipelineDescription": f"kubesage pipeline {name}"}
+    try:
+        client.describe_pipeline(PipelineName=name)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ValidationException"):
+            raise
+        client.create_pipeline(ClientRequestToken=str(uuid.uuid4()), **request)
+        return "created"
+    client.update_pipeline(**request)
+    return "updated"
+
+
+def _ensure_group(client: Any, group: str) -> None:
+    """RegisterModel steps need their model package group to exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.describe_model_package_group(ModelPackageGroupName=group)
+    except ClientError:
+        client.create_model_package_group(ModelPackageGroupName=group,
+                                          ModelPackageGroupDescription="registered by kubesage")
+
+
+def _wait(client: Any, arn: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    poll = float(os.environ.get(POLL_ENV, "15"))
+    status, steps_note = "", ""
+    while True:
+        status = client.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
+        try:
+            steps = client.list_pipeline_execution_steps(PipelineExecutionArn=arn)
+            detail = ", ".join(f"{s['StepName']}={s['StepStatus']}"
+                               for s in steps.get("PipelineExecutionSteps", []))
+        except ClientError as e:  # moto answers 500 here; the execution status still counts
+            detail = ""
+            steps_note = f"step details unavailable ({e.response.get('Error', {}).get('Code', e)})"
+        print(f"{arn.rsplit('/', 1)[-1]}: {status}" + (f" [{detail}]" if detail else ""),
+              file=sys.stderr, flush=True)
+        if status in TERMINAL:
+            out: dict[str, Any] = {"status": status}
+            if steps_note:
+                out["note"] = steps_note
+            return out
+        time.sleep(poll)
