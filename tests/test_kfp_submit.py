@@ -1,0 +1,207 @@
+"""``kubesage submit --target kfp``: what kfp.Client sends to a Kubeflow Pipelines API.
+
+No Kubeflow API server can run on these machines (it needs Kubernetes and images pulled from
+registries), so these tests point the real kfp.Client at ``KfpApiRecorder``: a recording HTTP
+server on loopback that answers the endpoints kfp.Client calls (``/apis/v2beta1/{healthz,
+experiments,runs}``) with documents of the API's shape and records every request. It is the one
+stand-in in the test suite; the tests assert on the requests the client really made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, run_cli
+
+
+class KfpApiRecorder:
+    """Records requests and answers like a KFP v2beta1 API server; runs go through ``states``."""
+
+    def __init__(self, states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED")) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.states = states
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.reads: dict[str, int] = {}
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, method: str) -> None:
+                url = urllib.parse.urlparse(self.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.loads(raw) if raw else None
+                query = urllib.parse.parse_qs(url.query)
+                recorder.requests.append({"method": method, "path": url.path, "query": query,
+                                          "body": body, "auth": self.headers.get("Authorization")})
+                code, doc = recorder.respond(method, url.path, body)
+                data = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+                self._answer("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._answer("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def respond(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+        if path == "/apis/v2beta1/healthz":
+            return 200, {"commit_sha": "recorder", "tag_name": "2.5.0", "multi_user": True}
+        if path == "/apis/v2beta1/experiments" and method == "GET":
+            return 200, {"experiments": list(self.experiments.values()),
+                         "total_size": len(self.experiments)}
+        if path == "/apis/v2beta1/experiments" and method == "POST":
+            exp = {"experiment_id": f"exp-{len(self.experiments) + 1}", "storage_state": "AVAILABLE",
+                   "display_name": body["display_name"], "namespace": body.get("namespace", "")}
+            self.experiments[exp["experiment_id"]] = exp
+            return 200, exp
+        if path == "/apis/v2beta1/runs" and method == "POST":
+            run = dict(body, run_id=f"run-{len(self.runs) + 1}", state=self.states[0])
+            self.runs[run["run_id"]] = run
+            return 200, run
+        if path.startswith("/apis/v2beta1/runs/") and method == "GET":
+            run_id = path.rsplit("/", 1)[-1]
+            n = self.reads[run_id] = self.reads.get(run_id, 0) + 1
+            state = self.states[min(n, len(self.states) - 1)]
+            details = {"task_details": [{"task_id": "t1", "display_name": "preprocess",
+                                         "state": "SUCCEEDED" if n > 1 else "RUNNING"}]}
+            return 200, dict(self.runs[run_id], state=state, run_details=details)
+        return 404, {"error": f"{method} {path} is not answered by the recorder", "code": 5}
+
+    def of(self, method: str, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == method and r["path"] == path]
+
+    def __enter__(self) -> KfpApiRecorder:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def api() -> Iterator[KfpApiRecorder]:
+    with KfpApiRecorder() as recorder:
+        yield recorder
+
+
+def config(tmp_path: Any, host: str) -> str:
+    with open(os.path.join(REPO, "config", "kfp.yaml")) as f:
+        doc = yaml.safe_load(f)
+    doc["host"] = host
+    doc["wait"] = {"poll_seconds": 0.05}
+    path = tmp_path / "kfp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_submit_pipeline_file_and_stream_status(tmp_path, api: KfpApiRecorder) -> None:
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                   "--param", "epochs=3", "--config", config(tmp_path, api.url), "--wait")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # stdout is only the JSON: kfp.Client's own prints go to stderr
+    assert result["runs"][0]["run_id"] == "run-1" and result["runs"][0]["state"] == "SUCCEEDED"
+    assert result["namespace"] == "kubeflow-user-example-com" and result["experiment"] == "kubesage"
+    # the experiment is looked up in the namespace, then created there
+    lookup = api.of("GET", "/apis/v2beta1/experiments")[0]
+    assert lookup["query"]["namespace"] == ["kubeflow-user-example-com"]
+    assert '"stringValue": "kubesage"' in lookup["query"]["filter"][0]
+    assert api.of("POST", "/apis/v2beta1/experiments")[0]["body"] == {
+        "display_name": "kubesage", "namespace": "kubeflow-user-example-com"}
+    run = api.of("POST", "/apis/v2beta1/runs")[0]["body"]
+    assert run["experiment_id"] == "exp-1"
+    assert run["display_name"].startswith("image-classification-")
+    assert run["service_account"] == "default-editor"
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "image-classification"
+    params = run["runtime_config"]["parameters"]
+    assert params["epochs"] == 3 and params["threshold"] == 0.9  # typed, defaults included
+    platform = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    assert platform["deploymentSpec"]["executors"]["exec-preprocess"]["pvcMount"][0]["constant"] == \
+        "fsx-lustre-claim"
+    # --wait read the run until it ended and streamed run and task states
+    assert len(api.of("GET", "/apis/v2beta1/runs/run-1")) == 2
+    assert "run run-1: RUNNING" in proc.stderr and "run run-1: SUCCEEDED" in proc.stderr
+    assert "preprocess: SUCCEEDED" in proc.stderr
+
+
+def test_submit_compiled_yaml_with_env_overrides(tmp_path, api: KfpApiRecorder, monkeypatch) -> None:
+    package = tmp_path / "ic.yaml"
+    run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(package),
+            check=True)
+    monkeypatch.setenv("KFP_HOST", api.url)
+    monkeypatch.setenv("KFP_NAMESPACE", "team-a")
+    monkeypatch.setenv("KFP_EXPERIMENT", "nightly")
+    monkeypatch.setenv("KFP_RUN_NAME", "digits-nightly")
+    monkeypatch.setenv("KFP_TOKEN", "t0ken")
+    from kubesage.targets import kfp as kfp_target
+
+    result = kfp_target.submit(str(package), {"threshold": "0.95"},
+                               config(tmp_path, "http://unused.invalid"), False, None)
+    assert result["host"] == api.url and result["runs"][0]["run_name"] == "digits-nightly"
+    run = api.of("POST", "/apis/v2beta1/runs")[0]
+    assert run["body"]["display_name"] == "digits-nightly"
+    assert run["body"]["runtime_config"]["parameters"] == {"threshold": 0.95}
+    assert run["auth"] == "Bearer t0ken"
+    assert api.of("POST", "/apis/v2beta1/experiments")[0]["body"] == {
+        "display_name": "nightly", "namespace": "team-a"}
+    assert not api.of("GET", "/apis/v2beta1/runs/run-1")  # no --wait
+
+
+def test_unknown_parameter_of_a_compiled_file_is_named_before_anything_is_sent(
+        tmp_path, api: KfpApiRecorder) -> None:
+    package = tmp_path / "ic.yaml"
+    run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(package),
+            check=True)
+    proc = run_cli("submit", str(package), "--target", "kfp", "--param", "epoch=3",
+                   "--config", config(tmp_path, api.url))
+    assert proc.returncode == 2
+    assert "pipeline 'image-classification'" in proc.stderr and "has no parameter 'epoch'" in proc.stderr
+    assert "arch, epochs, image_size" in proc.stderr
+    assert api.requests == []
+
+
+def test_a_failed_run_fails_the_wait(tmp_path) -> None:
+    with KfpApiRecorder(states=("PENDING", "RUNNING", "FAILED")) as api:
+        proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                       "--config", config(tmp_path, api.url), "--wait")
+    assert proc.returncode == 2
+    assert "ended FAILED, see " + api.url + "/#/runs/details/run-1" in proc.stderr
+
+
+def test_one_run_per_client_needs_a_client_parameter(tmp_path, api: KfpApiRecorder) -> None:
+    proc = run_cli("submit", "tests/pipelines/kfp_shapes.py:per-client", "--target", "kfp",
+                   "--config", config(tmp_path, api.url), "--clients", "acme,globex")
+    assert proc.returncode == 0, proc.stderr
+    runs = [r["body"] for r in api.of("POST", "/apis/v2beta1/runs")]
+    assert [r["runtime_config"]["parameters"]["clients"] for r in runs] == [["acme"], ["globex"]]
+    assert runs[0]["display_name"].endswith("-acme") and runs[1]["display_name"].endswith("-globex")
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                   "--config", config(tmp_path, api.url), "--clients", "acme")
+    assert proc.returncode == 2 and "needs a 'client' (str) or 'clients' (list) parameter" in proc.stderr
+
+
+def test_no_host_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                   "--config", config(tmp_path, ""))
+    assert proc.returncode == 2
+    assert "no Kubeflow Pipelines host: set 'host' in" in proc.stderr and "or KFP_HOST" in proc.stderr
