@@ -12,14 +12,33 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.targets import TARGETS
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
+def _pairs(pairs: list[str], flag: str) -> dict[str, str]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise KubesageError(f"--param {pair!r}: write it as name=value")
+            raise KubesageError(f"{flag} {pair!r}: write it as name=value")
         out[name] = value
     return out
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    return _pairs(pairs, "--param")
+
+
+def _emit(record: Any, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(record.to_dict(), indent=2))
+    else:
+        _print_record(record.to_dict())
+    return 0 if record.status == "succeeded" else 1
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from kubesage.local.config import load_local_config
+    from kubesage.local.rerun import rerun
+
+    return _emit(rerun(args.run_id, load_local_config(args.config)), args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,17 +51,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from kubesage.local.runner import runner_for
 
         runner = runner_for(args.runner, load_local_config(args.config), project_root(path))
-        record = runner.run(pipeline, _params(args.param), pipeline_file=path)
+        record = runner.run(pipeline, _params(args.param), pipeline_file=path,
+                            tags=_pairs(args.tag, "--tag"), use_cache=not args.no_cache)
     else:
         from kubesage.targets import load_target
 
         record = load_target(args.target).run_pipeline(
             pipeline, _params(args.param), args.config, path, sys.stderr)
-    if args.json:
-        print(json.dumps(record.to_dict(), indent=2))
-    else:
-        _print_record(record.to_dict())
-    return 0 if record.status == "succeeded" else 1
+    return _emit(record, args.json)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -51,11 +67,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = RunStore(load_local_config(args.config).store)
     if args.runs_command == "list":
-        records = [r.to_dict() for r in store.list(limit=args.limit, pipeline=args.pipeline)]
+        wanted = _pairs(args.tag, "--tag")
+        records = [r.to_dict() for r in store.list(limit=args.limit, pipeline=args.pipeline)
+                   if all(r.tags.get(k) == v for k, v in wanted.items())]
         if args.json:
             print(json.dumps([{k: r[k] for k in ("run_id", "pipeline", "status", "started",
-                                                   "duration_s", "metrics")} for r in records],
-                             indent=2))
+                                                   "duration_s", "tags", "metrics")}
+                              for r in records], indent=2))
         else:
             print(f"{'RUN ID':48} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}")
             for r in records:
@@ -156,7 +174,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--target", choices=("local",) + TARGETS, default="local")
     run.add_argument("--config", help="target config (default: config/<target>.yaml)")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
+    run.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                     help="label the run (kubesage runs list --tag filters on it)")
+    run.add_argument("--no-cache", action="store_true", help="execute every step")
     run.set_defaults(func=cmd_run)
+
+    again = sub.add_parser("rerun", help="re-run a recorded run exactly (same parameters, images)")
+    again.add_argument("run_id")
+    again.add_argument("--config", help="local target config (default: config/local.yaml)")
+    again.add_argument("--json", action="store_true")
+    again.set_defaults(func=cmd_rerun)
 
     runs = sub.add_parser("runs", help="list and show recorded runs")
     runs.add_argument("--config", help="local target config (default: config/local.yaml)")
@@ -164,6 +191,7 @@ def parser() -> argparse.ArgumentParser:
     runs_list = runs_sub.add_parser("list")
     runs_list.add_argument("--limit", type=int, default=20)
     runs_list.add_argument("--pipeline")
+    runs_list.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
     runs_list.add_argument("--json", action="store_true")
     runs_show = runs_sub.add_parser("show")
     runs_show.add_argument("run_id")

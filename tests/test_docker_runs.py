@@ -163,3 +163,14 @@ def test_ctrl_c_stops_the_containers(docker_client: Any, config_file: str) -> No
     assert docker_client.containers.list(all=True, filters=label) == []
     shown = json.loads(run_cli("runs", "--config", config_file, "show", run_id, "--json").stdout)
     assert shown["status"] == "cancelled" and shown["steps"][0]["status"] == "cancelled"
+
+
+def test_rerun_reproduces_the_reference_metrics_exactly(
+    reference_runs: dict[str, Any], module_config: str
+) -> None:
+    first = reference_runs["first"]
+    again = run_json("rerun", first["run_id"], "--config", module_config)
+    assert again["status"] == "succeeded", again["_stderr"]
+    assert again["rerun_of"] == first["run_id"] and again["images"] == first["images"]
+    assert not any(s["cached"] for s in again["steps"])
+    assert quality(again["metrics"]) == quality(first["metrics"])

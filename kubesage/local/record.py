@@ -72,6 +72,13 @@ class RunRecord:
     started: float = 0.0
     ended: float | None = None
     steps: list[StepRecord] = field(default_factory=list)
+    # lineage
+    source_sha256: str = ""  # the pipeline file's content
+    compiled_sha256: str = ""  # the compiled artifact, for runs of a compiled target
+    git: dict[str, Any] = field(default_factory=dict)  # {"commit", "dirty"} of the project
+    images: dict[str, str] = field(default_factory=dict)  # logical image -> image ID / code hash
+    tags: dict[str, str] = field(default_factory=dict)
+    rerun_of: str = ""
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -99,6 +106,12 @@ class RunRecord:
             "ended": self.ended,
             "duration_s": None if self.ended is None else round(self.ended - self.started, 3),
             "metrics": self.metrics,
+            "source_sha256": self.source_sha256,
+            "compiled_sha256": self.compiled_sha256,
+            "git": self.git,
+            "images": self.images,
+            "tags": self.tags,
+            "rerun_of": self.rerun_of,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -106,6 +119,7 @@ class RunRecord:
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
-        record = cls(**{k: d[k] for k in keys})
+        optional = ("source_sha256", "compiled_sha256", "git", "images", "tags", "rerun_of")
+        record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

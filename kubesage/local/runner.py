@@ -29,6 +29,7 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
+from kubesage.lineage import file_sha256, git_state
 from kubesage.local import cache
 from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
 from kubesage.local.config import ConfigError, LocalConfig
@@ -83,6 +84,8 @@ class LocalRunner:
         self.path_rewrite = path_rewrite
         self._print_lock = threading.Lock()
         self._cancelled = threading.Event()
+        self._pins: dict[str, str] = {}
+        self._use_cache = True
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -92,14 +95,25 @@ class LocalRunner:
         *,
         pipeline_file: str = "",
         run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        images: dict[str, str] | None = None,
+        use_cache: bool = True,
+        rerun_of: str = "",
     ) -> RunRecord:
-        """Run ``pipeline`` to the end and return its record (also saved in the store)."""
+        """Run ``pipeline`` to the end and return its record (also saved in the store).
+
+        ``images`` pins logical image names to exact images (IDs), as a re-run does;
+        ``use_cache=False`` executes every step even where the cache has its outputs.
+        """
         values = pipeline.resolve_parameters(parameters or {})
         instances = self._expand(pipeline, values)
         mounts = self._mounts(pipeline)
+        self._pins = dict(images or {})
+        self._use_cache = use_cache
         # Fail before anything runs: every image must exist, every mount folder too.
-        for image in sorted({i.task.spec.image for i in instances}):
-            self.executor.environment_id(self.config.image(image))
+        env_ids = {image: self.executor.environment_id(self._image(image))
+                   for image in sorted({i.task.spec.image for i in instances})}
+        root = os.path.dirname(os.path.abspath(pipeline_file)) if pipeline_file else os.getcwd()
         record = RunRecord(
             run_id=run_id or new_run_id(pipeline.name),
             pipeline=pipeline.name,
@@ -109,12 +123,17 @@ class LocalRunner:
             parameters=values,
             data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()},
             started=time.time(),
+            source_sha256=file_sha256(pipeline_file) if pipeline_file else "",
+            git=git_state(root),
+            images=env_ids,
+            tags=dict(tags or {}),
+            rerun_of=rerun_of,
         )
         for inst in instances:
             spec = inst.task.spec
             inst.record = StepRecord(
                 name=inst.name, task=inst.task.name, component=spec.name, version=spec.version,
-                image=self.config.image(spec.image),
+                image=self._image(spec.image),
             )
             record.steps.append(inst.record)
         self.store.save(record)
@@ -138,6 +157,10 @@ class LocalRunner:
         self.store.save(record)
         self._say(f"run {record.run_id} {record.status} in {record.ended - record.started:.1f}s")
         return record
+
+    def _image(self, logical: str) -> str:
+        """The image a logical name runs as: a pinned image ID, else the configured tag."""
+        return self._pins.get(logical) or self.config.image(logical)
 
     # -- planning -----------------------------------------------------------------------
     def _expand(self, pipeline: Pipeline, values: dict[str, Any]) -> list[_Instance]:
@@ -326,7 +349,7 @@ class LocalRunner:
         step.parameters = params
         step_mounts = {target: src for name, (target, src) in mounts.items()
                        if name in dict(spec.mounts)}
-        image = self.config.image(spec.image)
+        image = self._image(spec.image)
         step.environment_id = self.executor.environment_id(image)
         step.cache_key = cache.cache_key(
             spec, step.environment_id, params,
@@ -334,7 +357,7 @@ class LocalRunner:
             {name: record.data[name] for name, _ in spec.mounts},
             {"distribution": task.distribution.to_dict()},
         )
-        if task.cache:
+        if task.cache and self._use_cache:
             hit = cache.lookup(self.store, step.cache_key)
             if hit is not None:
                 step.cached = True

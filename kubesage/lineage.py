@@ -1,0 +1,26 @@
+"""Where a run came from: file hashes and the project's git state."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from typing import Any
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def git_state(root: str) -> dict[str, Any]:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``root`` ({} outside one)."""
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return {}
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {}

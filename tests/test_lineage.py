@@ -1,0 +1,82 @@
+"""Lineage and re-run: what a run record knows of its origin, and exact re-runs."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import pytest
+
+from kubesage.local.config import LocalConfig
+from kubesage.local.rerun import RerunError, rerun
+from kubesage.local.runner import runner_for
+from kubesage.loader import load_pipeline
+from tests.conftest import REPO, run_cli, write_config
+
+PIPELINE = '''
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="tiny")
+def tiny(message: str = "hello") -> None:
+    probe(message=message, seconds=0.0)
+'''
+
+
+def _run(config: LocalConfig, path: str, **kwargs):  # type: ignore[no-untyped-def]
+    definition, path = load_pipeline(path)
+    runner = runner_for("subprocess", config, REPO, log=io.StringIO())
+    return runner.run(definition.build(), pipeline_file=path, **kwargs)
+
+
+def test_record_carries_lineage(local_config: LocalConfig) -> None:
+    record = _run(local_config, os.path.join(REPO, "tests/pipelines/probes.py:fan_out"),
+                  tags={"team": "vision"})
+    assert len(record.source_sha256) == 64 and record.tags == {"team": "vision"}
+    assert len(record.git.get("commit", "")) == 40
+    assert record.images["kubesage/torch"].startswith("code:")
+
+
+def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
+    data = tmp_path / "fsx"
+    shutil.copytree(os.path.join(fsx_root, "digits", "0"), data / "digits" / "0")
+    pipe = tmp_path / "tiny.py"
+    pipe.write_text(PIPELINE)
+    config = LocalConfig(mounts={"fsx": str(data)}, store=str(tmp_path / "store"))
+    first = _run(config, str(pipe))
+    again = rerun(first.run_id, config, log=io.StringIO())
+    assert again.status == "succeeded" and again.rerun_of == first.run_id
+    assert not any(s.cached for s in again.steps)  # executed again, not taken from the cache
+    assert again.step("probe").returns == first.step("probe").returns
+
+    pipe.write_text(PIPELINE.replace('"hello"', '"changed"'))
+    with pytest.raises(RerunError, match=r"pipeline 'tiny' in .*tiny.py has changed since run"):
+        rerun(first.run_id, config, log=io.StringIO())
+    with pytest.raises(RerunError, match=r"no run 'nope'"):
+        rerun("nope", config, log=io.StringIO())
+
+
+def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:
+    data = tmp_path / "fsx"
+    shutil.copytree(os.path.join(fsx_root, "digits", "1"), data / "digits" / "1")
+    config = LocalConfig(mounts={"fsx": str(data)}, store=str(tmp_path / "store"))
+    first = _run(config, os.path.join(REPO, "tests/pipelines/training.py:train-only"))
+    assert first.data["fsx"]
+    victim = next((data / "digits" / "1").iterdir())
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(RerunError, match=r"the data under mounts.fsx .* has changed since it ran"):
+        rerun(first.run_id, config, log=io.StringIO())
+
+
+def test_runs_list_filters_by_tag(tmp_path, fsx_root: str) -> None:
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
+    for tag in ("a", "b"):
+        run_cli("run", "tests/pipelines/probes.py:fan_out", "--runner", "subprocess", "--config",
+                config, "--tag", f"exp={tag}", check=True)
+    listed = run_cli("runs", "--config", config, "list", "--tag", "exp=b", "--json", check=True)
+    import json
+
+    runs = json.loads(listed.stdout)
+    assert [r["tags"] for r in runs] == [{"exp": "b"}]
