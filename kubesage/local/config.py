@@ -8,6 +8,7 @@ store: ../.kubesage     # run records, cache index and artifacts
 image_tag: latest       # kubesage/torch -> kubesage/torch:latest
 parallelism: 4          # steps running at once
 mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
+webhooks: [https://hooks.slack.com/services/...]      # run and step state changes
 ```
 """
 
@@ -35,6 +36,7 @@ class LocalConfig:
     image_tag: str = "latest"
     parallelism: int = 4
     mlflow_tracking_uri: str = ""
+    webhooks: list[str] = field(default_factory=list)
     source: str = "(defaults)"
 
     @property
@@ -49,7 +51,7 @@ class LocalConfig:
 
 
 _KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int,
-         "mlflow_tracking_uri": str}
+         "mlflow_tracking_uri": str, "webhooks": list}
 
 
 def load_local_config(path: str | None = None) -> LocalConfig:
@@ -91,5 +93,13 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         image_tag=doc.get("image_tag", "latest"),
         parallelism=parallelism,
         mlflow_tracking_uri=doc.get("mlflow_tracking_uri", ""),
+        webhooks=_webhooks(path, doc.get("webhooks", [])),
         source=path,
     )
+
+
+def _webhooks(path: str, urls: list[Any]) -> list[str]:
+    for i, url in enumerate(urls):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: 'webhooks[{i}]' must be an http(s) URL, got {url!r}")
+    return list(urls)

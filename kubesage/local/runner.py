@@ -36,6 +36,7 @@ from kubesage.local.config import ConfigError, LocalConfig
 from kubesage.local.executor import Executor, Launch
 from kubesage.local.record import TERMINAL, RunRecord, StepRecord
 from kubesage.local.store import RunStore
+from kubesage.notify import Notifier
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import task_file
@@ -86,6 +87,7 @@ class LocalRunner:
         self._cancelled = threading.Event()
         self._pins: dict[str, str] = {}
         self._use_cache = True
+        self._notifier = Notifier([], self._say)
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -136,7 +138,8 @@ class LocalRunner:
                 image=self._image(spec.image),
             )
             record.steps.append(inst.record)
-        self.store.save(record)
+        self._notifier = Notifier(self.config.webhooks, self._say)
+        self._changed(record)
         self._say(f"run {record.run_id}: {len(instances)} steps ({self.executor.kind})")
         try:
             self._schedule(record, instances, values, mounts)
@@ -148,15 +151,29 @@ class LocalRunner:
                     inst.record.ended = time.time()
             record.status = "cancelled"
             record.ended = time.time()
-            self.store.save(record)
+            self._changed(record)
+            self._notifier.close()
             self._say(f"run {record.run_id} cancelled; its containers were stopped")
             raise
         failed = [s for s in record.steps if s.status == "failed"]
         record.status = "failed" if failed else "succeeded"
         record.ended = time.time()
-        self.store.save(record)
+        self._changed(record)
+        self._notifier.close()
         self._say(f"run {record.run_id} {record.status} in {record.ended - record.started:.1f}s")
         return record
+
+    def _changed(self, record: RunRecord, step: StepRecord | None = None) -> None:
+        """Save the record and tell the webhooks about the new state."""
+        self.store.save(record)
+        event: dict[str, Any] = {"run_id": record.run_id, "pipeline": record.pipeline,
+                                 "status": (step or record).status}
+        if step is not None:
+            event.update(step=step.name, cached=step.cached, metrics=step.metrics)
+        else:
+            event.update(metrics={f"{k}.{m}": v for k, ms in record.metrics.items()
+                                  for m, v in ms.items() if "per_s" not in m})
+        self._notifier.send(event)
 
     def _image(self, logical: str) -> str:
         """The image a logical name runs as: a pinned image ID, else the configured tag."""
@@ -262,7 +279,7 @@ class LocalRunner:
                     inst.record.status = "running"
                     running[pool.submit(self._run_step, record, inst, instances, values,
                                         mounts)] = inst
-                self.store.save(record)
+                self._changed(record, inst.record)
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -278,7 +295,7 @@ class LocalRunner:
                     inst.record.ended = inst.record.ended or time.time()
                 if inst.record.status == "failed":
                     failed = True
-                self.store.save(record)
+                self._changed(record, inst.record)
 
     def _conditions_hold(
         self, inst: _Instance, instances: list[_Instance], values: dict[str, Any]
