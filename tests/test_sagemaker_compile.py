@@ -1,0 +1,194 @@
+"""Compiling for SageMaker: the definition's steps, determinism, no network, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from kubesage.dsl.errors import KubesageError
+from kubesage.loader import load_pipeline
+from tests.conftest import REPO, run_cli
+from tests.sagemaker_fixtures import write_sagemaker_config
+
+REFERENCE = "pipelines/image_classification.py"
+
+
+@pytest.fixture(scope="module")
+def definition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("compiled") / "reference.json"
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), check=True)
+    return json.loads(out.read_text())
+
+
+def steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for step in doc["Steps"]:
+        found[step["Name"]] = step
+        for inner in step["Arguments"].get("IfSteps", []) + step["Arguments"].get("ElseSteps", []):
+            found[inner["Name"]] = inner
+    return found
+
+
+def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
+    first, second, third = (tmp_path / n for n in ("a.json", "b.json", "c.json"))
+    start = time.time()
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(first), check=True)
+    print(f"cold CLI compile: {time.time() - start:.2f}s")
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(second), check=True)
+    proc = subprocess.run([sys.executable, "compile.py", REFERENCE, "--target", "sagemaker", "-o",
+                           str(third)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert first.read_bytes() == second.read_bytes() == third.read_bytes()
+    valid = run_cli("validate", str(first), check=True)
+    assert "SageMaker pipeline definition is valid (6 steps" in valid.stdout
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
+
+
+def test_parameters_are_typed(definition) -> None:
+    params = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in definition["Parameters"]}
+    assert params["epochs"] == ("Integer", 8)
+    assert params["threshold"] == ("Float", 0.9)
+    assert params["raw_dir"] == ("String", "/fsx/digits")
+
+
+def test_processing_steps_use_s3(definition) -> None:
+    prep = steps(definition)["preprocess"]
+    assert prep["Type"] == "Processing" and prep["CacheConfig"] == {"Enabled": True,
+                                                                   "ExpireAfter": "P30D"}
+    args = prep["Arguments"]
+    assert args["AppSpecification"]["ContainerEntrypoint"][-1] == "sagemaker_processing"
+    (fsx,) = args["ProcessingInputs"]
+    assert fsx["S3Input"]["S3Uri"] == "s3://kubesage-datasets-111122223333/datasets/"
+    outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in args["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs["data"] == "s3://kubesage-artifacts-111122223333/pipelines/image-classification/preprocess/data"
+    evaluate = steps(definition)["evaluate"]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    assert inputs["model"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    assert evaluate["PropertyFiles"] == [{"FilePath": "evaluation.json", "OutputName": "report",
+                                          "PropertyFileName": "report-evaluation"}]
+
+
+def test_training_step(definition) -> None:
+    train = steps(definition)["train"]
+    assert train["Type"] == "Training"
+    args = train["Arguments"]
+    assert args["EnableManagedSpotTraining"] is True
+    assert args["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400, "MaxWaitTimeInSeconds": 172800}
+    assert args["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    assert args["ResourceConfig"]["InstanceCount"] == 1
+    assert args["VpcConfig"] == {"SecurityGroupIds": ["sg-0123456789abcdef0"],
+                                 "Subnets": ["subnet-0123456789abcdef0"]}
+    assert args["AlgorithmSpecification"]["ContainerEntrypoint"][-1] == "sagemaker_training"
+    assert args["AlgorithmSpecification"]["TrainingImage"].endswith("kubesage/torch:latest")
+    assert args["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    join = args["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"]
+    assert {"Get": "Execution.PipelineExecutionId"} in join  # resume within an execution only
+    for name, value in args["HyperParameters"].items():  # the API wants strings
+        assert isinstance(value, str) or "Std:Join" in value or value == {
+            "Get": f"Parameters.{name}"}, (name, value)
+    assert args["HyperParameters"]["epochs"] == {"Std:Join": {"On": "",
+                                                              "Values": [{"Get": "Parameters.epochs"}]}}
+
+
+def test_condition_register_and_fail(definition) -> None:
+    cond = steps(definition)["condition-1"]
+    (check,) = cond["Arguments"]["Conditions"]
+    assert check["Type"] == "GreaterThanOrEqualTo"
+    assert check["LeftValue"] == {"Std:JsonGet": {
+        "Path": "metrics.accuracy.value",
+        "PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.report-evaluation"}}}
+    assert check["RightValue"] == {"Get": "Parameters.threshold"}
+    (register,) = cond["Arguments"]["IfSteps"]
+    assert register["Type"] == "RegisterModel"
+    assert register["Arguments"]["ModelPackageGroupName"] == "digits-classifier"
+    container = register["Arguments"]["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    assert register["Arguments"]["CustomerMetadataProperties"]["model_name"] == {
+        "Get": "Parameters.model_name"}
+    (fail,) = cond["Arguments"]["ElseSteps"]
+    assert fail["Type"] == "Fail" and "does not hold" in fail["Arguments"]["ErrorMessage"]
+
+
+def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:
+    out = tmp_path / "per-client.json"
+    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:per-client", "--target", "sagemaker",
+            "-o", str(out), check=True)
+    doc = json.loads(out.read_text())
+    assert {"Name": "clients", "Type": "String", "DefaultValue": "acme"} in doc["Parameters"]
+    per_client = steps(doc)["per-client"]
+    assert per_client["DependsOn"] == ["probe"]
+    assert {"Get": "Parameters.clients"} in per_client["Arguments"]["AppSpecification"]["ContainerArguments"]
+    uri = per_client["Arguments"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert {"Get": "Parameters.clients"} in uri["Std:Join"]["Values"]  # executions do not collide
+
+
+def test_hints_map_components(tmp_path) -> None:
+    """Without hints the defaults decide; a hint turns preprocess into a training job on FSx."""
+    from kubesage.targets.sagemaker import compile_pipeline
+
+    pipeline = load_pipeline(REFERENCE)[0].build()
+    path = write_sagemaker_config(str(tmp_path), components={"preprocess": {"kind": "training"},
+                                                           "register": {"kind": "register"}})
+    out = tmp_path / "hinted.json"
+    compile_pipeline(pipeline, str(out), path)
+    found = steps(json.loads(out.read_text()))
+    assert found["train"]["Type"] == "Training"  # default: makes a Model, reads none
+    assert found["evaluate"]["Type"] == "Processing"
+    (channel,) = found["preprocess"]["Arguments"]["InputDataConfig"]
+    assert channel["DataSource"] == {"FileSystemDataSource": {
+        "DirectoryPath": "/abcdefgh/datasets", "FileSystemAccessMode": "ro",
+        "FileSystemId": "fs-0123456789abcdef0", "FileSystemType": "FSxLustre"}}
+    env = found["preprocess"]["Arguments"]["Environment"]
+    assert json.loads(env["KUBESAGE_MOUNTS"]) == {"/fsx": "/opt/ml/input/data/fsx"}
+    # evaluate's accuracy now comes from its own result file: no hint for it in this config
+    assert found["evaluate"]["PropertyFiles"][0]["OutputName"] == "kubesage-result"
+
+
+def test_compile_makes_no_network_call(tmp_path, monkeypatch) -> None:
+    from kubesage.targets.sagemaker import compile_pipeline
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        raise AssertionError(f"network call to {address} while compiling")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    pipeline = load_pipeline(REFERENCE)[0].build()
+    out = tmp_path / "offline.json"
+    compile_pipeline(pipeline, str(out), "config/sagemaker.yaml")
+    assert json.loads(out.read_text())["Version"] == "2020-12-01"
+
+
+def test_importing_kubesage_does_not_import_the_sdk() -> None:
+    code = ("import sys, kubesage, kubesage.cli, kubesage.targets.sagemaker, "
+            "kubesage.runtime.sagemaker_processing, kubesage.runtime.sagemaker_training; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'boto3', "
+            "'botocore')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_unmapped_image_fails_before_writing(tmp_path) -> None:
+    path = write_sagemaker_config(str(tmp_path), images={"other/image": "1.dkr.ecr.x/y:1"})
+    out = tmp_path / "never.json"
+    proc = run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), "--config", path)
+    assert proc.returncode == 2
+    assert "'images' has no entry for it" in proc.stderr
+    assert not out.exists()
+
+
+def test_register_needs_one_model_input(tmp_path) -> None:
+    from kubesage.targets.sagemaker import compile_pipeline
+
+    pipeline = load_pipeline(REFERENCE)[0].build()
+    path = write_sagemaker_config(str(tmp_path), components={"preprocess": {"kind": "register"}})
+    with pytest.raises(KubesageError, match="component .preprocess. is mapped to a registration "
+                                            "step .kind: register. and needs exactly one Model "
+                                            "input, it has 0"):
+        compile_pipeline(pipeline, str(tmp_path / "x.json"), path)
