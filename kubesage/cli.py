@@ -34,11 +34,56 @@ def _emit(record: Any, as_json: bool) -> int:
     return 0 if record.status == "succeeded" else 1
 
 
+def _track(record: Any, config_path: str | None) -> None:
+    """Hand the run to MLflow in the background (never slows or fails the run)."""
+    from kubesage.experiments import log_in_background
+    from kubesage.local.config import load_local_config
+
+    config = load_local_config(config_path) if record.target == "local" else load_local_config()
+    log_in_background(config.store, config.tracking_uri, record.run_id)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kubesage.compare import plot, table
+    from kubesage.local.config import load_local_config
+    from kubesage.local.store import RunStore
+
+    store = RunStore(load_local_config(args.config).store)
+    records = []
+    for run_id in args.run_ids:
+        try:
+            records.append(store.get(run_id))
+        except KeyError:
+            raise KubesageError(f"no run '{run_id}'; 'kubesage runs list' shows them") from None
+    print(table(records))
+    try:
+        drawn = plot(records, args.output)
+    except ValueError as e:
+        raise KubesageError(str(e)) from None
+    print(f"\nlearning curves ({', '.join(drawn)}): {args.output}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from kubesage.experiments import log_run
+    from kubesage.local.config import load_local_config
+    from kubesage.local.store import RunStore
+
+    config = load_local_config(args.config)
+    store = RunStore(config.store)
+    for run_id in args.run_ids:
+        print(f"{run_id} -> MLflow run {log_run(store.get(run_id), config.tracking_uri)} "
+              f"({config.tracking_uri})")
+    return 0
+
+
 def cmd_rerun(args: argparse.Namespace) -> int:
     from kubesage.local.config import load_local_config
     from kubesage.local.rerun import rerun
 
-    return _emit(rerun(args.run_id, load_local_config(args.config)), args.json)
+    record = rerun(args.run_id, load_local_config(args.config))
+    _track(record, args.config)
+    return _emit(record, args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -58,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         record = load_target(args.target).run_pipeline(
             pipeline, _params(args.param), args.config, path, sys.stderr)
+    _track(record, args.config)
     return _emit(record, args.json)
 
 
@@ -184,6 +230,17 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--config", help="local target config (default: config/local.yaml)")
     again.add_argument("--json", action="store_true")
     again.set_defaults(func=cmd_rerun)
+
+    cmp_ = sub.add_parser("compare", help="compare runs: a table and a PNG of learning curves")
+    cmp_.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    cmp_.add_argument("-o", "--output", default="compare.png", help="PNG path (compare.png)")
+    cmp_.add_argument("--config", help="local target config (default: config/local.yaml)")
+    cmp_.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("experiments", help="log runs to MLflow now (run does it in background)")
+    exp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    exp.add_argument("--config", help="local target config (default: config/local.yaml)")
+    exp.set_defaults(func=cmd_experiments)
 
     runs = sub.add_parser("runs", help="list and show recorded runs")
     runs.add_argument("--config", help="local target config (default: config/local.yaml)")

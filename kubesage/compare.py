@@ -1,0 +1,82 @@
+"""``kubesage compare``: runs side by side (parameters, final metrics) and their learning curves."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from kubesage.local.record import RunRecord
+
+
+def table(records: list[RunRecord]) -> str:
+    """Parameters that differ and every final metric (without throughput), one column per run."""
+    names = [r.run_id for r in records]
+    rows: list[tuple[str, list[str]]] = [("status", [r.status for r in records])]
+    for key in sorted({k for r in records for k in r.parameters}):
+        values = [repr(r.parameters.get(key, "")) for r in records]
+        if len(set(values)) > 1:
+            rows.append((f"param {key}", values))
+    keys = sorted({(s, m) for r in records for s, ms in r.metrics.items() for m in ms
+                   if "per_s" not in m})
+    for step, metric in keys:
+        rows.append((f"{step}.{metric}",
+                     [_fmt(r.metrics.get(step, {}).get(metric)) for r in records]))
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(n), *(len(v[i]) for _, v in rows)) for i, n in enumerate(names)]
+    lines = [" " * width + "  " + "  ".join(n.ljust(c) for n, c in zip(names, cols, strict=True))]
+    for label, values in rows:
+        lines.append(label.ljust(width) + "  " + "  ".join(
+            v.ljust(c) for v, c in zip(values, cols, strict=True)))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def plot(records: list[RunRecord], path: str) -> list[str]:
+    """Write a PNG of every learning curve (one panel per series, one line per run).
+
+    Returns the series drawn; written atomically (temporary file, then rename).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = sorted({f"{s.name}.{name}" for r in records for s in r.steps for name in s.series
+                     if "per_s" not in name})
+    if not series:
+        raise ValueError("none of these runs recorded learning curves (metrics logged with a step)")
+    from matplotlib.ticker import MaxNLocator
+
+    differing = [k for k in sorted({k for r in records for k in r.parameters})
+                 if len({repr(r.parameters.get(k)) for r in records}) > 1]
+
+    def label(r: RunRecord) -> str:
+        shown = " ".join(f"{k}={r.parameters.get(k)}" for k in differing)
+        return f"{r.run_id} {shown}".strip() + ("" if r.status == "succeeded" else f" ({r.status})")
+
+    fig, axes = plt.subplots(1, len(series), figsize=(5.5 * len(series), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], series, strict=True):
+        step_name, metric = key.split(".", 1)
+        for r in records:
+            points = next((s.series.get(metric) for s in r.steps if s.name == step_name), None)
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=label(r))
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(" vs ".join(r.pipeline for r in records[:1]) + f": {len(records)} runs")
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return series

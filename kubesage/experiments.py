@@ -1,0 +1,91 @@
+"""Experiment tracking: each run's parameters, final metrics and learning curves in MLflow.
+
+The run record is the source of truth; MLflow is a sink. ``kubesage run`` hands the logging to a
+background process (``python -m kubesage.experiments``), so MLflow's import and database time
+never slow a run and a tracking server that is down never fails one. Logging is idempotent: a run
+already in the experiment (tag ``kubesage.run_id``) is not logged twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from kubesage.local.record import RunRecord
+
+
+def log_run(record: RunRecord, tracking_uri: str) -> str:
+    """Log ``record`` into the MLflow experiment named after its pipeline; the MLflow run ID."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(record.pipeline)
+    if found is None:
+        location = None
+        if tracking_uri.startswith("sqlite:///"):
+            location = os.path.join(os.path.dirname(tracking_uri.removeprefix("sqlite:///")),
+                                    "artifacts")
+        exp_id = client.create_experiment(record.pipeline, artifact_location=location)
+    else:
+        exp_id = found.experiment_id
+    done = client.search_runs([exp_id], f"tags.`kubesage.run_id` = '{record.run_id}'")
+    if done:
+        return str(done[0].info.run_id)
+    tags = {"kubesage.run_id": record.run_id, "kubesage.pipeline_hash": record.pipeline_hash,
+            "kubesage.runner": record.runner, "kubesage.target": record.target,
+            "kubesage.status": record.status, "kubesage.rerun_of": record.rerun_of,
+            "mlflow.source.git.commit": record.git.get("commit", ""), **record.tags}
+    run = client.create_run(exp_id, start_time=int(record.started * 1000), run_name=record.run_id,
+                            tags=tags)
+    now = int(time.time() * 1000)
+    metrics: list[Metric] = []
+    for step in record.steps:
+        for name, series in step.series.items():
+            metrics += [Metric(f"{step.name}.{name}", float(v), now, int(s)) for s, v in series]
+        for name, value in step.metrics.items():
+            if name not in step.series:
+                metrics.append(Metric(f"{step.name}.{name}", float(value), now, 0))
+    params = [Param(k, str(v)[:6000]) for k, v in sorted(record.parameters.items())]
+    for i in range(0, max(len(metrics), 1), 900):  # MLflow takes at most 1000 entries a batch
+        client.log_batch(run.info.run_id, metrics=metrics[i:i + 900],
+                         params=params if i == 0 else [],
+                         tags=[RunTag("kubesage.steps", str(len(record.steps)))] if i == 0 else [])
+    status = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+    client.set_terminated(run.info.run_id, status.get(record.status, "FINISHED"),
+                          int((record.ended or time.time()) * 1000))
+    return str(run.info.run_id)
+
+
+def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
+    """Start ``python -m kubesage.experiments`` for ``run_id``; output to ``<store>/logs``."""
+    logs = os.path.join(store, "logs")
+    os.makedirs(logs, exist_ok=True)
+    with open(os.path.join(logs, "experiments.log"), "a") as out:
+        subprocess.Popen([sys.executable, "-m", "kubesage.experiments", "--store", store,
+                          "--tracking-uri", tracking_uri, run_id],
+                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kubesage.local.store import RunStore
+
+    ap = argparse.ArgumentParser(prog="python -m kubesage.experiments")
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--tracking-uri", required=True)
+    ap.add_argument("run_ids", nargs="+")
+    args = ap.parse_args(argv)
+    store = RunStore(args.store)
+    for run_id in args.run_ids:
+        mlflow_id = log_run(store.get(run_id), args.tracking_uri)
+        print(f"{run_id} -> MLflow run {mlflow_id} at {args.tracking_uri}", flush=True)
+    return 0
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

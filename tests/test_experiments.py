@@ -1,0 +1,47 @@
+"""Experiments: runs in MLflow (in the background), and ``kubesage compare``."""
+
+from __future__ import annotations
+
+import time
+
+from PIL import Image
+
+from kubesage.local.config import load_local_config
+from tests.conftest import run_cli, run_json, write_config
+
+
+def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root: str) -> None:
+    from mlflow import MlflowClient
+
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
+    runs = [run_json("run", "tests/pipelines/training.py:train-only", "--runner", "subprocess",
+                     "--config", config, "--param", f"epochs={n}", "--tag", "study=epochs")
+            for n in (2, 3)]
+    assert all(r["status"] == "succeeded" for r in runs)
+
+    client = MlflowClient(load_local_config(config).tracking_uri)
+    deadline, found = time.time() + 90, []
+    while time.time() < deadline and len(found) < 2:  # logged by a background process
+        exp = client.get_experiment_by_name("train-only")
+        found = client.search_runs([exp.experiment_id]) if exp else []
+        time.sleep(1)
+    assert {r.data.tags["kubesage.run_id"] for r in found} == {r["run_id"] for r in runs}
+    mine = next(r for r in found if r.data.tags["kubesage.run_id"] == runs[1]["run_id"])
+    assert mine.data.params["epochs"] == "3" and mine.data.tags["study"] == "epochs"
+    history = client.get_metric_history(mine.info.run_id, "train.train_loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert history[-1].value == runs[1]["metrics"]["train"]["train_loss"]
+    # logging again is a no-op: the same MLflow run
+    again = run_cli("experiments", runs[1]["run_id"], "--config", config, check=True).stdout
+    assert mine.info.run_id in again
+
+    png = tmp_path / "cmp.png"
+    out = run_cli("compare", runs[0]["run_id"], runs[1]["run_id"], "--config", config, "-o",
+                  str(png), check=True).stdout
+    header, *rows = out.splitlines()
+    assert runs[0]["run_id"] in header and runs[1]["run_id"] in header
+    assert any(row.split()[:3] == ["param", "epochs", "2"] for row in rows)
+    assert any(row.startswith("train.train_loss") for row in rows)
+    assert "learning curves (train.train_accuracy, train.train_loss)" in out
+    with Image.open(png) as img:
+        assert img.width > 800 and img.height > 300
