@@ -116,7 +116,7 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         raise SubmitError(f"pass the clients with --clients, not --param {fan_out[0]}=...")
 
     import boto3
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from kubesage.targets.sagemaker.session import prepare_environment
 
@@ -144,6 +144,9 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         described = client.describe_pipeline(PipelineName=name)
     except ClientError as e:
         raise SubmitError(f"SageMaker refused the request: {e}") from None
+    except BotoCoreError as e:  # no endpoint, no credentials, no region
+        raise SubmitError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
+                          "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
     return {"pipeline": name, "pipeline_arn": described["PipelineArn"], "action": action,
             "parameters": sorted(types), "model_package_group": config.model_package_group,
             "executions": runs}
