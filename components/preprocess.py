@@ -31,7 +31,7 @@ def _load(args: tuple[str, int]) -> tuple[str, Any, str]:
 
 
 @component(
-    version="1.0.0",
+    version="1.1.0",
     mounts={"fsx": "/fsx"},
     resources=Resources(cpu=2, memory="4Gi"),
 )
@@ -41,14 +41,18 @@ def preprocess(
     image_size: int = 16,
     val_fraction: float = 0.2,
     seed: int = 0,
+    subdir: str = "",
 ) -> None:
-    """Decode every image under ``raw_dir/<class>/``, split train/val by class, write shards.
+    """Decode every image under ``raw_dir/[subdir/]<class>/``, split train/val by class, write
+    shards. ``subdir`` picks one client's folder in a per-client fan-out.
 
     Unreadable or degenerate images are quarantined (listed in the manifest), never fatal.
     """
     import multiprocessing
 
     import numpy as np
+
+    raw_dir = os.path.join(raw_dir, subdir) if subdir else raw_dir
 
     classes = sorted(d for d in os.listdir(raw_dir) if os.path.isdir(os.path.join(raw_dir, d)))
     if not classes:

@@ -17,15 +17,19 @@ from typing import Any
 from kubesage import Input, Model, Output, component
 
 
-@component(version="1.1.0")
+@component(version="1.2.0")
 def register(
     model: Input[Model],
     registered: Output[Model],
     model_name: str,
     accuracy: float,
+    variant: str = "",
 ) -> str:
-    """Register the model; returns ``<name>/<version>`` (the MLflow version) or ``<name>``."""
-    from kubesage.runtime.context import RUN_ID_ENV, STEP_ENV
+    """Register the model as ``model_name`` (``<model_name>-<variant>`` with a variant, e.g.
+    one per client); returns ``<name>/<version>`` (the MLflow version) or ``<name>``."""
+    from kubesage.runtime.context import RUN_ID_ENV, STEP_ENV, mlflow_store_lock
+
+    model_name = f"{model_name}-{variant}" if variant else model_name
 
     shutil.copytree(model.path, registered.path, dirs_exist_ok=True)
     with open(registered.file("model.pt"), "rb") as f:
@@ -40,7 +44,8 @@ def register(
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     ref = model_name
     if uri:
-        version = _mlflow_version(uri, model_name, registered.path, card)
+        with mlflow_store_lock(uri):
+            version = _mlflow_version(uri, model_name, registered.path, card)
         card["mlflow"] = {"tracking_uri": uri, "version": version}
         ref = f"{model_name}/{version}"
     with open(registered.file("model_card.json"), "w") as f:

@@ -68,12 +68,14 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     from kubesage.experiments import log_run
     from kubesage.local.config import load_local_config
     from kubesage.local.store import RunStore
+    from kubesage.runtime.context import mlflow_store_lock
 
     config = load_local_config(args.config)
     store = RunStore(config.store)
     for run_id in args.run_ids:
-        print(f"{run_id} -> MLflow run {log_run(store.get(run_id), config.tracking_uri)} "
-              f"({config.tracking_uri})")
+        with mlflow_store_lock(config.tracking_uri):
+            mlflow_id = log_run(store.get(run_id), config.tracking_uri)
+        print(f"{run_id} -> MLflow run {mlflow_id} ({config.tracking_uri})")
     return 0
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from kubesage.local.record import RunRecord
+from kubesage.runtime.context import mlflow_store_lock
 
 
 def log_run(record: RunRecord, tracking_uri: str) -> str:
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     store = RunStore(args.store)
     for run_id in args.run_ids:
-        mlflow_id = log_run(store.get(run_id), args.tracking_uri)
+        with mlflow_store_lock(args.tracking_uri):
+            mlflow_id = log_run(store.get(run_id), args.tracking_uri)
         print(f"{run_id} -> MLflow run {mlflow_id} at {args.tracking_uri}", flush=True)
     return 0
 

@@ -13,8 +13,10 @@ it runs on:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 CHECKPOINT_ENV = "KUBESAGE_CHECKPOINT_DIR"
@@ -51,3 +53,22 @@ def world() -> World:
     """Rank, world size and local rank from torchrun's environment (a single process if unset)."""
     env = os.environ
     return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+@contextlib.contextmanager
+def mlflow_store_lock(uri: str) -> Iterator[None]:
+    """Serialize writers of a local SQLite MLflow store: parallel steps (and the run's own
+    experiment logging) would race creating its tables. A tracking server needs no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = uri.removeprefix("sqlite:///")
+    os.makedirs(os.path.dirname(db), exist_ok=True)
+    with open(db + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
