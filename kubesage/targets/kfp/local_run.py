@@ -72,8 +72,10 @@ def data_mounts(pipeline: Pipeline, local: LocalConfig) -> dict[str, tuple[str, 
     return found
 
 
-def _docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
-                   writable: dict[str, str]) -> Any:
+def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
+                  writable: dict[str, str]) -> Any:
+    """kfp.local's DockerRunner with the data mounts (read-only) and ``writable`` folders
+    (container path -> host folder); fails early when the engine or an image is missing."""
     import docker
     import docker.errors
     import docker.types
@@ -121,7 +123,7 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
     # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
     writable = ({config.checkpoint_path: os.path.join(run_dir, "checkpoints")}
                 if config.checkpoint_claim else {})
-    runner = _docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks},
+    runner = docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks},
                             writable)
     record = RunRecord(
         run_id=run_id, pipeline=pipeline.name,
@@ -139,7 +141,7 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
           "(resources and Kubernetes settings are ignored locally)", file=out, flush=True)
     outputs_root = os.path.join(run_dir, "outputs")
     try:
-        _execute(compiled, values, runner, outputs_root, out, os.path.join(run_dir, "log.txt"))
+        execute_compiled(compiled, values, runner, outputs_root, out, os.path.join(run_dir, "log.txt"))
     except KeyboardInterrupt:
         record.status, record.ended = "cancelled", time.time()
         store.save(record)
@@ -154,11 +156,15 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
     return record
 
 
-def _execute(compiled: str, values: dict[str, Any], runner: Any, outputs_root: str, out: TextIO,
-             log_path: str) -> None:
+def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs_root: str, out: TextIO,
+                     log_path: str, cache_root: str | None = None) -> None:
+    """Run a compiled pipeline YAML with kfp.local; its log goes to ``out`` and ``log_path``.
+
+    With ``cache_root``, kfp.local's own step cache is on (kubesage runs leave it off)."""
     from kfp import components, local
 
-    local.init(runner=runner, pipeline_root=outputs_root, raise_on_error=False)
+    local.init(runner=runner, pipeline_root=outputs_root, raise_on_error=False,
+               enable_caching=cache_root is not None, cache_root=cache_root)
     pipeline_component = components.load_component_from_file(compiled)
     with open(log_path, "w") as log_file, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
