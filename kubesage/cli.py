@@ -79,6 +79,74 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_components(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from kubesage.catalog import Catalog
+
+    catalog = Catalog(args.catalog)
+    if args.components_command == "publish":
+        component = _component_from(args.component)
+        image = args.image or _local_image_id(component.spec.image)
+        entry = catalog.publish(component, image, args.publisher)
+        print(f"published {entry.name}@{entry.version} ({entry.image[:19]}) to {catalog.location}")
+        return 0
+    if args.components_command == "list":
+        entries = catalog.list()
+        if args.json:
+            print(json.dumps([asdict(e) for e in entries], indent=2))
+            return 0
+        for e in entries:
+            summary = e.description.splitlines()[0] if e.description else ""
+            print(f"{e.name + '@' + e.version:32} {e.image[:19]:20} {summary}")
+        return 0
+    name, _, version = args.ref.partition("@")
+    versions = catalog.versions(name)
+    entry = catalog.get(name, version or (versions[-1] if versions else "0.0.0"))
+    if args.json:
+        print(json.dumps(asdict(entry), indent=2))
+    else:
+        print(f"{entry.name}@{entry.version}  image {entry.image}\n  published by "
+              f"{entry.publisher}; versions: {', '.join(catalog.versions(name))}\n")
+        print(entry.description)
+        spec = entry.spec
+        for p in spec.parameters:
+            print(f"  param  {p.name}: {p.type}" + ("" if p.required else f" = {p.default!r}"))
+        for a in spec.inputs:
+            print(f"  input  {a.name}: {a.type}")
+        for o in list(spec.outputs) + list(spec.returns):
+            print(f"  output {o.name}: {o.type}")
+    return 0
+
+
+def _component_from(ref: str) -> Any:
+    """``path/to/file.py:name`` -> the component object it defines."""
+    import importlib.util
+
+    from kubesage.dsl.component import Component
+    from kubesage.loader import project_root
+
+    path, _, attr = ref.partition(":")
+    if not os.path.isfile(path) or not attr:
+        raise KubesageError(f"'{ref}': expected FILE.py:COMPONENT, e.g. components/train.py:train")
+    root = project_root(path)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
+    module = importlib.import_module(".".join(parts))
+    component = getattr(module, attr, None)
+    if not isinstance(component, Component):
+        raise KubesageError(f"{path} has no component '{attr}'")
+    return component
+
+
+def _local_image_id(logical: str) -> str:
+    from kubesage.local.config import load_local_config
+    from kubesage.local.docker_executor import DockerExecutor
+
+    return DockerExecutor().environment_id(load_local_config().image(logical))
+
+
 def cmd_rerun(args: argparse.Namespace) -> int:
     from kubesage.local.config import load_local_config
     from kubesage.local.rerun import rerun
@@ -243,6 +311,20 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     exp.add_argument("--config", help="local target config (default: config/local.yaml)")
     exp.set_defaults(func=cmd_experiments)
+
+    comps = sub.add_parser("components", help="the shared component catalog")
+    comps.add_argument("--catalog", help="folder or s3://bucket/prefix (default: $KUBESAGE_CATALOG)")
+    comps_sub = comps.add_subparsers(dest="components_command", required=True)
+    c_list = comps_sub.add_parser("list", help="the newest version of every component")
+    c_list.add_argument("--json", action="store_true")
+    c_show = comps_sub.add_parser("show", help="one component's interface")
+    c_show.add_argument("ref", metavar="NAME[@VERSION]")
+    c_show.add_argument("--json", action="store_true")
+    c_pub = comps_sub.add_parser("publish", help="publish a component version")
+    c_pub.add_argument("component", metavar="FILE.py:COMPONENT")
+    c_pub.add_argument("--image", help="pinned image (ID or digest); default: the local image's ID")
+    c_pub.add_argument("--publisher", default="")
+    comps.set_defaults(func=cmd_components)
 
     runs = sub.add_parser("runs", help="list and show recorded runs")
     runs.add_argument("--config", help="local target config (default: config/local.yaml)")

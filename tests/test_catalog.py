@@ -1,0 +1,159 @@
+"""The component catalog: publish, pin, catch breaking changes; folder and S3 (moto server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from components.diagnostics import probe
+from kubesage import Artifact, Output, component
+from kubesage.catalog import Catalog, CatalogError, breaking_changes
+from tests.conftest import run_cli, run_json, write_config
+
+PIPELINE = '''
+from kubesage import pipeline
+from kubesage.catalog import use
+
+probe = use("probe@{version}", catalog={catalog!r}, lock={lock!r})
+
+
+@pipeline(name="team-b")
+def team_b() -> None:
+    probe(message="from team b")
+'''
+
+
+@component(name="probe", version="1.1.0")
+def probe_renamed(result: Output[Artifact], text: str = "ok") -> str:
+    """probe with 'message' renamed: a breaking change."""
+    return text
+
+
+@component(name="probe", version="1.2.0")
+def probe_extended(result: Output[Artifact], message: str = "ok", seconds: float = 0.0,
+                   exit_code: int = 0, repeat: int = 1) -> str:
+    """probe with one more optional input: compatible."""
+    return message * repeat
+
+
+def _team_b_pipeline(tmp_path, catalog: str, version: str) -> str:
+    path = tmp_path / "team_b.py"
+    path.write_text(PIPELINE.format(version=version, catalog=catalog,
+                                    lock=str(tmp_path / "kubesage.lock")))
+    return str(path)
+
+
+def test_published_component_is_pinned_by_another_team(
+    docker_client: Any, tmp_path, fsx_root: str
+) -> None:
+    catalog = str(tmp_path / "catalog")
+    out = run_cli("components", "--catalog", catalog, "publish", "components/diagnostics.py:probe",
+                  "--publisher", "team-a", check=True).stdout
+    image_id = docker_client.images.get("kubesage/torch:latest").id
+    assert f"published probe@1.0.0 ({image_id[:19]})" in out
+    listed = json.loads(run_cli("components", "--catalog", catalog, "list", "--json",
+                                check=True).stdout)
+    assert [(e["name"], e["version"], e["image"], e["publisher"]) for e in listed] == [
+        ("probe", "1.0.0", image_id, "team-a")]
+    shown = run_cli("components", "--catalog", catalog, "show", "probe", check=True).stdout
+    assert "param  message: str = 'ok'" in shown and "output result: Artifact" in shown
+
+    pipe = _team_b_pipeline(tmp_path, catalog, "1.0.0")
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
+    record = run_json("run", pipe, "--config", config)
+    assert record["status"] == "succeeded", record["_stderr"]
+    step = record["steps"][0]
+    assert step["image"] == image_id and step["environment_id"] == image_id
+    assert step["returns"]["output"] == "from team b"
+    lock = json.loads((tmp_path / "kubesage.lock").read_text())
+    assert lock["components"]["probe"]["version"] == "1.0.0"
+    assert lock["components"]["probe"]["image"] == image_id
+
+
+def test_breaking_change_is_caught_at_publish_and_at_compile(tmp_path) -> None:
+    catalog = Catalog(str(tmp_path / "catalog"))
+    image = "sha256:" + "a" * 64
+    catalog.publish(probe, image, "team-a")
+    with pytest.raises(CatalogError, match=r"probe@1.1.0 breaks probe@1.0.0: input 'message' \(str\) "
+                       r"was removed.*publish it as 2.0.0"):
+        catalog.publish(probe_renamed, image)
+    with pytest.raises(CatalogError, match=r"already published with another interface"):
+        catalog.publish(probe_extended.__class__(probe_extended.python_func, probe.spec), image[:-1] + "b")
+    catalog.publish(probe_extended, image)  # compatible: a new optional input
+    major = probe_renamed.__class__(probe_renamed.python_func,
+                                    type(probe_renamed.spec)(**{**probe_renamed.spec.__dict__,
+                                                               "version": "2.0.0"}))
+    catalog.publish(major, image)
+    assert catalog.versions("probe") == ["1.0.0", "1.2.0", "2.0.0"]
+
+    pipe = _team_b_pipeline(tmp_path, catalog.location, "1.0.0")
+    run_cli("validate", pipe, check=True)  # pins 1.0.0 in the lock
+    pipe = _team_b_pipeline(tmp_path, catalog.location, "1.2.0")
+    run_cli("validate", pipe, check=True)  # a compatible upgrade moves the pin
+    pipe = _team_b_pipeline(tmp_path, catalog.location, "2.0.0")
+    proc = run_cli("validate", pipe)
+    assert proc.returncode == 2
+    assert ("component 'probe' version 2.0.0 breaks the locked version 1.2.0: input 'message' (str) "
+            "was removed") in proc.stderr
+    assert breaking_changes(probe.spec, probe_extended.spec) == []
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[str]:
+    """A real AWS emulator (moto in server mode) on loopback, with a bucket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"),
+                               "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "eu-west-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+
+        deadline = time.time() + 30
+        while True:
+            try:
+                boto3.client("s3").create_bucket(
+                    Bucket="ml-catalog",
+                    CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield "s3://ml-catalog/shared/components"
+    finally:
+        server.terminate()
+        server.wait(10)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_s3_catalog(moto_s3: str) -> None:
+    catalog = Catalog(moto_s3)
+    image = "registry.example/kubesage/torch@sha256:" + "c" * 64
+    catalog.publish(probe, image, "team-a")
+    catalog.publish(probe_extended, image, "team-a")
+    other = Catalog(moto_s3)  # another team's view of the same prefix
+    assert [(e.name, e.version) for e in other.list()] == [("probe", "1.2.0")]
+    assert other.get("probe", "1.0.0").spec.entry == "components.diagnostics:probe"
+    with pytest.raises(CatalogError, match=r"probe@9.9.9 is not in catalog s3://ml-catalog/shared/"
+                       r"components; published versions: 1.0.0, 1.2.0"):
+        other.get("probe", "9.9.9")
+    with pytest.raises(CatalogError, match=r"image 'kubesage/torch:latest' is not pinned"):
+        catalog.publish(probe, "kubesage/torch:latest")
