@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
+from kubesage.loader import load_pipeline
 from kubesage.local.config import LocalConfig
 from kubesage.local.rerun import RerunError, rerun
 from kubesage.local.runner import runner_for
-from kubesage.loader import load_pipeline
 from tests.conftest import REPO, run_cli, write_config
 
 PIPELINE = '''
