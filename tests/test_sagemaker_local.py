@@ -1,0 +1,148 @@
+"""``kubesage run --target sagemaker``: the compiled definition JSON runs in Docker, locally.
+
+Needs the Docker engine and the kubesage/torch image (make setup). The reference pipeline must
+give the same metrics as kubesage's own local runner.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from kubesage.loader import load_pipeline
+from kubesage.local.config import load_local_config
+from kubesage.local.runner import runner_for
+from kubesage.local.store import RunStore
+from kubesage.targets.sagemaker import run_pipeline
+from tests.conftest import REPO
+from tests.sagemaker_fixtures import write_sagemaker_config
+
+SCORES = {"train": ("train_loss", "train_accuracy"), "evaluate": ("accuracy",)}
+
+
+@pytest.fixture
+def configs(tmp_path, fsx_root: str, docker_client: Any) -> dict[str, str]:
+    """A SageMaker target config whose local config mounts the sample data and a fresh store."""
+    target = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"))
+    return {"sagemaker": target, "local": str(tmp_path / "local.yaml"),
+            "store": str(tmp_path / "store")}
+
+
+def run_sagemaker(ref: str, config: str, **params: str) -> dict[str, Any]:
+    """``kubesage run REF --target sagemaker`` in this process: the record and the log."""
+    pipeline = load_pipeline(ref)[0].build()
+    log = io.StringIO()
+    record = run_pipeline(pipeline, dict(params), config, ref.partition(":")[0], log).to_dict()
+    record["_stderr"] = log.getvalue()
+    return record
+
+
+def scores(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {step: {m: metrics[step][m] for m in names} for step, names in SCORES.items()}
+
+
+def local_runner_metrics(ref: str, local_config: str) -> dict[str, dict[str, float]]:
+    pipeline = load_pipeline(ref)[0].build()
+    runner = runner_for("docker", load_local_config(local_config), REPO, log=io.StringIO())
+    for _ in range(3):  # other tests on this shared engine may kill "train" containers (137)
+        record = runner.run(pipeline, {}, pipeline_file=ref.partition(":")[0])
+        if record.status == "succeeded" or "exit code 137" not in record.step("train").error:
+            break
+    assert record.status == "succeeded", [(s.name, s.error) for s in record.steps]
+    return record.metrics
+
+
+def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
+    record = run_sagemaker("pipelines/image_classification.py", configs["sagemaker"])
+    assert record["target"] == "sagemaker" and record["status"] == "succeeded", record["_stderr"]
+    status = {s["name"]: s["status"] for s in record["steps"]}
+    assert status == {"preprocess": "succeeded", "train": "succeeded", "evaluate": "succeeded",
+                      "condition-1": "succeeded", "register": "succeeded",
+                      "condition-1-not-met": "skipped"}
+    assert "preprocess: 1797 images in 10 classes from /opt/ml/processing/mounts/fsx/digits" in (
+        record["_stderr"])
+    expected = local_runner_metrics("pipelines/image_classification.py", configs["local"])
+    assert scores(record["metrics"]) == scores(expected)
+    assert record["metrics"]["evaluate"]["accuracy"] >= 0.9
+    register = next(s for s in record["steps"] if s["name"] == "register")
+    assert register["returns"]["model_package_arn"].endswith(":model-package/digits-classifier/1")
+    registered = glob.glob(os.path.join(configs["store"], "sagemaker", "model-registry",
+                                        "digits-classifier", "1.json"))
+    assert registered
+    listed = RunStore(configs["store"]).list()
+    assert any(r.run_id == record["run_id"] and r.target == "sagemaker" for r in listed)
+
+    again = run_sagemaker("pipelines/image_classification.py", configs["sagemaker"])
+    cached = {s["name"]: s["cached"] for s in again["steps"]}
+    assert cached["preprocess"] and cached["train"] and cached["evaluate"]
+    assert scores(again["metrics"]) == scores(record["metrics"])
+
+
+def test_missed_bar_runs_the_fail_step(configs) -> None:
+    record = run_sagemaker("pipelines/image_classification.py", configs["sagemaker"],
+                           epochs="1", threshold="0.999")
+    assert record["status"] == "failed"
+    status = {s["name"]: s["status"] for s in record["steps"]}
+    assert status["register"] == "skipped" and status["condition-1-not-met"] == "failed"
+    fail = next(s for s in record["steps"] if s["name"] == "condition-1-not-met")
+    assert "Fail step: condition output 'output' of task 'evaluate' >= pipeline parameter " \
+           "'threshold' does not hold" in fail["error"]
+
+
+def test_multi_node_training_on_a_private_network(configs) -> None:
+    ref = "tests/pipelines/sagemaker_pipelines.py:multi-node"
+    pipeline = load_pipeline(ref)[0].build()
+    log = io.StringIO()
+    record = run_pipeline(pipeline, {}, configs["sagemaker"], ref.partition(":")[0], log)
+    assert record.status == "succeeded", log.getvalue()[-3000:]
+    text = log.getvalue()
+    assert "algo-1: train: rank 0 of 2 on algo-1" in text
+    assert "algo-2: train: rank 1 of 2 on algo-2" in text
+    assert scores(record.metrics) == scores(local_runner_metrics(ref, configs["local"]))
+
+
+def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> None:
+    ref = "tests/pipelines/sagemaker_pipelines.py:resumable"
+    pipeline = load_pipeline(ref)[0].build()
+    log = io.StringIO()
+    killed: list[str] = []
+
+    def reclaim_once() -> None:  # what a spot reclaim looks like to the container: SIGKILL
+        deadline = time.time() + 600
+        pattern = os.path.join(configs["store"], "sagemaker", "s3", "**", "checkpoints", "**",
+                               "ckpt-*.pt")
+        while time.time() < deadline and not glob.glob(pattern, recursive=True):
+            time.sleep(0.2)
+        for c in docker_client.containers.list(filters={"label": "kubesage.step=train"}):
+            if c.labels.get("kubesage.run", "").startswith("resumable-"):
+                c.kill()
+                killed.append(c.name)
+
+    watcher = threading.Thread(target=reclaim_once, daemon=True)
+    watcher.start()
+    record = run_pipeline(pipeline, {}, configs["sagemaker"], ref.partition(":")[0], log)
+    watcher.join(timeout=5)
+    text = log.getvalue()
+    assert killed, text[-2000:]
+    assert record.status == "succeeded", text[-3000:]
+    assert record.step("train").attempts == 2
+    assert "spot interruption (host killed); resuming from its checkpoints" in text
+    assert "train: resumed from /opt/ml/checkpoints/ckpt-" in text
+    # resumed training ends where uninterrupted training ends (deterministic on CPU)
+    expected = local_runner_metrics(ref, configs["local"])
+    assert record.metrics["train"]["train_loss"] == pytest.approx(expected["train"]["train_loss"])
+
+
+def test_fan_out_runs_one_execution_per_client(configs) -> None:
+    ref = "tests/pipelines/sagemaker_pipelines.py:per-client"
+    record = run_sagemaker(ref, configs["sagemaker"], clients='["north","south"]')
+    assert record["status"] == "succeeded", record["_stderr"]
+    returns = {s["name"]: s["returns"].get("output") for s in record["steps"]}
+    assert returns == {"probe[0]": "hello", "per-client[0]": "north",
+                       "probe[1]": "hello", "per-client[1]": "south"}
