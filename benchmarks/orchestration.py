@@ -125,7 +125,7 @@ def kfp_local_versus_kubesage(tmp: str, fsx: str, pipe, args: argparse.Namespace
     # No registry and no Kubernetes settings: the YAML kfp.local can run here (claims are ignored).
     config = KfpConfig(volumes={"fsx": "fsx"})
     reference = load_pipeline(os.path.join(ROOT, "pipelines", "image_classification.py"))[0].build()
-    runner = docker_runner({"fsx": ("/fsx", fsx)}, {IMAGE}, {})
+    runner, _ = docker_runner({"fsx": ("/fsx", fsx)}, {IMAGE}, {})
     results = {}
     for label, graph, repeats in (("chain", pipe, args.repeats), ("reference", reference, 1)):
         compiled = compile_to_file(graph, os.path.join(tmp, f"{graph.name}.yaml"), config)

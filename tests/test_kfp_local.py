@@ -58,6 +58,8 @@ def test_reference_pipeline_gives_the_local_runners_metrics(docker_client: Any, 
     compiled = os.path.join(store, "kfp", kfp["run_id"], "pipeline.yaml")
     assert "is valid" in run_cli("validate", compiled, check=True).stdout
     assert "image: kubesage/torch:latest" in open(compiled).read()
+    assert kfp["compiled_sha256"] and kfp["source_sha256"] == local["source_sha256"]
+    assert kfp["images"]["kubesage/torch"].startswith("sha256:")
 
 
 def test_a_failing_step_is_retried_and_stops_its_downstream(docker_client: Any, kfp_config: str) -> None:

@@ -21,6 +21,7 @@ from kubesage.dsl.control import Condition, ParallelFor
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
+from kubesage.lineage import file_sha256, git_state
 from kubesage.local.artifacts import fingerprint_tree, sha256_tree
 from kubesage.local.config import ConfigError, LocalConfig, load_local_config
 from kubesage.local.record import RunRecord, StepRecord
@@ -73,9 +74,10 @@ def data_mounts(pipeline: Pipeline, local: LocalConfig) -> dict[str, tuple[str, 
 
 
 def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
-                  writable: dict[str, str]) -> Any:
+                  writable: dict[str, str]) -> tuple[Any, dict[str, str]]:
     """kfp.local's DockerRunner with the data mounts (read-only) and ``writable`` folders
-    (container path -> host folder); fails early when the engine or an image is missing."""
+    (container path -> host folder), and the ID of each image; fails early when the engine or
+    an image is missing."""
     import docker
     import docker.errors
     import docker.types
@@ -86,9 +88,10 @@ def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
         client.ping()
     except Exception as e:  # the SDK raises several types for "no engine"
         raise KfpLocalError(f"cannot reach a Docker engine ({e}); start Docker (dockerd)") from None
+    ids = {}
     for image in sorted(images):
         try:
-            client.images.get(image)
+            ids[image] = client.images.get(image).id
         except docker.errors.ImageNotFound:
             # kfp.local would try to pull it from a registry; say what to do instead
             raise KfpLocalError(f"image {image} is not built; run 'kubesage build' first") from None
@@ -97,7 +100,7 @@ def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
     for target, source in sorted(writable.items()):
         os.makedirs(source, exist_ok=True)
         binds.append(docker.types.Mount(target=target, source=source, type="bind", read_only=False))
-    return local.DockerRunner(
+    runner = local.DockerRunner(
         mounts=binds,
         # The compiled command is the full command line, as on Kubernetes, where it replaces the
         # image's ENTRYPOINT; docker would otherwise prepend the ENTRYPOINT to it.
@@ -106,6 +109,7 @@ def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
         environment={"HOME": "/tmp"},
         shm_size="1g",
     )
+    return runner, ids
 
 
 def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | None = None,
@@ -123,14 +127,18 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
     # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
     writable = ({config.checkpoint_path: os.path.join(run_dir, "checkpoints")}
                 if config.checkpoint_claim else {})
-    runner = docker_runner(mounts, {local_config.image(t.spec.image) for t in pipeline.tasks},
-                            writable)
+    logical = {t.spec.image for t in pipeline.tasks}
+    runner, ids = docker_runner(mounts, {local_config.image(name) for name in logical}, writable)
     record = RunRecord(
         run_id=run_id, pipeline=pipeline.name,
         pipeline_file=os.path.abspath(pipeline_file) if pipeline_file else "",
         pipeline_hash=pipeline.digest(), runner=RUNNER, target="kfp", parameters=values,
         data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()},
         started=time.time(),
+        source_sha256=file_sha256(pipeline_file) if pipeline_file else "",
+        compiled_sha256=file_sha256(compiled),
+        git=git_state(os.path.dirname(os.path.abspath(pipeline_file)) if pipeline_file else os.getcwd()),
+        images={name: ids[local_config.image(name)] for name in sorted(logical)},
     )
     record.steps = [StepRecord(name=t.name, task=t.name, component=t.spec.name,
                                version=t.spec.version, image=local_config.image(t.spec.image))
