@@ -72,3 +72,20 @@ def test_a_failing_step_is_retried_and_stops_its_downstream(docker_client: Any, 
     assert steps["bad"]["attempts"] == 2  # set_retries(1)
     assert "SystemExit: 3" in steps["bad"]["error"]
     assert steps["after-bad"]["status"] == "not_run"
+
+
+def test_fan_out_gives_one_step_per_item_and_skips_the_false_branch(docker_client: Any,
+                                                                     kfp_config: str) -> None:
+    record = run_json("run", "tests/pipelines/probes.py:fan-out", "--target", "kfp",
+                      "--param", 'clients=["x","y","z"]', "--config", kfp_config)
+    assert record["_returncode"] == 0, record["_stderr"][-3000:]
+    steps = {s["name"]: s for s in record["steps"]}
+    assert sorted(steps) == ["gated", "per-client[0]", "per-client[1]", "per-client[2]", "probe",
+                             "score"]
+    for i, client in enumerate("xyz"):
+        step = steps[f"per-client[{i}]"]
+        assert step["status"] == "succeeded" and step["returns"] == {"output": client}
+        with open(os.path.join(step["outputs"]["result"]["path"], "message.txt")) as f:
+            assert f.read() == client
+    assert steps["score"]["returns"] == {"output": "0.3"}
+    assert steps["gated"]["status"] == "skipped"  # score.output == "1.0" does not hold

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -33,6 +34,7 @@ from kubesage.targets.kfp.config import load_kfp_config
 
 RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root
+_ITERATION = re.compile(r"^for-loop-[0-9]+-iteration-([0-9]+)$")  # kfp.local's folder per loop item
 
 
 class KfpLocalError(KubesageError):
@@ -181,24 +183,54 @@ def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs
 
 
 def collect_steps(pipeline: Pipeline, record: RunRecord, outputs_root: str) -> None:
-    """Fill each step record from what kfp.local left in its task root."""
+    """Fill the step records from what kfp.local left in each task root.
+
+    A task inside a ``ParallelFor`` gets one record per item (``train[0]``, ``train[1]``), as
+    with the local runner: kfp.local runs item ``i`` under ``for-loop-N-iteration-i/``.
+    """
     runs = sorted(os.listdir(outputs_root)) if os.path.isdir(outputs_root) else []
     base = os.path.join(outputs_root, runs[-1]) if runs else ""
-    by_name = {s.name: s for s in record.steps}
+    templates = {s.name: s for s in record.steps}
+    statuses: dict[str, list[str]] = {}
+    steps: list[StepRecord] = []
     for task in pipeline.tasks:  # definition order: upstream steps are settled first
-        _collect_step(task, by_name[task.name], os.path.join(base, task.name) if base else "",
-                      by_name)
+        for index, root in _task_roots(base, task) or [((), "")]:
+            t = templates[task.name]
+            step = StepRecord(name=task.name + "".join(f"[{i}]" for i in index), task=t.task,
+                              component=t.component, version=t.version, image=t.image)
+            _collect_step(task, step, root, statuses)
+            statuses.setdefault(task.name, []).append(step.status)
+            steps.append(step)
+    record.steps = steps
 
 
-def _collect_step(task: Task, step: StepRecord, root: str, steps: dict[str, StepRecord]) -> None:
+def _task_roots(base: str, task: Task) -> list[tuple[tuple[int, ...], str]]:
+    """(loop item indices, task root) of every copy of ``task`` kfp.local ran."""
+    if not base:
+        return []
+    if not any(isinstance(g, ParallelFor) for g in task.groups):
+        return [((), os.path.join(base, task.name))]
+    found = []
+    for dirpath, dirnames, _ in os.walk(base):
+        rel = os.path.relpath(dirpath, base)
+        parts = [] if rel == "." else rel.split(os.sep)
+        matches = [_ITERATION.match(p) for p in parts]
+        if not all(matches):
+            dirnames[:] = []
+            continue
+        if parts and task.name in dirnames:
+            found.append((tuple(int(m.group(1)) for m in matches if m), os.path.join(dirpath, task.name)))
+        dirnames[:] = [d for d in dirnames if _ITERATION.match(d)]
+    return sorted(found)
+
+
+def _collect_step(task: Task, step: StepRecord, root: str, statuses: dict[str, list[str]]) -> None:
     note = _read_json(os.path.join(root, STEP_FILE)) if root else None
     attempts = (note or {}).get("attempts", [])
     if attempts:
         step.attempts = len(attempts)
         step.started, step.ended = attempts[0]["started"], attempts[-1]["ended"]
         step.error = attempts[-1]["error"]
-    if any(isinstance(g, ParallelFor) for g in task.groups):
-        step.log = "kfp.local runs every item of a ParallelFor in one task folder; last item shown"
     result = _read_json(os.path.join(root, EXECUTOR_OUTPUT)) if root else None
     if result is not None and not step.error:
         step.status = "succeeded"
@@ -222,7 +254,7 @@ def _collect_step(task: Task, step: StepRecord, root: str, steps: dict[str, Step
         step.status = "failed"
         step.error = step.error or f"the container exited without an executor output; see {root}"
         return
-    upstream = [steps[t.name].status for t in task.upstream()]
+    upstream = [s for t in task.upstream() for s in statuses.get(t.name, [])]
     if any(s in ("failed", "not_run") for s in upstream):
         step.status = "not_run"
     elif any(s == "skipped" for s in upstream) or any(isinstance(g, Condition) for g in task.groups):
