@@ -146,3 +146,19 @@ def test_fan_out_runs_one_execution_per_client(configs) -> None:
     returns = {s["name"]: s["returns"].get("output") for s in record["steps"]}
     assert returns == {"probe[0]": "hello", "per-client[0]": "north",
                        "probe[1]": "hello", "per-client[1]": "south"}
+
+
+def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, docker_client) -> None:
+    """A hint makes preprocess a training job: it reads the FSx channel, its output travels
+    to train inside model.tar.gz."""
+    config = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"),
+                                    components={"preprocess": {"kind": "training"}})
+    record = run_sagemaker("tests/pipelines/sagemaker_pipelines.py:resumable", config,
+                           epochs="1", checkpoint_every="0")
+    assert record["status"] == "succeeded", record["_stderr"][-3000:]
+    text = record["_stderr"]
+    assert "> preprocess (Training) started" in text
+    assert "preprocess: 1797 images in 10 classes from /opt/ml/input/data/fsx/digits" in text
+    assert record["metrics"]["train"]["train_loss"] > 0
+    preprocess = next(s for s in record["steps"] if s["name"] == "preprocess")
+    assert preprocess["outputs"]["model"]["uri"].endswith("/output/model.tar.gz")
