@@ -156,8 +156,14 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
         record.status, record.ended = "cancelled", time.time()
         store.save(record)
         raise
-    finally:
+    except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
         record.ended = time.time()
+        collect_steps(pipeline, record, outputs_root)
+        record.status = "failed"
+        store.save(record)
+        raise KfpLocalError(f"kfp.local stopped run {run_id}: {type(e).__name__}: {e}; the log is "
+                            f"{os.path.join(run_dir, 'log.txt')}") from None
+    record.ended = time.time()
     collect_steps(pipeline, record, outputs_root)
     failed = any(s.status == "failed" for s in record.steps)
     record.status = "failed" if failed else "succeeded"
