@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 
 from kubesage import Dataset, Input, Metrics, Model, Output, Resources, component
@@ -55,8 +56,10 @@ def train(
     if me.distributed:
         dist.init_process_group("nccl" if cuda else "gloo")
     say = print if me.is_main else (lambda *a, **k: None)
-    print(f"train: rank {me.rank} of {me.world_size} on {socket.gethostname()} ({device})",
-          flush=True)
+    # one write per line: the processes of a node share one stdout
+    sys.stdout.write(f"train: rank {me.rank} of {me.world_size} on {socket.gethostname()} "
+                     f"({device})\n")
+    sys.stdout.flush()
 
     loader = ShardLoader(data.path, "train", batch_size, rank=me.rank, world_size=me.world_size,
                          seed=seed, device=device)

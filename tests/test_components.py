@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -166,8 +167,7 @@ def test_two_nodes_by_two_processes_in_containers_converge(
     created = containers_created(docker_client, t0, time.time(), record["run_id"])
     assert sorted(created) == ["evaluate", "preprocess", "train", "train"]  # two training nodes
     assert "(4 process(es))" in record["_stderr"]
-    ranks = {line.split("train: rank ")[1].split(" of")[0] for line in record["_stderr"].splitlines()
-             if "train: rank " in line}
+    ranks = set(re.findall(r"train: rank (\d) of 4", record["_stderr"]))
     assert ranks == {"0", "1", "2", "3"}
     assert "node-0: train: rank 0 of 4" in record["_stderr"]
     assert "node-1: train: rank 2 of 4" in record["_stderr"]
