@@ -16,3 +16,4 @@ bench: setup
 
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/mypy kubesage
