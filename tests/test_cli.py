@@ -7,14 +7,20 @@ import os
 from tests.conftest import run_cli
 
 
-def test_compile_for_a_target_that_has_not_landed_writes_nothing(tmp_path) -> None:
+def test_compile_for_kfp_writes_a_file_that_validates(tmp_path) -> None:
     out = tmp_path / "p.yaml"
-    proc = run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out))
-    if proc.returncode == 0:  # the compiler has landed: it must have written the file
-        assert out.is_file()
-    else:
-        assert "has not landed yet; nothing was written" in proc.stderr
-        assert not out.exists()
+    run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
+            check=True)
+    assert out.is_file() and not list(tmp_path.glob("*.tmp*"))
+    proc = run_cli("validate", str(out), check=True)
+    assert "Kubeflow pipeline 'image-classification' is valid" in proc.stdout
+
+
+def test_validate_rejects_unknown_file_kinds(tmp_path) -> None:
+    path = tmp_path / "pipeline.txt"
+    path.write_text("x")
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 2 and "expected a pipeline (.py), a Kubeflow IR (.yaml)" in proc.stderr
 
 
 def test_compile_reports_definition_errors_first(tmp_path) -> None:
