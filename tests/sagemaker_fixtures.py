@@ -18,7 +18,7 @@ def example_config() -> dict[str, Any]:
 
 
 def write_sagemaker_config(folder: str, fsx: str | None = None, store: str | None = None,
-                           **changes: Any) -> str:
+                           image_tag: str = "latest", **changes: Any) -> str:
     """A target config in ``folder`` (and its local config, when ``fsx``/``store`` are given)."""
     doc = example_config()
     doc.update(changes)
@@ -27,7 +27,8 @@ def write_sagemaker_config(folder: str, fsx: str | None = None, store: str | Non
             del doc[key]
     if fsx is not None:
         with open(os.path.join(folder, "local.yaml"), "w") as f:
-            yaml.safe_dump({"mounts": {"fsx": fsx}, "store": store or os.path.join(folder, "store")}, f)
+            yaml.safe_dump({"mounts": {"fsx": fsx}, "store": store or os.path.join(folder, "store"),
+                            "image_tag": image_tag}, f)
         doc["local_config"] = "local.yaml"
     path = os.path.join(folder, "sagemaker.yaml")
     with open(path, "w") as f:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import glob
 import io
 import os
+import secrets
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,10 +28,21 @@ from tests.sagemaker_fixtures import write_sagemaker_config
 SCORES = {"train": ("train_loss", "train_accuracy"), "evaluate": ("accuracy",)}
 
 
+@pytest.fixture(scope="module")
+def image_tag(docker_client: Any) -> Iterator[str]:
+    """This module's own tag of kubesage/torch:latest: a rebuild by someone else on the same
+    engine mid-test must not change the image (and the cache keys) under these tests."""
+    tag = f"sagemaker-test-{secrets.token_hex(3)}"
+    docker_client.images.get("kubesage/torch:latest").tag("kubesage/torch", tag)
+    yield tag
+    docker_client.images.remove(f"kubesage/torch:{tag}", noprune=True)
+
+
 @pytest.fixture
-def configs(tmp_path, fsx_root: str, docker_client: Any) -> dict[str, str]:
+def configs(tmp_path, fsx_root: str, image_tag: str) -> dict[str, str]:
     """A SageMaker target config whose local config mounts the sample data and a fresh store."""
-    target = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"))
+    target = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"),
+                                    image_tag=image_tag)
     return {"sagemaker": target, "local": str(tmp_path / "local.yaml"),
             "store": str(tmp_path / "store")}
 
@@ -148,10 +161,11 @@ def test_fan_out_runs_one_execution_per_client(configs) -> None:
                        "probe[1]": "hello", "per-client[1]": "south"}
 
 
-def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, docker_client) -> None:
+def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, image_tag) -> None:
     """A hint makes preprocess a training job: it reads the FSx channel, its output travels
     to train inside model.tar.gz."""
     config = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"),
+                                    image_tag=image_tag,
                                     components={"preprocess": {"kind": "training"}})
     record = run_sagemaker("tests/pipelines/sagemaker_pipelines.py:resumable", config,
                            epochs="1", checkpoint_every="0")
