@@ -192,3 +192,14 @@ def test_register_needs_one_model_input(tmp_path) -> None:
                                             "step .kind: register. and needs exactly one Model "
                                             "input, it has 0"):
         compile_pipeline(pipeline, str(tmp_path / "x.json"), path)
+
+
+def test_literal_loops_are_unrolled(tmp_path) -> None:
+    out = tmp_path / "unrolled.json"
+    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:unrolled", "--target", "sagemaker",
+            "-o", str(out), check=True)
+    doc = json.loads(out.read_text())
+    messages = {s["Name"]: s["Arguments"]["AppSpecification"]["ContainerArguments"][-1]
+                for s in doc["Steps"]}
+    assert messages == {"probe-0": "red", "probe-1": "green"}
+    assert doc["Parameters"] == []

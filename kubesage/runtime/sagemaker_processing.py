@@ -104,7 +104,10 @@ def finish(result: Result, outputs: dict[str, str], result_path: str) -> None:
 
 
 def _parse(args: tuple[str, ...]) -> tuple[str, dict[str, str], dict[str, str], dict[str, str]]:
-    entry, inputs, mounts, params = "", {}, {}, {}
+    entry = ""
+    inputs: dict[str, str] = {}
+    mounts: dict[str, str] = {}
+    params: dict[str, str] = {}
     items = list(args)
     while items:
         flag = items.pop(0)

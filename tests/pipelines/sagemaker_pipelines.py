@@ -25,3 +25,9 @@ def multi_node(raw_dir: str = "/fsx/digits", epochs: int = 2) -> None:
 def resumable(raw_dir: str = "/fsx/digits", epochs: int = 4, checkpoint_every: int = 5) -> None:
     prep = preprocess(raw_dir=raw_dir)
     train(data=prep.outputs["data"], epochs=epochs, checkpoint_every=checkpoint_every)
+
+
+@pipeline(name="unrolled")
+def unrolled() -> None:
+    with ParallelFor(["red", "green"]) as colour:
+        probe(message=colour)

@@ -118,7 +118,13 @@ class Compiler:
     def _expand(self) -> None:
         for task in topological_order(self.pipeline):
             loops = [g for g in task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
-            sizes = [len(g.items) for g in loops]  # literal lists: unrolled
+            for g in loops:
+                if not isinstance(g.items, list):
+                    raise CompileError(
+                        f"{g.id}: ParallelFor over {g.items.describe()} cannot compile for "
+                        "SageMaker, which has no loops; loop over a list literal (unrolled into "
+                        "steps) or a list pipeline parameter (one execution per item)")
+            sizes = [len(g.items) for g in loops if isinstance(g.items, list)]  # unrolled
             copies = {}
             for index in itertools.product(*(range(n) for n in sizes)):
                 name = task.name + "".join(f"-{i}" for i in index)

@@ -154,7 +154,7 @@ class _Reader:
             raise self.fail(name, f"must be an integer, got {value!r}")
         if not isinstance(value, kind):
             raise self.fail(name, f"must be a {kind.__name__}, got {value!r}")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.match(str(value)):
             raise self.fail(name, f"is malformed: {value!r}; expected something like {example}")
         return value
 

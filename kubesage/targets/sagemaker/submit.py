@@ -126,7 +126,8 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         action = _upsert(client, name, text, config)
         _ensure_group(client, config.model_package_group)
         runs = []
-        for item in clients or [None]:
+        items: list[str | None] = list(clients) if clients else [None]
+        for item in items:
             given = dict(values)
             if item is not None:
                 given[fan_out[0]] = item
