@@ -84,6 +84,8 @@ def cmd_components(args: argparse.Namespace) -> int:
 
     from kubesage.catalog import Catalog
 
+    if args.components_command == "export":
+        return _export_component(args)
     catalog = Catalog(args.catalog)
     if args.components_command == "publish":
         component = _component_from(args.component)
@@ -116,6 +118,22 @@ def cmd_components(args: argparse.Namespace) -> int:
             print(f"  input  {a.name}: {a.type}")
         for o in list(spec.outputs) + list(spec.returns):
             print(f"  output {o.name}: {o.type}")
+    return 0
+
+
+def _export_component(args: argparse.Namespace) -> int:
+    from kubesage.catalog import Catalog
+    from kubesage.targets.kfp import export_component
+
+    if ":" in args.ref:
+        spec = _component_from(args.ref).spec
+    else:
+        catalog = Catalog(args.catalog)
+        name, _, version = args.ref.partition("@")
+        versions = catalog.versions(name)
+        spec = catalog.get(name, version or (versions[-1] if versions else "0.0.0")).spec
+    export_component(spec, args.output, args.config)
+    print(f"{args.output}: {spec.name}@{spec.version} as a Kubeflow component")
     return 0
 
 
@@ -324,6 +342,10 @@ def parser() -> argparse.ArgumentParser:
     c_pub.add_argument("component", metavar="FILE.py:COMPONENT")
     c_pub.add_argument("--image", help="pinned image (ID or digest); default: the local image's ID")
     c_pub.add_argument("--publisher", default="")
+    c_exp = comps_sub.add_parser("export", help="write a component as Kubeflow component YAML")
+    c_exp.add_argument("ref", metavar="NAME[@VERSION]|FILE.py:COMPONENT")
+    c_exp.add_argument("-o", "--output", required=True)
+    c_exp.add_argument("--config", help="Kubeflow target config (default: config/kfp.yaml)")
     comps.set_defaults(func=cmd_components)
 
     runs = sub.add_parser("runs", help="list and show recorded runs")

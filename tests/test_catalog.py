@@ -157,3 +157,27 @@ def test_s3_catalog(moto_s3: str) -> None:
         other.get("probe", "9.9.9")
     with pytest.raises(CatalogError, match=r"image 'kubesage/torch:latest' is not pinned"):
         catalog.publish(probe, "kubesage/torch:latest")
+
+
+def test_export_as_kubeflow_component_yaml(tmp_path) -> None:
+    from kfp import components
+
+    catalog = Catalog(str(tmp_path / "catalog"))
+    digest = "registry.example/kubesage/torch@sha256:" + "d" * 64
+    catalog.publish(probe, digest, "team-a")
+    catalog.publish(probe_extended, "sha256:" + "e" * 64, "team-a")
+    proc = run_cli("components", "--catalog", catalog.location, "export", "probe@1.2.0", "-o",
+                   str(tmp_path / "x.yaml"))
+    assert proc.returncode == 2 and "is a local image ID, which a cluster cannot pull" in proc.stderr
+    assert not (tmp_path / "x.yaml").exists()
+    out = tmp_path / "probe.yaml"
+    run_cli("components", "--catalog", catalog.location, "export", "probe@1.0.0", "-o", str(out),
+            check=True)
+    loaded = components.load_component_from_file(str(out))
+    assert loaded.name == "probe"
+    assert sorted(loaded.component_spec.inputs) == ["exit_code", "message", "seconds"]
+    assert "result" in loaded.component_spec.outputs
+    container = loaded.pipeline_spec.deployment_spec["executors"]["exec-probe"]["container"]
+    assert container["command"] == ["python", "-m", "kubesage.runtime"]
+    assert container["image"] == digest
+    assert "components.diagnostics:probe" in container["args"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from kubesage.dsl.interface import ComponentSpec
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.local.record import RunRecord
 
@@ -47,4 +48,13 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
     return _submit(ref, params, config_path, wait, clients)
 
 
-__all__ = ["NAME", "compile_pipeline", "run_pipeline", "submit", "validate_file"]
+def export_component(spec: ComponentSpec, output: str, config_path: str | None = None) -> str:
+    """Write one component as a Kubeflow component YAML (``kfp.components`` loads it)."""
+    from kubesage.targets.kfp.component_yaml import export_component as _export
+    from kubesage.targets.kfp.config import load_kfp_config
+
+    return _export(spec, output, load_kfp_config(config_path))
+
+
+__all__ = ["NAME", "compile_pipeline", "export_component", "run_pipeline", "submit",
+           "validate_file"]

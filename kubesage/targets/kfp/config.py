@@ -67,7 +67,15 @@ class KfpConfig:
     source: str = "(defaults)"
 
     def image(self, logical: str) -> str:
-        """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins)."""
+        """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins;
+        a full reference pinned by digest, ``host/repo@sha256:...``, is used as it is)."""
+        if logical.startswith("sha256:"):
+            raise KfpConfigError(
+                f"image {logical[:19]}... is a local image ID, which a cluster cannot pull; "
+                "publish the component with a registry digest (host/repo@sha256:...)")
+        host = logical.split("/", 1)[0]
+        if "@sha256:" in logical and ("." in host or ":" in host or host == "localhost"):
+            return logical
         name = logical if ":" in logical.rsplit("/", 1)[-1] else f"{logical}:{self.tag}"
         return f"{self.registry.rstrip('/')}/{name}" if self.registry else name
 
