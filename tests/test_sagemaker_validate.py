@@ -63,7 +63,7 @@ BROKEN = [
     ("raw integer hyperparameter", _set(["train", "HyperParameters", "epochs"],
                                         {"Get": "Parameters.epochs"}),
      "step 'train' (CreateTrainingJob): Invalid type for parameter HyperParameters.epochs, "
-     "value: 1, type: <class 'int'>, valid types: <class 'str'>"),
+     "value: 8, type: <class 'int'>, valid types: <class 'str'>"),
     ("instance type enum", _set(["train", "ResourceConfig", "InstanceType"], "ml.g5.huge"),
      "ResourceConfig.InstanceType: 'ml.g5.huge' is not a valid TrainingInstanceType"),
     ("processing instance type", _set(["evaluate", "ProcessingResources", "ClusterConfig",
@@ -127,4 +127,18 @@ def test_not_a_definition(tmp_path) -> None:
         validate_definition_file(str(path))
     path.write_text("{")
     with pytest.raises(DefinitionInvalid, match="not valid JSON"):
+        validate_definition_file(str(path))
+
+
+def test_parameterized_enum_is_checked_through_its_default(tmp_path, good) -> None:
+    doc = copy.deepcopy(good)
+    doc["Parameters"].append({"Name": "instance", "Type": "String", "DefaultValue": "ml.g5.2xlarge"})
+    args(doc, "train")["ResourceConfig"]["InstanceType"] = {"Get": "Parameters.instance"}
+    path = tmp_path / "param.json"
+    path.write_text(json.dumps(doc))
+    assert "is valid" in validate_definition_file(str(path))
+    doc["Parameters"][-1]["DefaultValue"] = "g5.2xlarge"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DefinitionInvalid, match="ResourceConfig.InstanceType: 'g5.2xlarge' is not a "
+                                                "valid TrainingInstanceType"):
         validate_definition_file(str(path))

@@ -58,13 +58,13 @@ def validate_definition(doc: Any, where: str = "definition") -> list[str]:
         return [f"{where}: not a SageMaker pipeline definition (no 'Steps' list)"]
     if doc.get("Version") != "2020-12-01":
         problems.append(f"{where}: 'Version' is {doc.get('Version')!r}; expected '2020-12-01'")
-    params: dict[str, str] = {}
+    params: dict[str, tuple[str, Any]] = {}  # name -> (type, default)
     for p in doc.get("Parameters", []):
         ptype = p.get("Type", "String")
         if ptype not in _PARAM_PLACEHOLDERS:
             problems.append(f"parameter '{p.get('Name')}': type {ptype!r} is not one of "
                             f"{', '.join(_PARAM_PLACEHOLDERS)}")
-        params[p.get("Name", "")] = ptype
+        params[p.get("Name", "")] = (ptype, p.get("DefaultValue"))
     steps = list(_all_steps(doc["Steps"]))
     names = Counter(s.get("Name") for s in steps)
     for name, count in names.items():
@@ -86,7 +86,8 @@ def _all_steps(steps: list[Any]) -> Any:
             yield from _all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
 
 
-def _check_step(step: dict[str, Any], model: Any, params: dict[str, str], names: set[str],
+def _check_step(step: dict[str, Any], model: Any, params: dict[str, tuple[str, Any]],
+                names: set[str],
                 property_files: set[tuple[Any, Any]]) -> list[str]:
     name, stype = step.get("Name"), step.get("Type")
     where = f"step '{name}'"
@@ -130,15 +131,18 @@ def _check_step(step: dict[str, Any], model: Any, params: dict[str, str], names:
     return problems
 
 
-def _placeholders(value: Any, shape: Any, params: dict[str, str]) -> Any:
-    """``value`` with every expression replaced by a value of the type it produces."""
+def _placeholders(value: Any, shape: Any, params: dict[str, tuple[str, Any]]) -> Any:
+    """``value`` with every expression replaced by a value of the type it produces: a
+    parameter's default where it has one (so a bad default instance type is caught)."""
     if is_expression(value):
         (fn, arg), = value.items()
-        if fn == "Std:Join":
-            return "placeholder"
+        if fn == "Std:Join":  # always text: fine where the API wants a string, wrong elsewhere
+            return _typed(shape) if shape is not None and shape.type_name == "string" else "text"
         if fn == "Get" and isinstance(arg, str) and arg.startswith("Parameters."):
-            ptype = params.get(arg.split(".", 1)[1], "String")
-            return _PARAM_PLACEHOLDERS.get(ptype, "placeholder")
+            ptype, default = params.get(arg.split(".", 1)[1], ("String", None))
+            if ptype == "String" and shape is not None and shape.type_name == "string":
+                return default if isinstance(default, str) else _typed(shape)
+            return default if default is not None else _PARAM_PLACEHOLDERS.get(ptype, "text")
         return _typed(shape)  # a step property, JsonGet or execution variable: as the API wants
     if shape is None:
         return value
