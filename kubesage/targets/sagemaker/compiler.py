@@ -411,7 +411,7 @@ class Compiler:
             inference_instances=[self.config.processing_instance_type],
             transform_instances=[self.config.processing_instance_type],
             approval_status="PendingManualApproval",
-            description=(spec.description.splitlines() or [spec.name])[0][:1000],
+            description=" ".join(spec.description.split("\n\n")[0].split())[:1000] or spec.name,
             customer_metadata_properties={k: as_string(v) for k, v in params.items()},
         )
         common = self._common(inst)
@@ -448,10 +448,11 @@ def _trainer_class() -> Any:
 
 def definition_json(pipeline: Pipeline, config: SageMakerConfig) -> str:
     """The definition as canonical JSON text (sorted keys): the same input, the same bytes."""
-    from kubesage.targets.sagemaker.session import pipeline_session, quiet_sdk_logs
+    from kubesage.targets.sagemaker.session import offline, pipeline_session, quiet_sdk_logs
 
-    session = pipeline_session(config)
-    sdk_pipeline = Compiler(pipeline, config, session).build()
-    quiet_sdk_logs()
-    doc = json.loads(sdk_pipeline.definition())
+    with offline():
+        session = pipeline_session(config)
+        sdk_pipeline = Compiler(pipeline, config, session).build()
+        quiet_sdk_logs()
+        doc = json.loads(sdk_pipeline.definition())
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

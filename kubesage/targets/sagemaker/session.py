@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
 SDK_VERSION = "3.27.0"
 _SDK_LOGGERS = ("sagemaker", "botocore", "boto3")
+_IMDS = "AWS_EC2_METADATA_DISABLED"
 TELEMETRY_OPT_OUT = {
     "SchemaVersion": "1.0",
     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
@@ -24,15 +27,29 @@ TELEMETRY_OPT_OUT = {
 
 
 def prepare_environment(region: str) -> None:
-    """Environment the SDK reads at import: a region, no role check, no instance metadata."""
+    """Environment the SDK reads at import: a region and no role check."""
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    # Without credentials botocore would ask the EC2 instance metadata service (a network call).
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     warnings.filterwarnings("ignore", module=r"sagemaker\..*")
     warnings.filterwarnings("ignore", message=".*PipelineSession.*")
     for name in ("sagemaker", "botocore", "boto3"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextmanager
+def offline() -> Iterator[None]:
+    """No instance-metadata lookups while compiling: without credentials, every client the SDK
+    creates (at import, per step) would ask 169.254.169.254. Restored afterwards, so that
+    submission on an EC2 instance still finds its role's credentials."""
+    saved = os.environ.get(_IMDS)
+    os.environ[_IMDS] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_IMDS, None)
+        else:
+            os.environ[_IMDS] = saved
 
 
 def check_sdk_version() -> None:

@@ -118,9 +118,6 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from kubesage.targets.sagemaker.session import prepare_environment
-
-    prepare_environment(config.region)
     client = boto3.Session(region_name=config.region).client("sagemaker")
     try:
         action = _upsert(client, name, text, config)
