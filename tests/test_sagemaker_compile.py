@@ -118,7 +118,7 @@ def test_condition_register_and_fail(definition) -> None:
 
 def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:
     out = tmp_path / "per-client.json"
-    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:per-client", "--target", "sagemaker",
+    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--target", "sagemaker",
             "-o", str(out), check=True)
     doc = json.loads(out.read_text())
     assert {"Name": "clients", "Type": "String", "DefaultValue": "acme"} in doc["Parameters"]

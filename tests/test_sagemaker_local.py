@@ -153,7 +153,7 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
 
 
 def test_fan_out_runs_one_execution_per_client(configs) -> None:
-    ref = "tests/pipelines/sagemaker_pipelines.py:per-client"
+    ref = "tests/pipelines/sagemaker_pipelines.py:clients-probe"
     record = run_sagemaker(ref, configs["sagemaker"], clients='["north","south"]')
     assert record["status"] == "succeeded", record["_stderr"]
     returns = {s["name"]: s["returns"].get("output") for s in record["steps"]}

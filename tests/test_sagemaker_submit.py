@@ -93,10 +93,10 @@ def test_submit_reference_creates_pipeline_with_its_parameters(aws) -> None:
 
 
 def test_one_execution_per_client_and_wait(aws) -> None:
-    result = submit("tests/pipelines/sagemaker_pipelines.py:per-client", "--clients",
+    result = submit("tests/pipelines/sagemaker_pipelines.py:clients-probe", "--clients",
                     "acme,globex,initech", "--param", "greeting=hi", "--wait")
     assert [r["client"] for r in result["executions"]] == ["acme", "globex", "initech"]
-    assert len(executions(aws, "per-client")) == 3
+    assert len(executions(aws, "clients-probe")) == 3
     for run in result["executions"]:
         assert run["status"] == "Succeeded"
         assert run["note"] == "step details unavailable (500)"  # moto's answer, handled
@@ -108,12 +108,12 @@ def test_one_execution_per_client_and_wait(aws) -> None:
 
 def test_fan_out_defaults_to_the_parameter_list(aws, tmp_path) -> None:
     compiled = tmp_path / "fanned.json"
-    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:per-client", "--target", "sagemaker",
+    run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--target", "sagemaker",
             "-o", str(compiled), check=True)
     result = submit(str(compiled), "--clients", "x,y")  # a compiled file knows its fan-out too
     assert result["pipeline"] == "fanned"
     assert [r["parameters"]["clients"] for r in result["executions"]] == ["x", "y"]
-    result = submit("tests/pipelines/sagemaker_pipelines.py:per-client")
+    result = submit("tests/pipelines/sagemaker_pipelines.py:clients-probe")
     assert [r["client"] for r in result["executions"]] == ["acme", "globex"]
 
 
@@ -138,9 +138,18 @@ def test_service_error_is_reported(aws, tmp_path) -> None:
 
     config = write_sagemaker_config(str(tmp_path), region="eu-west-1")
     proc = subprocess.run([sys.executable, "-m", "kubesage.cli", "submit", "--target", "sagemaker",
-                           "tests/pipelines/sagemaker_pipelines.py:per-client", "--config", config],
+                           "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--config", config],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "AWS_MAX_ATTEMPTS": "1",
                                "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})  # nothing listens
     assert proc.returncode == 2
     assert "error: cannot reach SageMaker in eu-west-1: Could not connect to the endpoint URL" in proc.stderr
+
+
+def test_per_client_registration_gets_a_group_per_client(aws) -> None:
+    result = submit("pipelines/per_client.py", "--clients", "client-a,client-b")
+    assert result["model_package_groups"] == ["digits-classifier-client-a",
+                                              "digits-classifier-client-b"]
+    for group in result["model_package_groups"]:
+        assert aws.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupName"] == group
+    assert len(executions(aws, "per-client")) == 2

@@ -7,7 +7,7 @@ from components.train import train
 from kubesage import ParallelFor, pipeline
 
 
-@pipeline(name="per-client")
+@pipeline(name="clients-probe")
 def per_client(clients: list = ["acme", "globex"], greeting: str = "hello") -> None:  # noqa: B006
     start = probe(message=greeting)
     with ParallelFor(clients) as client:

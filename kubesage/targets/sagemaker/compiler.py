@@ -254,6 +254,17 @@ class Compiler:
                 "directory_path: /abcdefgh/data, s3_uri: s3://...}}}}")
         return mount
 
+    def _model_package_group(self, inst: _Instance) -> Any:
+        """The config's group; inside a fan-out, one group per item (``digits-classifier-acme``),
+        which submission creates before it starts the executions."""
+        from sagemaker.core.workflow.functions import Join
+
+        loops = [g.id for g in inst.task.groups if isinstance(g, ParallelFor) and g.id in self.fan_out]
+        if not loops:
+            return self.config.model_package_group
+        keys = [self.params[self.fan_out[loop]] for loop in loops]
+        return Join(on="-", values=[self.config.model_package_group, *keys])
+
     def _common(self, inst: _Instance) -> dict[str, Any]:
         from sagemaker.mlops.workflow.retry import (
             SageMakerJobExceptionTypeEnum,
@@ -405,7 +416,7 @@ class Compiler:
             log_level=logging.ERROR,
         )
         step_args = builder.register(
-            model_package_group_name=self.config.model_package_group,
+            model_package_group_name=self._model_package_group(inst),
             content_types=["application/json"],
             response_types=["application/json"],
             inference_instances=[self.config.processing_instance_type],

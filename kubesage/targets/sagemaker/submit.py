@@ -68,6 +68,29 @@ def fan_out_from_definition(doc: dict[str, Any]) -> list[str]:
     return sorted(found)
 
 
+def model_package_groups(doc: dict[str, Any], group: str, fan_out: list[str],
+                         clients: list[str]) -> list[str]:
+    """The groups the definition's RegisterModel steps write to: one per client inside a
+    fan-out (``<group>-<client>``), else the config's group; none without registration."""
+    names: set[str] = set()
+
+    def walk(steps: list[dict[str, Any]]) -> None:
+        for step in steps:
+            args = step.get("Arguments", {})
+            if step.get("Type") == "RegisterModel":
+                value = args.get("ModelPackageGroupName")
+                if isinstance(value, str):
+                    names.add(value)
+                elif fan_out and clients:
+                    names.update(f"{group}-{c}" for c in clients)
+                else:
+                    names.add(group)
+            walk(args.get("IfSteps", []) + args.get("ElseSteps", []))
+
+    walk(doc.get("Steps", []))
+    return sorted(names)
+
+
 def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dict[str, str]:
     """Given parameters as the strings ``PipelineParameters`` takes, checked against types."""
     if pipeline is not None:
@@ -121,7 +144,10 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     client = boto3.Session(region_name=config.region).client("sagemaker")
     try:
         action = _upsert(client, name, text, config)
-        _ensure_group(client, config.model_package_group)
+        groups = model_package_groups(json.loads(text), config.model_package_group, fan_out,
+                                      [c for c in clients or [] if c])
+        for group in groups:
+            _ensure_group(client, group)
         runs = []
         items: list[str | None] = list(clients) if clients else [None]
         for item in items:
@@ -146,7 +172,7 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         raise SubmitError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
                           "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
     return {"pipeline": name, "pipeline_arn": described["PipelineArn"], "action": action,
-            "parameters": sorted(types), "model_package_group": config.model_package_group,
+            "parameters": sorted(types), "model_package_groups": groups,
             "executions": runs}
 
 
