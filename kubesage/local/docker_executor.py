@@ -54,7 +54,6 @@ class DockerExecutor:
             ) from None
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.containers_started = 0
 
     def environment_id(self, image: str) -> str:
         with self._lock:
@@ -84,8 +83,6 @@ class DockerExecutor:
                     env.update(Layout(nodes, launch.distribution.procs_per_node, rank,
                                       names[0] if nodes > 1 else "127.0.0.1").env())
                 containers.append(self._start(launch, names[rank], env, network))
-            with self._lock:
-                self.containers_started += len(containers)
             if nodes == 1:
                 return self._follow(containers[0], on_line)
             codes: list[int] = [0] * nodes

@@ -45,10 +45,6 @@ LOG_TAIL_LINES = 30
 RETRY_BACKOFF_S = 1.0
 
 
-class StepFailed(KubesageError):
-    """A step exited non-zero on its last attempt."""
-
-
 @dataclass
 class _Instance:
     """One executable copy of a task: ``index`` picks an item of each enclosing loop."""
