@@ -301,9 +301,8 @@ class _Execution:
         for step, branch in self.steps:
             record = by_name[step["Name"] + self.suffix]
             deps = [by_name[d + self.suffix] for d in self.owner.dependencies(step, branch)]
-            if failed_run or any(d.status in ("failed", "not_run", "cancelled") for d in deps
-                                 if d.task != (branch or ("",))[0]):
-                record.status = "not_run"
+            if failed_run or any(d.status in ("failed", "not_run", "cancelled") for d in deps):
+                record.status = "not_run"  # a failed condition runs neither branch
             elif branch and (by_name[branch[0] + self.suffix].status != "succeeded"
                              or self.outcomes[branch[0]] != (branch[1] == "if")):
                 record.status = "skipped"
