@@ -10,6 +10,8 @@ CONTRACTS = ("local", "kfp", "sagemaker_processing", "sagemaker_training")
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "train":  # SageMaker starts training images as `IMAGE train`
+        argv = ["sagemaker_training", *argv[1:]]
     if not argv or argv[0] not in CONTRACTS:
         print(f"usage: python -m kubesage.runtime {{{','.join(CONTRACTS)}}} ARGS...",
               file=sys.stderr)
