@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,20 @@ from kubesage.local.config import LocalConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts without a developer's cluster or cloud settings (a test must never
+    reach a real Kubeflow or AWS endpoint) and leaves the environment as it found it."""
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith(("KFP_", "KUBESAGE_CATALOG", "MLFLOW_")) or key in (
+                "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+            monkeypatch.delenv(key)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

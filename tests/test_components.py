@@ -139,7 +139,8 @@ def test_killed_training_container_resumes_from_checkpoint(
 
     def kill_container(_: Any) -> None:
         for container in docker_client.containers.list(filters={"label": "kubesage.step=train"}):
-            container.kill()
+            if str(tmp_path / "a") in " ".join(container.attrs["HostConfig"].get("Binds") or []):
+                container.kill()  # this test's training container, not another run's
 
     log = _interrupt_at_checkpoint(args, kill_container)
     assert "x train failed (exit 137)" in log

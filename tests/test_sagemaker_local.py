@@ -133,7 +133,9 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
         while time.time() < deadline and not glob.glob(pattern, recursive=True):
             time.sleep(0.2)
         for c in docker_client.containers.list(filters={"label": "kubesage.step=train"}):
-            if c.labels.get("kubesage.run", "").startswith("resumable-"):
+            binds = " ".join(c.attrs["HostConfig"].get("Binds") or [])
+            if c.labels.get("kubesage.run", "").startswith("resumable-") and \
+                    configs["store"] in binds:  # this test's job, not another run's
                 c.kill()
                 killed.append(c.name)
 
@@ -176,3 +178,20 @@ def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, image_tag) ->
     assert record["metrics"]["train"]["train_loss"] > 0
     preprocess = next(s for s in record["steps"] if s["name"] == "preprocess")
     assert preprocess["outputs"]["model"]["uri"].endswith("/output/model.tar.gz")
+
+
+def test_local_s3_never_writes_into_a_data_mount_folder(tmp_path) -> None:
+    from kubesage.dsl.errors import KubesageError
+    from kubesage.targets.sagemaker.local_s3 import LocalS3
+
+    data = tmp_path / "fsx"
+    (data / "digits").mkdir(parents=True)
+    (data / "digits" / "keep.png").write_bytes(b"x")
+    s3 = LocalS3(str(tmp_path / "s3"), {"s3://datasets/raw/": str(data)})
+    assert s3.path("s3://datasets/raw/digits/keep.png") == str(data / "digits" / "keep.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KubesageError, match=r"inside the data repository s3://datasets/raw/"):
+        s3.put_folder(str(out), "s3://datasets/raw/digits")
+    assert (data / "digits" / "keep.png").read_bytes() == b"x"
+    assert s3.put_folder(str(out), "s3://bucket/run/out") == str(tmp_path / "s3" / "bucket" / "run" / "out")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
+from kubesage.local.container_group import follow_group, kill_quietly
 from kubesage.local.executor import Launch
 from kubesage.runtime.distributed import Layout
 
@@ -83,19 +84,9 @@ class DockerExecutor:
                     env.update(Layout(nodes, launch.distribution.procs_per_node, rank,
                                       names[0] if nodes > 1 else "127.0.0.1").env())
                 containers.append(self._start(launch, names[rank], env, network))
-            if nodes == 1:
-                return self._follow(containers[0], on_line)
-            codes: list[int] = [0] * nodes
-            threads = [
-                threading.Thread(target=self._follow_node, args=(c, rank, on_line, codes,
-                                                                  containers))
-                for rank, c in enumerate(containers)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            return next((c for c in codes if c), 0)
+            prefix = (lambda rank: f"node-{rank}: ") if nodes > 1 else (lambda rank: "")
+            code, _ = follow_group(containers, lambda rank, line: on_line(prefix(rank) + line))
+            return code
         finally:
             for container in containers:
                 try:
@@ -138,32 +129,6 @@ class DockerExecutor:
             **options,
         )
 
-    @staticmethod
-    def _follow(container: Any, on_line: Callable[[str], None], prefix: str = "") -> int:
-        pending = b""
-        for chunk in container.logs(stream=True, follow=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                on_line(prefix + line.decode(errors="replace"))
-        if pending:
-            on_line(prefix + pending.decode(errors="replace"))
-        return int(container.wait()["StatusCode"])
-
-    def _follow_node(self, container: Any, rank: int, on_line: Callable[[str], None],
-                     codes: list[int], all_nodes: list[Any]) -> None:
-        codes[rank] = self._follow(container, on_line, f"node-{rank}: ")
-        if codes[rank]:  # one node failed: the job has failed, stop the others
-            for other in all_nodes:
-                if other is not container:
-                    try:
-                        other.kill()
-                    except Exception:
-                        pass
-
     def cancel(self, run_id: str) -> None:
         for container in self.client.containers.list(filters={"label": f"kubesage.run={run_id}"}):
-            try:
-                container.kill()
-            except Exception:
-                pass
+            kill_quietly(container)

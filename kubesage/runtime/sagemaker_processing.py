@@ -65,10 +65,10 @@ def open_input(path: str, folder: str, scratch: str) -> tuple[str, dict[str, Any
     """(artifact folder, metadata) of an input as delivered: a folder, or a training job's
     ``model.tar.gz`` holding one folder per output (``folder`` picks one)."""
     archives = [f for f in os.listdir(path) if f.endswith(".tar.gz")] if os.path.isdir(path) else []
-    if folder or archives:
+    if folder:  # a training job's output: unpack model.tar.gz, pick the output's folder
         for archive in archives:
             _extract(os.path.join(path, archive), scratch)
-        path = os.path.join(scratch, folder) if folder else scratch
+        path = os.path.join(scratch, folder)
     metadata: dict[str, Any] = {}
     meta_path = os.path.join(path, METADATA_FILE)
     if os.path.exists(meta_path):

@@ -25,6 +25,10 @@ class KfpConfigError(KubesageError):
     """The Kubeflow target config is missing, malformed, or has a wrong value."""
 
 
+class MountConfigError(KfpConfigError):
+    """A component mounts data the Kubeflow config has no PersistentVolumeClaim for."""
+
+
 @dataclass(frozen=True)
 class Toleration:
     """A Kubernetes toleration (for spot node taints)."""
@@ -78,6 +82,16 @@ class KfpConfig:
             return logical
         name = logical if ":" in logical.rsplit("/", 1)[-1] else f"{logical}:{self.tag}"
         return f"{self.registry.rstrip('/')}/{name}" if self.registry else name
+
+    def claim(self, mount: str, who: str, path: str) -> str:
+        """The PersistentVolumeClaim of data mount ``mount`` (``who`` mounts it at ``path``)."""
+        claim = self.volumes.get(mount)
+        if claim is None:
+            raise MountConfigError(
+                f"{who} mounts '{mount}' at {path}, but {self.source} has no 'volumes.{mount}'; add "
+                f"'volumes: {{{mount}: {{claim: <PersistentVolumeClaim name>}}}}' to the Kubeflow "
+                "config")
+        return claim
 
     def for_local_images(self, tag: str) -> KfpConfig:
         """The same settings with images named as they are built locally (no registry)."""

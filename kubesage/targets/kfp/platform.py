@@ -10,18 +10,13 @@ from typing import Any
 
 from kfp import kubernetes
 
-from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.task import Task
 from kubesage.targets.kfp.components import is_distributed
-from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.config import KfpConfig, MountConfigError
 from kubesage.targets.kfp.trainjob import SHM_VOLUME, cpu_quantity
 
 # A launcher pod only copies files and polls the API; the TrainJob nodes get the real resources.
 LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
-
-
-class MountConfigError(KubesageError):
-    """A component mounts data the Kubeflow config has no PersistentVolumeClaim for."""
 
 
 def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
@@ -32,12 +27,7 @@ def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
                            backoff_factor=config.retry_factor, backoff_max_duration=config.retry_max)
     _resources(kfp_task, task)
     for name, path in task.spec.mounts:
-        claim = config.volumes.get(name)
-        if claim is None:
-            raise MountConfigError(
-                f"component '{task.spec.name}' (task '{task.name}') mounts '{name}' at {path}, but "
-                f"{config.source} has no 'volumes.{name}'; add 'volumes: {{{name}: {{claim: "
-                "<PersistentVolumeClaim name>}}' to the Kubeflow config")
+        claim = config.claim(name, f"component '{task.spec.name}' (task '{task.name}')", path)
         kubernetes.mount_pvc(kfp_task, pvc_name=claim, mount_path=path)
     if config.checkpoint_claim:
         kubernetes.mount_pvc(kfp_task, pvc_name=config.checkpoint_claim,

@@ -63,7 +63,8 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
     mounts: list[dict[str, Any]] = []
     for mount, path in spec.mounts:
         volumes.append({"name": volume_name(mount),
-                        "persistentVolumeClaim": {"claimName": config.volumes[mount]}})
+                        "persistentVolumeClaim": {
+                            "claimName": config.claim(mount, f"component '{spec.name}'", path)}})
         mounts.append({"name": volume_name(mount), "mountPath": path})
     volumes.append({"name": CHECKPOINT_VOLUME,
                     "persistentVolumeClaim": {"claimName": config.checkpoint_claim}})

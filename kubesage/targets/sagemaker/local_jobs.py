@@ -18,13 +18,13 @@ import os
 import re
 import secrets
 import tarfile
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
+from kubesage.local.container_group import follow_group, kill_quietly
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed
@@ -205,21 +205,18 @@ class JobRunner:
                     user=f"{os.getuid()}:{os.getgid()}", shm_size="1g",
                     labels={"kubesage.run": self.run_id, "kubesage.step": step}, **options))
             tails: deque[str] = deque(maxlen=30)
-            codes: list[int | None] = [None] * len(hosts)
-            threads = [threading.Thread(target=self._follow, daemon=True,
-                                        args=(c, i, len(hosts), tails, codes, containers))
-                       for i, c in enumerate(containers)]
+
+            def on_line(index: int, line: str) -> None:
+                text = (f"algo-{index + 1}: " if len(hosts) > 1 else "") + line
+                tails.append(text)
+                self.say(text)
+
             for c in containers:
                 c.start()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=limit_s)
-            if any(t.is_alive() for t in threads):
-                for c in containers:
-                    _kill(c)
-                raise JobFailed(f"{step}: stopped after MaxRuntimeInSeconds={limit_s}")
-            failed = next((c for c in codes if c), 0)
+            try:
+                failed, _ = follow_group(containers, on_line, limit_s)
+            except TimeoutError:
+                raise JobFailed(f"{step}: stopped after MaxRuntimeInSeconds={limit_s}") from None
             if failed:
                 error = JobFailed(f"{step}: exit code {failed}; last log lines:\n" + "\n".join(tails))
                 error.exit_code = failed  # type: ignore[attr-defined]
@@ -233,36 +230,9 @@ class JobRunner:
             if network is not None:
                 network.remove()
 
-    def _follow(self, container: Any, index: int, count: int, tails: deque[str],
-                codes: list[int | None], everyone: list[Any]) -> None:
-        prefix = f"algo-{index + 1}: " if count > 1 else ""
-        pending = b""
-        for chunk in container.logs(stream=True, follow=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                text = prefix + line.decode(errors="replace")
-                tails.append(text)
-                self.say(text)
-        if pending:
-            tails.append(prefix + pending.decode(errors="replace"))
-            self.say(tails[-1])
-        codes[index] = int(container.wait()["StatusCode"])
-        if codes[index]:  # one host failed: the job has failed, stop the others
-            for other in everyone:
-                if other is not container:
-                    _kill(other)
-
     def cancel(self) -> None:
         for c in self.client.containers.list(filters={"label": f"kubesage.run={self.run_id}"}):
-            _kill(c)
-
-
-def _kill(container: Any) -> None:
-    try:
-        container.kill()
-    except Exception:
-        pass
+            kill_quietly(c)
 
 
 def _write_json(path: str, doc: Any) -> None:

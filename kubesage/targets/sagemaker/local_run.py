@@ -112,12 +112,13 @@ class DefinitionExecutor:
             for i, params in enumerate(executions):
                 suffix = f"[{i}]" if len(executions) > 1 else ""
                 _Execution(self, jobs, record, steps, params, suffix).run()
-        except KeyboardInterrupt:
+        except BaseException as e:  # Ctrl-C, or a fault of kubesage's: the record says so
             jobs.cancel()
+            interrupted = isinstance(e, KeyboardInterrupt)
             for s in record.steps:
                 if s.status in ("pending", "running"):
-                    s.status, s.ended = "cancelled", time.time()
-            record.status, record.ended = "cancelled", time.time()
+                    s.status, s.ended = ("cancelled" if interrupted else "not_run"), time.time()
+            record.status, record.ended = ("cancelled" if interrupted else "failed"), time.time()
             self.store.save(record)
             raise
         record.status = "failed" if any(s.status == "failed" for s in record.steps) else "succeeded"

@@ -32,9 +32,19 @@ class LocalS3:
     def exists(self, uri: str) -> bool:
         return os.path.exists(self.path(uri))
 
+    def _writable(self, uri: str) -> str:
+        """The local path for a write; a data repository (a user's data folder) is read-only."""
+        for prefix, folder in self.aliases.items():
+            if uri == prefix.rstrip("/") or uri.startswith(prefix):
+                raise KubesageError(
+                    f"a step writes to {uri}, inside the data repository {prefix} of a data mount "
+                    f"(locally the folder {folder}), which is read-only; give the config's bucket "
+                    "and prefix a place outside the data repository")
+        return self.path(uri)
+
     def put_folder(self, source: str, uri: str) -> str:
         """Upload a folder's contents to ``uri`` (replacing what was there); the local path."""
-        dest = self.path(uri)
+        dest = self._writable(uri)
         tmp = dest.rstrip("/") + ".uploading"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
@@ -47,7 +57,7 @@ class LocalS3:
         return dest
 
     def put_file(self, source: str, uri: str) -> str:
-        dest = self.path(uri)
+        dest = self._writable(uri)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp = dest + ".uploading"
         shutil.copyfile(source, tmp)

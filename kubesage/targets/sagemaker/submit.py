@@ -133,7 +133,10 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         raise SubmitError(f"pipeline '{name}' fans out over {', '.join(fan_out)}; SageMaker "
                           "submission handles one fan-out parameter")
     if fan_out and not clients:
-        default = (pipeline.resolve_parameters({}).get(fan_out[0]) if pipeline is not None else None)
+        if pipeline is None:  # a compiled definition keeps one item of the list as the default
+            raise SubmitError(f"{ref} fans out over '{fan_out[0]}'; name the clients with "
+                              "--clients a,b,... (one execution each)")
+        default = pipeline.resolve_parameters({}).get(fan_out[0])
         clients = [str(c) for c in default] if isinstance(default, list) else None
     if fan_out and fan_out[0] in values and clients:
         raise SubmitError(f"pass the clients with --clients, not --param {fan_out[0]}=...")
@@ -171,6 +174,11 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     except BotoCoreError as e:  # no endpoint, no credentials, no region
         raise SubmitError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
                           "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
+    unsuccessful = [r for r in runs if wait and r.get("status") != "Succeeded"]
+    if unsuccessful:
+        raise SubmitError("executions did not succeed: " + ", ".join(
+            f"{r['arn'].rsplit('/', 1)[-1]}{' (' + r['client'] + ')' if r['client'] else ''} "
+            f"{r.get('status')}" for r in unsuccessful))
     return {"pipeline": name, "pipeline_arn": described["PipelineArn"], "action": action,
             "parameters": sorted(types), "model_package_groups": groups,
             "executions": runs}

@@ -1,0 +1,67 @@
+"""Follow a group of containers that form one job (the nodes of a distributed step)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def follow_logs(container: Any, on_line: Callable[[str], None]) -> int:
+    """Pass each log line of ``container`` to ``on_line`` until it exits; its exit code."""
+    pending = b""
+    for chunk in container.logs(stream=True, follow=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            on_line(line.decode(errors="replace"))
+    if pending:
+        on_line(pending.decode(errors="replace"))
+    return int(container.wait()["StatusCode"])
+
+
+def kill_quietly(container: Any) -> None:
+    try:
+        container.kill()
+    except Exception:  # already gone or stopped
+        pass
+
+
+def follow_group(containers: list[Any], on_line: Callable[[int, str], None],
+                 limit_s: float | None = None) -> tuple[int, int]:
+    """Follow every container to its end; the first to fail stops the others.
+
+    Returns ``(exit code, index)`` of the first container that failed (``(0, -1)`` when all
+    succeeded): the cause, not a peer that was killed because of it. A container whose log
+    could not be followed counts as failed (exit code -1). Raises ``TimeoutError`` (after
+    killing them all) when the group outlives ``limit_s``.
+    """
+    lock = threading.Lock()
+    first: list[tuple[int, int]] = []
+
+    def follow(index: int, container: Any) -> None:
+        code = -1
+        try:
+            code = follow_logs(container, lambda line: on_line(index, line))
+        finally:
+            if code != 0:
+                with lock:
+                    if not first:
+                        first.append((code, index))
+                        for other in containers:
+                            if other is not container:
+                                kill_quietly(other)
+
+    threads = [threading.Thread(target=follow, args=(i, c), daemon=True)
+               for i, c in enumerate(containers)]
+    for t in threads:
+        t.start()
+    deadline = None if limit_s is None else time.monotonic() + limit_s
+    for t in threads:
+        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        for c in containers:
+            kill_quietly(c)
+        raise TimeoutError(f"still running after {limit_s} s")
+    return first[0] if first else (0, -1)
