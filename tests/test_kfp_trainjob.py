@@ -164,3 +164,13 @@ def test_launcher_stages_inputs_and_fails_clearly_outside_a_pod(tmp_path, monkey
         note = json.load(f)
     assert "not inside a Kubernetes pod" in note["attempts"][-1]["error"]
     assert not (tmp_path / "train" / "executor_output.json").exists()
+
+
+def test_trainjob_names_differ_per_attempt_and_fit_kubernetes() -> None:
+    import re
+
+    first = runtime.trainjob_name("4f1c9e2a-77b0-4c5e-9d1a-aaaaaaaaaaaa", "Train_Model" * 8, 1)
+    retry = runtime.trainjob_name("4f1c9e2a-77b0-4c5e-9d1a-aaaaaaaaaaaa", "Train_Model" * 8, 2)
+    assert first != retry  # a retry keeps its task id: the old TrainJob's name is taken
+    for name in (first, retry):
+        assert len(name) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)

@@ -20,9 +20,11 @@ With ``--checkpoint-root`` the step's ``KUBESAGE_CHECKPOINT_DIR`` is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import sys
 import time
@@ -196,12 +198,12 @@ def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None =
 
 
 # -- multi-node steps (Kubeflow Trainer) --------------------------------------------------------
-def trainjob_name(task_id: str, component: str) -> str:
-    """A DNS-1035 name, unique per task execution, at most 63 characters."""
-    stem = "".join(c if c.isalnum() else "-" for c in component.lower()).strip("-")[:40] or "step"
+def trainjob_name(task_id: str, component: str, attempt: int = 1) -> str:
+    """A DNS-1035 name, unique per task execution and attempt (a retry of the same task keeps
+    its task id and checkpoints, so it needs a name of its own), at most 63 characters."""
+    stem = "".join(c if c.isalnum() else "-" for c in component.lower()).strip("-")[:36] or "step"
     suffix = "".join(c for c in task_id.lower() if c.isalnum())[:12] or "0"
-    name = f"ks-{stem}-{suffix}"
-    return name[:63].rstrip("-")
+    return f"ks-{stem}-{suffix}-{attempt}"[:63].rstrip("-")
 
 
 def render_trainjob(template: dict[str, Any], name: str, task_path: str, checkpoint_dir: str,
@@ -293,17 +295,19 @@ def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[s
 
     ``folder`` is this task's folder on the shared checkpoint volume (``step_dir``)."""
     note = _StepNote(executor_input)
+    created, finished = "", False
     try:
         spec = load_component(entry).spec
         exchange = os.path.join(folder, "exchange")
         task_path, call = stage_trainjob(entry, executor_input, exchange)
         api = KubeAPI()
-        manifest = render_trainjob(template, trainjob_name(task_id, spec.name), task_path,
-                                   os.path.join(folder, "checkpoints"),
+        manifest = render_trainjob(template, trainjob_name(task_id, spec.name, len(note.attempts)),
+                                   task_path, os.path.join(folder, "checkpoints"),
                                    template["metadata"].get("namespace") or api.namespace)
         path = trainjobs_path(manifest)
         api.request("POST", path, manifest)
         name = manifest["metadata"]["name"]
+        created = f"{path}/{name}"
         print(f"kubesage: created TrainJob {name} ({manifest['spec']['trainer']['numNodes']} nodes)",
               flush=True)
         last = ""
@@ -312,6 +316,7 @@ def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[s
             if state != last:
                 print(f"kubesage: TrainJob {name} {state} {message}".rstrip(), flush=True)
                 last = state
+            finished = state in ("failed", "succeeded")
             if state == "failed":
                 raise ContractError(f"TrainJob {name} failed: {message}; see "
                                     f"'kubectl logs -n {manifest['metadata']['namespace']} "
@@ -327,6 +332,10 @@ def launch_trainjob(entry: str, executor_input: dict[str, Any], template: dict[s
         doc = executor_output(entry, executor_input, result)
         write_outputs(executor_input, doc)
     except BaseException as e:
+        if created and not finished:  # the launcher is going away: do not leave GPUs running
+            with contextlib.suppress(Exception):
+                api.request("DELETE", created)
+                print(f"kubesage: deleted TrainJob {created.rsplit('/', 1)[-1]}", flush=True)
         note.end("".join(traceback.format_exception(e)))
         raise
     note.end()
@@ -353,6 +362,8 @@ def main(*args: str) -> None:
     try:
         executor_input = json.loads(opts["executor_input"])
         if mode == "trainjob":
+            # Kubernetes stops a pod with SIGTERM: unwind, so the TrainJob is deleted too
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
             if folder is None:
                 raise ContractError("a multi-node step needs --checkpoint-root (the shared volume "
                                     "its nodes exchange inputs and outputs through)")
