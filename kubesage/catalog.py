@@ -18,7 +18,6 @@ import getpass
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from kubesage.dsl.component import Component
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
+from kubesage.fsutil import write_atomic
 
 CATALOG_ENV = "KUBESAGE_CATALOG"
 LOCK_FILE = "kubesage.lock"
@@ -95,12 +95,7 @@ class _Folder:
             return f.read()
 
     def write(self, key: str, text: str) -> None:
-        path = os.path.join(self.root, key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(os.path.join(self.root, key), text)  # readable by the other teams
 
     def keys(self) -> list[str]:
         if not os.path.isdir(self.root):

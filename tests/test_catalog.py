@@ -181,3 +181,11 @@ def test_export_as_kubeflow_component_yaml(tmp_path) -> None:
     assert container["command"] == ["python", "-m", "kubesage.runtime"]
     assert container["image"] == digest
     assert "components.diagnostics:probe" in container["args"]
+
+
+def test_folder_catalog_entries_are_readable_by_other_teams(tmp_path) -> None:
+    catalog = Catalog(str(tmp_path / "catalog"))
+    catalog.publish(probe, "sha256:" + "f" * 64, "team-a")
+    entry = tmp_path / "catalog" / "probe" / "1.0.0.json"
+    assert entry.stat().st_mode & 0o044 == 0o044  # group and others may read it
+    assert not [p for p in (tmp_path / "catalog" / "probe").iterdir() if p.suffix == ".tmp"]

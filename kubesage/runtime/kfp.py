@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 from kubesage.runtime.local import task_file
@@ -127,11 +128,7 @@ def executor_output(entry: str, executor_input: dict[str, Any], result: Result) 
 
 
 def _write_json(path: str, doc: Any) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)
 
 
 def write_outputs(executor_input: dict[str, Any], doc: dict[str, Any]) -> None:

@@ -9,10 +9,10 @@ written atomically, so a step that dies leaves none. A distributed step gets its
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
+from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
@@ -46,7 +46,4 @@ def main(task_path: str) -> None:
     result = invoke(load_component(doc["entry"]), call)
     if not world().is_main:
         return  # rank 0 reports for the whole step
-    tmp = doc["result"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result.to_dict(), f)
-    os.replace(tmp, doc["result"])
+    write_json_atomic(doc["result"], result.to_dict())

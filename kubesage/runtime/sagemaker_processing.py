@@ -23,6 +23,7 @@ import tarfile
 from typing import Any
 
 from kubesage.dsl.types import parse_value
+from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import world
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 
@@ -96,11 +97,7 @@ def finish(result: Result, outputs: dict[str, str], result_path: str) -> None:
     for name, folder in outputs.items():
         with open(os.path.join(folder, METADATA_FILE), "w") as f:
             json.dump(result.artifacts.get(name, {}), f, sort_keys=True)
-    os.makedirs(os.path.dirname(result_path), exist_ok=True)
-    tmp = result_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result.to_dict(), f, sort_keys=True)
-    os.replace(tmp, result_path)
+    write_json_atomic(result_path, result.to_dict(), sort_keys=True)
 
 
 def _parse(args: tuple[str, ...]) -> tuple[str, dict[str, str], dict[str, str], dict[str, str]]:

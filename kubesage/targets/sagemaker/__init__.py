@@ -14,24 +14,15 @@ functions below, so importing this package stays as cheap as importing kubesage.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, TextIO
+
+from kubesage.fsutil import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.local.record import RunRecord
 
 NAME = "sagemaker"
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def compile_pipeline(pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
