@@ -232,8 +232,11 @@ def _print_record(r: dict[str, Any]) -> None:
     for s in r["steps"]:
         extra = " (cached)" if s["cached"] else ""
         print(f"  {s['name']:28} {s['status']:10}{extra:9} {s['duration_s'] or 0:>7.1f}s")
-        for name, value in sorted(s["metrics"].items()):
+        shown = sorted(s["metrics"].items(), key=lambda kv: ("_" in kv[0], kv[0]))
+        for name, value in shown[:4]:
             print(f"      {name} = {value:.4f}")
+        if len(shown) > 4:
+            print(f"      (+{len(shown) - 4} more metrics: kubesage runs show {r['run_id']} --json)")
         if s["status"] == "failed":
             print("      " + s["error"].replace("\n", "\n      "))
 
