@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesage.configfile import read_mapping
 from kubesage.dsl.errors import KubesageError
 
 DEFAULT_PATH = os.path.join("config", "local.yaml")
@@ -62,15 +63,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         path = DEFAULT_PATH
     if not os.path.exists(path):
         raise ConfigError(f"config file {path} does not exist; pass an existing --config file")
-    import yaml
-
-    with open(path) as f:
-        try:
-            doc: Any = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
+    doc = read_mapping(path, ConfigError)
     for key, value in doc.items():
         if key not in _KEYS:
             raise ConfigError(f"{path}: unknown key '{key}'; known keys: {', '.join(_KEYS)}")

@@ -149,18 +149,23 @@ def kfp_pipeline(pipeline: Pipeline, config: KfpConfig) -> Any:
 
 def compile_to_file(pipeline: Pipeline, output: str, config: KfpConfig) -> str:
     """Compile and write ``output`` atomically (temporary file, then rename)."""
-    graph = kfp_pipeline(pipeline, config)
+    return write_compiled(kfp_pipeline(pipeline, config), output, f"pipeline '{pipeline.name}'")
+
+
+def write_compiled(graph: Any, output: str, what: str) -> str:
+    """Compile a kfp pipeline or component with kfp's compiler into ``output``, atomically."""
     folder = os.path.dirname(os.path.abspath(output))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".kubesage-", suffix=".yaml", dir=folder)
     os.close(fd)
     try:
         compiler.Compiler().compile(graph, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     except Exception as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         if isinstance(e, KubesageError):
             raise
-        raise KfpCompileError(f"kfp could not compile pipeline '{pipeline.name}': {e}") from None
+        raise KfpCompileError(f"kfp could not compile {what}: {e}") from None
     return output

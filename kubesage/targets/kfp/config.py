@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesage.configfile import read_mapping
 from kubesage.dsl.errors import KubesageError
 
 DEFAULT_PATH = os.path.join("config", "kfp.yaml")
@@ -125,15 +126,7 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
     if not os.path.isfile(path):
         raise KfpConfigError(f"config file {path} does not exist; pass an existing --config file "
                              "(config/kfp.yaml is the example)")
-    import yaml
-
-    with open(path) as f:
-        try:
-            doc: Any = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise KfpConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise KfpConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
+    doc = read_mapping(path, KfpConfigError)
     _check(path, doc, _SCHEMA, "")
     return _build(path, doc)
 

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesage.configfile import read_mapping
 from kubesage.dsl.errors import KubesageError
 
 DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
@@ -119,16 +120,7 @@ def load_config(path: str | None = None) -> SageMakerConfig:
             f"SageMaker target config {path} does not exist; pass --config FILE or copy "
             "config/sagemaker.yaml and fill in your account's values"
         )
-    import yaml
-
-    with open(path) as f:
-        try:
-            doc: Any = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise SageMakerConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise SageMakerConfigError(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
-    return _parse(doc, path)
+    return _parse(read_mapping(path, SageMakerConfigError), path)
 
 
 class _Reader:
