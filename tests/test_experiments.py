@@ -21,9 +21,11 @@ def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root:
 
     client = MlflowClient(load_local_config(config).tracking_uri)
     deadline, found = time.time() + 90, []
-    while time.time() < deadline and len(found) < 2:  # logged by a background process
+    while time.time() < deadline:  # logged by a background process; complete once terminated
         exp = client.get_experiment_by_name("train-only")
         found = client.search_runs([exp.experiment_id]) if exp else []
+        if len(found) == 2 and all(r.info.status == "FINISHED" for r in found):
+            break
         time.sleep(1)
     assert {r.data.tags["kubesage.run_id"] for r in found} == {r["run_id"] for r in runs}
     mine = next(r for r in found if r.data.tags["kubesage.run_id"] == runs[1]["run_id"])
