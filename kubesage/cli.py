@@ -301,7 +301,10 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubesage", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="kubesage",
+        description="Run ML pipelines locally in Docker; compile them for Kubeflow Pipelines or "
+                    "SageMaker Pipelines; share their components; trace and re-run their runs.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a pipeline locally")
