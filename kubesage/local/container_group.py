@@ -65,3 +65,14 @@ def follow_group(containers: list[Any], on_line: Callable[[int, str], None],
             kill_quietly(c)
         raise TimeoutError(f"still running after {limit_s} s")
     return first[0] if first else (0, -1)
+
+
+def remove_group(containers: list[Any], network: Any = None) -> None:
+    """Remove a job's containers (running or not) and then its private network."""
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except Exception:  # already removed
+            pass
+    if network is not None:
+        network.remove()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.local.container_group import follow_group, kill_quietly
+from kubesage.local.container_group import follow_group, kill_quietly, remove_group
 from kubesage.local.executor import Launch
 from kubesage.runtime.distributed import Layout
 
@@ -88,13 +88,7 @@ class DockerExecutor:
             code, _ = follow_group(containers, lambda rank, line: on_line(prefix(rank) + line))
             return code
         finally:
-            for container in containers:
-                try:
-                    container.remove(force=True)
-                except Exception:
-                    pass
-            if network is not None:
-                network.remove()
+            remove_group(containers, network)
 
     def _start(self, launch: Launch, name: str, env: dict[str, str], network: Any) -> Any:
         volumes: dict[str, dict[str, str]] = {

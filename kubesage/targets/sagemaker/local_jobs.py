@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.local.container_group import follow_group, kill_quietly
+from kubesage.local.container_group import follow_group, kill_quietly, remove_group
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed
@@ -222,13 +222,7 @@ class JobRunner:
                 error.exit_code = failed  # type: ignore[attr-defined]
                 raise error
         finally:
-            for c in containers:
-                try:
-                    c.remove(force=True)
-                except Exception:
-                    pass
-            if network is not None:
-                network.remove()
+            remove_group(containers, network)
 
     def cancel(self) -> None:
         for c in self.client.containers.list(filters={"label": f"kubesage.run={self.run_id}"}):
