@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.configfile import read_mapping
 from kubesage.dsl.errors import KubesageError
+
+if TYPE_CHECKING:
+    from kubesage.dsl.pipeline import Pipeline
 
 DEFAULT_PATH = os.path.join("config", "local.yaml")
 
@@ -96,3 +99,24 @@ def _webhooks(path: str, urls: list[Any]) -> list[str]:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}: 'webhooks[{i}]' must be an http(s) URL, got {url!r}")
     return list(urls)
+
+
+def data_mounts(pipeline: Pipeline, config: LocalConfig,
+                where: str = "the local config") -> dict[str, tuple[str, str]]:
+    """mount name -> (path in the container, local folder) for every data mount the pipeline's
+    components declare, checked against ``config``; ``where`` tells the user which file to edit."""
+    found: dict[str, tuple[str, str]] = {}
+    for task in pipeline.tasks:
+        for name, target in task.spec.mounts:
+            source = config.mounts.get(name)
+            if source is None:
+                raise ConfigError(
+                    f"component '{task.spec.name}' mounts '{name}' at {target}, but "
+                    f"{config.source} has no 'mounts.{name}'; add "
+                    f"'mounts: {{{name}: /path/to/folder}}' to {where}")
+            if not os.path.isdir(source):
+                raise ConfigError(
+                    f"mounts.{name} in {config.source}: folder {source} does not exist; create "
+                    "it (or run 'kubesage sample-data' for the sample set)")
+            found[name] = (target, source)
+    return found

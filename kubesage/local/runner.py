@@ -32,7 +32,7 @@ from kubesage.dsl.validate import topological_order
 from kubesage.lineage import file_sha256, git_state
 from kubesage.local import cache
 from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
-from kubesage.local.config import ConfigError, LocalConfig
+from kubesage.local.config import LocalConfig, data_mounts
 from kubesage.local.executor import Executor, Launch
 from kubesage.local.record import TERMINAL, RunRecord, StepRecord
 from kubesage.local.store import RunStore
@@ -105,7 +105,7 @@ class LocalRunner:
         """
         values = pipeline.resolve_parameters(parameters or {})
         instances = self._expand(pipeline, values)
-        mounts = self._mounts(pipeline)
+        mounts = data_mounts(pipeline, self.config)
         self._pins = dict(images or {})
         self._use_cache = use_cache
         # Fail before anything runs: every image must exist, every mount folder too.
@@ -206,26 +206,6 @@ class LocalRunner:
                 "over a list literal or a list pipeline parameter"
             )
         return list(loop.items)
-
-    def _mounts(self, pipeline: Pipeline) -> dict[str, tuple[str, str]]:
-        """mount name -> (path in container, local folder), checked against the config."""
-        found: dict[str, tuple[str, str]] = {}
-        for task in pipeline.tasks:
-            for name, target in task.spec.mounts:
-                source = self.config.mounts.get(name)
-                if source is None:
-                    raise ConfigError(
-                        f"component '{task.spec.name}' mounts '{name}' at {target}, but "
-                        f"{self.config.source} has no 'mounts.{name}'; add "
-                        f"'mounts: {{{name}: /path/to/folder}}' to the local config"
-                    )
-                if not os.path.isdir(source):
-                    raise ConfigError(
-                        f"mounts.{name} in {self.config.source}: folder {source} does not "
-                        "exist; create it (or run 'kubesage sample-data' for the sample set)"
-                    )
-                found[name] = (target, source)
-        return found
 
     # -- scheduling ---------------------------------------------------------------------
     def _schedule(

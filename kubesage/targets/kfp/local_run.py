@@ -24,7 +24,7 @@ from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.lineage import file_sha256, git_state
 from kubesage.local.artifacts import fingerprint_tree, sha256_tree
-from kubesage.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.local.config import data_mounts, load_local_config
 from kubesage.local.record import RunRecord, StepRecord
 from kubesage.local.runner import new_run_id
 from kubesage.local.store import RunStore
@@ -55,24 +55,6 @@ class _Tee:
     def flush(self) -> None:
         for s in self.streams:
             s.flush()
-
-
-def data_mounts(pipeline: Pipeline, local: LocalConfig) -> dict[str, tuple[str, str]]:
-    """mount name -> (path in the container, local folder), checked against the local config."""
-    found: dict[str, tuple[str, str]] = {}
-    for task in pipeline.tasks:
-        for name, target in task.spec.mounts:
-            source = local.mounts.get(name)
-            if source is None:
-                raise ConfigError(
-                    f"component '{task.spec.name}' mounts '{name}' at {target}, but "
-                    f"{local.source} has no 'mounts.{name}'; add 'mounts: {{{name}: "
-                    "/path/to/folder}' to the local config (config/kfp.yaml's local.config names it)")
-            if not os.path.isdir(source):
-                raise ConfigError(f"mounts.{name} in {local.source}: folder {source} does not exist; "
-                                  "create it (or run 'kubesage sample-data' for the sample set)")
-            found[name] = (target, source)
-    return found
 
 
 def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
@@ -121,7 +103,7 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
     config = load_kfp_config(config_path)
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(params)
-    mounts = data_mounts(pipeline, local)
+    mounts = data_mounts(pipeline, local, "the local config (config/kfp.yaml's local.config names it)")
     run_id = new_run_id(pipeline.name)
     run_dir = os.path.abspath(os.path.join(local.store, "kfp", run_id))
     local_config = config.for_local_images(local.image_tag)
