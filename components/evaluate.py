@@ -8,7 +8,8 @@ from typing import Any
 from kubesage import Dataset, Input, Metrics, Model, Output, Resources, component
 
 
-@component(version="1.0.0", resources=Resources(cpu=1, memory="4Gi"))
+@component(version="1.0.0", resources=Resources(cpu=1, memory="4Gi"),
+           preload=["torch", "torchvision", "components.models", "components.shards", "PIL.Image"])
 def evaluate(
     data: Input[Dataset],
     model: Input[Model],

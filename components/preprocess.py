@@ -34,6 +34,7 @@ def _load(args: tuple[str, int]) -> tuple[str, Any, str]:
     version="1.1.0",
     mounts={"fsx": "/fsx"},
     resources=Resources(cpu=2, memory="4Gi"),
+    preload=["numpy", "PIL.Image"],
 )
 def preprocess(
     raw_dir: str,

@@ -17,7 +17,7 @@ from typing import Any
 from kubesage import Input, Model, Output, component
 
 
-@component(version="1.2.0")
+@component(version="1.2.0", preload=["mlflow"])
 def register(
     model: Input[Model],
     registered: Output[Model],

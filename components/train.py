@@ -19,7 +19,8 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
 
-@component(version="1.1.0", resources=Resources(cpu=2, memory="8Gi"))
+@component(version="1.1.0", resources=Resources(cpu=2, memory="8Gi"),
+           preload=["torch", "torchvision", "components.loader", "components.models"])
 def train(
     data: Input[Dataset],
     model: Output[Model],

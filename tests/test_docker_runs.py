@@ -143,6 +143,41 @@ def test_failing_step_in_docker_shows_its_log_and_fails_the_run(
     assert not any(n.startswith("result") for n in os.listdir(os.path.dirname(bad["log"])))
 
 
+def _container_starts(client: Any, since: float, until: float, run_id: str) -> dict[str, float]:
+    """Step -> when the engine started its container (seconds since the epoch)."""
+    events = client.events(since=int(since) - 1, until=int(until) + 1, decode=True,
+                           filters={"type": "container", "event": "start",
+                                    "label": f"kubesage.run={run_id}"})
+    return {ev["Actor"]["Attributes"]["kubesage.step"]: ev["timeNano"] / 1e9 for ev in events}
+
+
+def test_steps_start_warm_while_their_upstream_runs(docker_client: Any, config_file: str) -> None:
+    t0 = time.time()
+    record = run_json("run", "tests/pipelines/probes.py:chain", "--config", config_file)
+    assert record["status"] == "succeeded", record["_stderr"]
+    steps = record["steps"]
+    assert [s["returns"]["output"] for s in steps] == ["0", "1", "2"]
+    starts = _container_starts(docker_client, t0, time.time(), record["run_id"])
+    assert sorted(starts) == sorted(s["name"] for s in steps)
+    for upstream, step in zip(steps[:-1], steps[1:], strict=True):  # each probe sleeps 1 s
+        assert starts[step["name"]] < upstream["ended"], (step["name"], starts, upstream)
+    label = {"label": f"kubesage.run={record['run_id']}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+
+
+def test_warm_containers_of_steps_that_never_run_are_removed(
+    docker_client: Any, config_file: str
+) -> None:
+    failed = run_json("run", "tests/pipelines/probes.py:failing", "--config", config_file)
+    fanned = run_json("run", "tests/pipelines/probes.py:fan_out", "--config", config_file,
+                      "--no-cache")
+    assert {s["name"]: s["status"] for s in failed["steps"]}["after-bad"] == "not_run"
+    assert {s["name"]: s["status"] for s in fanned["steps"]}["gated"] == "skipped"
+    for record in (failed, fanned):
+        label = {"label": f"kubesage.run={record['run_id']}"}
+        assert docker_client.containers.list(all=True, filters=label) == []
+
+
 def test_ctrl_c_stops_the_containers(docker_client: Any, config_file: str) -> None:
     proc = subprocess.Popen([*KUBESAGE, "run", "tests/pipelines/probes.py:slow", "--config",
                              config_file], cwd=REPO, stdout=subprocess.PIPE,

@@ -70,6 +70,8 @@ def test_missing_mount_in_config_is_named(tmp_path) -> None:
     ("mounts: [a]\n", r"'mounts' must be a dict"),
     ("paralelism: 2\n", r"unknown key 'paralelism'"),
     ("parallelism: 0\n", r"'parallelism' must be >= 1"),
+    ("parallelism: true\n", r"'parallelism' must be a int"),
+    ("warm_start: 1\n", r"'warm_start' must be a bool"),
     ("store: [\n", r"not valid YAML"),
 ])
 def test_config_errors_name_the_key(tmp_path, text: str, message: str) -> None:
@@ -77,3 +79,42 @@ def test_config_errors_name_the_key(tmp_path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_local_config(str(path))
+
+
+def test_a_warm_start_waits_for_its_task_file_then_runs_it(tmp_path) -> None:
+    """``local --await``: preload (a failing preload is reported, not fatal), wait, run."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from kubesage.runtime.invoke import Invocation
+    from kubesage.runtime.local import task_file
+
+    task, result = str(tmp_path / "task.json"), str(tmp_path / "result.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubesage.runtime", "local", "--await", task, "no_such_module",
+         "components.diagnostics"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": REPO})
+    time.sleep(1.0)
+    assert proc.poll() is None, "it must wait for the task file"
+    doc = task_file("components.diagnostics:probe",
+                    Invocation({"message": "warm"}, {}, {"result": str(tmp_path / "out")}),
+                    result, env={"KUBESAGE_STEP": "warm-step"})
+    with open(task + ".tmp", "w") as f:
+        json.dump(doc, f)
+    os.replace(task + ".tmp", task)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "preloading no_such_module failed" in err
+    with open(result) as f:
+        assert json.load(f)["returns"] == {"output": "warm"}
+
+
+def test_a_warm_start_gives_up_when_no_task_comes(tmp_path) -> None:
+    from kubesage.runtime.local import await_task
+
+    with pytest.raises(SystemExit) as stop:
+        await_task(str(tmp_path / "never.json"), [], limit_s=0.05)
+    assert stop.value.code == 3

@@ -74,6 +74,7 @@ def component(
     mounts: dict[str, str] | None = ...,
     retries: int = ...,
     cache: bool = ...,
+    preload: list[str] | None = ...,
 ) -> Callable[[Callable[P, R]], Component[P, R]]: ...
 
 
@@ -89,6 +90,7 @@ def component(
     mounts: dict[str, str] | None = None,
     retries: int = 0,
     cache: bool = True,
+    preload: list[str] | None = None,
 ) -> Any:
     """Declare a component from a typed function.
 
@@ -97,6 +99,9 @@ def component(
     annotation of a parameter type (or a ``NamedTuple`` of them) declares output parameters that
     conditions can test. ``mounts`` maps a data mount name (``"fsx"``) to its path inside the
     container (``"/fsx"``); where the data comes from is the target config's business.
+    ``preload`` names heavy modules the function imports (``["torch"]``): the local Docker
+    runner starts the step's container while its upstream steps still run and imports them
+    there, so the step itself starts warm.
     """
 
     def wrap(f: Callable[..., Any]) -> Component[Any, Any]:
@@ -110,6 +115,7 @@ def component(
             mounts=mounts or {},
             retries=retries,
             cache=cache,
+            preload=tuple(preload or ()),
         )
         return Component(f, spec)
 
@@ -159,6 +165,7 @@ def _spec_from_function(f: Callable[..., Any], **options: Any) -> ComponentSpec:
         mounts=tuple(sorted(options["mounts"].items())),
         retries=options["retries"],
         cache=options["cache"],
+        preload=options["preload"],
     )
 
 

@@ -101,6 +101,9 @@ class ComponentSpec:
     mounts: tuple[tuple[str, str], ...] = ()  # (mount name, path inside the container)
     retries: int = 0
     cache: bool = True
+    # Modules the step imports (torch, ...): a warm container imports them ahead of its task.
+    # A start-up hint, not interface: left out of the document when empty (stable digests).
+    preload: tuple[str, ...] = ()
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -121,7 +124,7 @@ class ComponentSpec:
         return [a.name for a in self.outputs] + [r.name for r in self.returns]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
@@ -137,6 +140,9 @@ class ComponentSpec:
             "retries": self.retries,
             "cache": self.cache,
         }
+        if self.preload:
+            doc["preload"] = list(self.preload)
+        return doc
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ComponentSpec:
@@ -155,6 +161,7 @@ class ComponentSpec:
             mounts=tuple(sorted(d.get("mounts", {}).items())),
             retries=d.get("retries", 0),
             cache=d.get("cache", True),
+            preload=tuple(d.get("preload", ())),
         )
 
     def digest(self) -> str:

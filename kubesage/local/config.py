@@ -39,6 +39,9 @@ class LocalConfig:
     store: str = ".kubesage"
     image_tag: str = "latest"
     parallelism: int = 4
+    # Start a step's container (and its heavy imports) while its upstream steps still run; each
+    # waiting container holds its imports in memory (torch: some hundred MB).
+    warm_start: bool = True
     mlflow_tracking_uri: str = ""
     webhooks: list[str] = field(default_factory=list)
     source: str = "(defaults)"
@@ -55,7 +58,7 @@ class LocalConfig:
 
 
 _KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int,
-         "mlflow_tracking_uri": str, "webhooks": list}
+         "warm_start": bool, "mlflow_tracking_uri": str, "webhooks": list}
 
 
 def load_local_config(path: str | None = None) -> LocalConfig:
@@ -70,7 +73,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
     for key, value in doc.items():
         if key not in _KEYS:
             raise ConfigError(f"{path}: unknown key '{key}'; known keys: {', '.join(_KEYS)}")
-        if not isinstance(value, _KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, _KEYS[key]) or (isinstance(value, bool) and _KEYS[key] is not bool):
             raise ConfigError(
                 f"{path}: '{key}' must be a {_KEYS[key].__name__}, got {value!r}"
             )
@@ -88,6 +91,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         store=os.path.normpath(os.path.join(base, doc.get("store", ".kubesage"))),
         image_tag=doc.get("image_tag", "latest"),
         parallelism=parallelism,
+        warm_start=doc.get("warm_start", True),
         mlflow_tracking_uri=doc.get("mlflow_tracking_uri", ""),
         webhooks=_webhooks(path, doc.get("webhooks", [])),
         source=path,

@@ -6,7 +6,8 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
@@ -27,6 +28,20 @@ def _container_name(launch: Launch, rank: int) -> str:
     return f"ks-{launch.run_id[-6:]}-{secrets.token_hex(2)}-{step}-{rank}"[:120]
 
 
+def _signature(launch: Launch) -> tuple[Any, ...]:
+    """What a warm container was started with and a step's run must match."""
+    return (launch.image, launch.store_root, tuple(sorted(launch.mounts.items())),
+            launch.resources)
+
+
+def _started(future: Future[Any]) -> Any:
+    """The container a background start produced; None if the start failed."""
+    try:
+        return future.result()
+    except Exception:
+        return None
+
+
 def memory_bytes(text: str) -> int:
     """``"4Gi"`` -> 4294967296 (Kubernetes quantity suffixes)."""
     digits = text.rstrip("KMGTi")
@@ -38,6 +53,10 @@ class DockerExecutor:
 
     Several nodes share a private bridge network; node 0's container name is the master
     address; every node gets the ``PET_*`` layout variables and the same bind mounts.
+
+    A single-container step can be started warm (``prewarm``): its container starts while the
+    upstream steps still run, imports the step's heavy modules and waits for the task file, so
+    the step pays neither container start-up nor imports when its turn comes.
     """
 
     kind = "docker"
@@ -55,6 +74,9 @@ class DockerExecutor:
             ) from None
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
+        # (run ID, step) -> (the waiting container, once started; what it was started with)
+        self._warm: dict[tuple[str, str], tuple[Future[Any], tuple[Any, ...]]] = {}
+        self._starter = ThreadPoolExecutor(4, thread_name_prefix="kubesage-prewarm")
 
     def environment_id(self, image: str) -> str:
         with self._lock:
@@ -69,6 +91,46 @@ class DockerExecutor:
                     ) from None
             return self._ids[image]
 
+    def prewarm(self, launch: Launch, preload: Sequence[str]) -> bool:
+        """Start ``launch``'s container in the background, importing ``preload``; returns at once.
+
+        The container waits for the task file, which the runner writes (atomically) when the
+        step's turn comes; ``run`` of the same step then follows this container instead of
+        starting one. Distributed steps are not started warm (their nodes need the layout at
+        start): False.
+        """
+        if launch.distribution.world_size > 1:
+            return False
+        started = self._starter.submit(self._start, launch, _container_name(launch, 0),
+                                       launch.env, None,
+                                       ["local", "--await", launch.task_file, *preload])
+        with self._lock:
+            self._warm[(launch.run_id, launch.step)] = (started, _signature(launch))
+        return True
+
+    def release(self, run_id: str, step: str | None = None) -> None:
+        """Remove warm containers that will not be used: of ``step``, or of the whole run."""
+        with self._lock:
+            keys = [k for k in self._warm if k[0] == run_id and step in (None, k[1])]
+            unused = [self._warm.pop(k)[0] for k in keys]
+        remove_group([c for c in map(_started, unused) if c is not None])
+
+    def _take_warm(self, launch: Launch) -> Any:
+        """The waiting container started for this step, if it matches and still runs."""
+        with self._lock:
+            started, signature = self._warm.pop((launch.run_id, launch.step), (None, None))
+        container = _started(started) if started is not None else None
+        if container is None:
+            return None
+        try:
+            container.reload()
+            if container.status == "running" and signature == _signature(launch):
+                return container
+        except Exception:  # removed meanwhile
+            pass
+        remove_group([container])
+        return None
+
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
         nodes = launch.distribution.nodes
         network = None
@@ -77,20 +139,25 @@ class DockerExecutor:
             network = self.client.networks.create(names[0] + "-net", driver="bridge",
                                                   labels={"kubesage.run": launch.run_id})
         containers = []
+        warm = self._take_warm(launch) if launch.distribution.world_size == 1 else None
+        if warm is not None:
+            containers.append(warm)
         try:
-            for rank in range(nodes):
+            for rank in range(len(containers), nodes):
                 env = dict(launch.env)
                 if launch.distribution.world_size > 1:
                     env.update(Layout(nodes, launch.distribution.procs_per_node, rank,
                                       names[0] if nodes > 1 else "127.0.0.1").env())
-                containers.append(self._start(launch, names[rank], env, network))
+                containers.append(self._start(launch, names[rank], env, network,
+                                              ["local", launch.task_file]))
             prefix = (lambda rank: f"node-{rank}: ") if nodes > 1 else (lambda rank: "")
             code, _ = follow_group(containers, lambda rank, line: on_line(prefix(rank) + line))
             return code
         finally:
             remove_group(containers, network)
 
-    def _start(self, launch: Launch, name: str, env: dict[str, str], network: Any) -> Any:
+    def _start(self, launch: Launch, name: str, env: dict[str, str], network: Any,
+               command: list[str]) -> Any:
         volumes: dict[str, dict[str, str]] = {
             launch.store_root: {"bind": launch.store_root, "mode": "rw"}
         }
@@ -112,7 +179,7 @@ class DockerExecutor:
             options["network"] = network.name
         return self.client.containers.run(
             launch.image,
-            ["local", launch.task_file],
+            command,
             name=name,
             detach=True,
             volumes=volumes,
@@ -124,5 +191,6 @@ class DockerExecutor:
         )
 
     def cancel(self, run_id: str) -> None:
+        self.release(run_id)
         for container in self.client.containers.list(filters={"label": f"kubesage.run={run_id}"}):
             kill_quietly(container)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kubesage.dsl.interface import Distribution, Resources
 
@@ -44,4 +44,17 @@ class Executor(Protocol):
 
     def cancel(self, run_id: str) -> None:
         """Stop everything still running for ``run_id`` (Ctrl-C)."""
+        ...
+
+
+@runtime_checkable
+class WarmStarts(Protocol):
+    """An executor that can start a step before its turn (the Docker executor)."""
+
+    def prewarm(self, launch: Launch, preload: Sequence[str]) -> bool:
+        """Start ``launch`` now, importing ``preload``; it waits for its task file to appear."""
+        ...
+
+    def release(self, run_id: str, step: str | None = None) -> None:
+        """Remove started steps that will not run: ``step``, or all of the run."""
         ...

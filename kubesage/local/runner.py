@@ -29,11 +29,12 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
+from kubesage.fsutil import write_json_atomic
 from kubesage.lineage import file_sha256, git_state
 from kubesage.local import cache
 from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
 from kubesage.local.config import LocalConfig, data_mounts
-from kubesage.local.executor import Executor, Launch
+from kubesage.local.executor import Executor, Launch, WarmStarts
 from kubesage.local.record import TERMINAL, RunRecord, StepRecord
 from kubesage.local.store import RunStore
 from kubesage.notify import Notifier
@@ -84,6 +85,8 @@ class LocalRunner:
         self._pins: dict[str, str] = {}
         self._use_cache = True
         self._notifier = Notifier([], self._say)
+        self._warm_lock = threading.Lock()
+        self._warm: set[str] = set()  # steps started ahead of their turn, still waiting
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -137,6 +140,7 @@ class LocalRunner:
         self._notifier = Notifier(self.config.webhooks, self._say)
         self._changed(record)
         self._say(f"run {record.run_id}: {len(instances)} steps ({self.executor.kind})")
+        self._warm = set()
         try:
             self._schedule(record, instances, values, mounts)
         except KeyboardInterrupt:
@@ -151,6 +155,8 @@ class LocalRunner:
             self._notifier.close()
             self._say(f"run {record.run_id} cancelled; its containers were stopped")
             raise
+        finally:
+            self._release(record.run_id)
         failed = [s for s in record.steps if s.status == "failed"]
         record.status = "failed" if failed else "succeeded"
         record.ended = time.time()
@@ -246,10 +252,12 @@ class LocalRunner:
                 pending.remove(inst)
                 if failed or any(s in ("failed", "not_run", "cancelled") for s in dep_states):
                     inst.record.status = "not_run"
+                    self._release(record.run_id, inst.name)
                 elif any(s == "skipped" for s in dep_states) or not self._conditions_hold(
                     inst, instances, values
                 ):
                     inst.record.status = "skipped"
+                    self._release(record.run_id, inst.name)
                     self._say(f"- {inst.name} skipped (condition not met)")
                 else:
                     inst.record.status = "running"
@@ -340,8 +348,7 @@ class LocalRunner:
             if p.type == "float" and isinstance(params.get(p.name), int):
                 params[p.name] = float(params[p.name])
         step.parameters = params
-        step_mounts = {target: src for name, (target, src) in mounts.items()
-                       if name in dict(spec.mounts)}
+        step_mounts = _step_mounts(spec.mounts, mounts)
         image = self._image(spec.image)
         step.environment_id = self.executor.environment_id(image)
         step.cache_key = cache.cache_key(
@@ -359,10 +366,56 @@ class LocalRunner:
                 step.series = hit.get("series", {})
                 step.status, step.ended = "succeeded", time.time()
                 self._say(f"= {inst.name} cached (from {hit['run_id']})")
+                self._release(record.run_id, inst.name)
                 return
         if self.path_rewrite:
             params = {k: _rewrite(v, step_mounts) for k, v in params.items()}
+        self._prewarm(record.run_id, instances, mounts)
         self._attempts(record, inst, params, inputs, step_mounts, image)
+
+    # -- warm starts --------------------------------------------------------------------
+    def _prewarm(self, run_id: str, instances: list[_Instance],
+                 mounts: dict[str, tuple[str, str]]) -> None:
+        """Start, ahead of their turn, the steps that wait only on started or warm steps.
+
+        Called as a step starts. Each warm container imports its component's ``preload``
+        modules and waits for its task file, so container start-up and imports overlap the
+        upstream work. At most ``parallelism`` wait at once; those that end up cached, skipped
+        or not run are released.
+        """
+        if not (self.config.warm_start and isinstance(self.executor, WarmStarts)):
+            return
+        store_root = os.path.abspath(self.config.store)
+        for nxt in instances:  # in dependency order: a chain warms up several steps ahead
+            if not nxt.deps or nxt.record is None or nxt.record.status != "pending":
+                continue
+            with self._warm_lock:
+                if nxt.name in self._warm or len(self._warm) >= self.config.parallelism:
+                    continue
+                if any(d.record is None or (d.record.status not in ("running", "succeeded")
+                                            and d.name not in self._warm) for d in nxt.deps):
+                    continue
+                self._warm.add(nxt.name)
+            spec = nxt.task.spec
+            task_path = os.path.join(self.artifacts.step_dir(run_id, nxt.name), "task.json")
+            try:
+                self.executor.prewarm(
+                    Launch(run_id, nxt.name, self._image(spec.image), task_path, store_root,
+                           _step_mounts(spec.mounts, mounts), nxt.task.resources,
+                           nxt.task.distribution),
+                    [*spec.preload, spec.entry.partition(":")[0]])
+            except Exception as e:  # the step starts cold instead
+                self._say(f"  (could not start {nxt.name} ahead: {e})")
+
+    def _release(self, run_id: str, step: str | None = None) -> None:
+        """Forget (and remove) warm containers: of ``step`` once it ran or will not, or all."""
+        with self._warm_lock:
+            if step is None:
+                self._warm.clear()
+            else:
+                self._warm.discard(step)
+        if isinstance(self.executor, WarmStarts):
+            self.executor.release(run_id, step)
 
     def _attempts(
         self,
@@ -393,16 +446,18 @@ class LocalRunner:
             if os.path.exists(result_path):
                 os.remove(result_path)
             tf = os.path.join(step_dir, "task.json")
-            with open(tf, "w") as f:
-                json.dump(task_file(spec.entry, Invocation(params, inputs, partial), result_path), f)
+            env = self._step_env(record.run_id, inst.name, checkpoints)
+            # Atomic: a warm container waiting for this file must never read half of it.
+            write_json_atomic(tf, task_file(spec.entry, Invocation(params, inputs, partial),
+                                            result_path, env))
             self._say(f"> {inst.name} started" + (f" (attempt {attempt + 1})" if attempt else ""))
             with _StepLog(log_path, lambda line: self._say(f"  [{inst.name}] {line}")) as log:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
-                           mounts, inst.task.resources, inst.task.distribution, checkpoints,
-                           self._step_env(record.run_id, inst.name, checkpoints)),
+                           mounts, inst.task.resources, inst.task.distribution, checkpoints, env),
                     log,
                 )
+            self._release(record.run_id, inst.name)
             tail = list(log.tail)
             if code == 0 and os.path.exists(result_path):
                 self._finish(record.run_id, inst, partial, result_path)
@@ -479,6 +534,13 @@ class _StepLog:
 
     def __exit__(self, *exc: object) -> None:
         self.file.close()
+
+
+def _step_mounts(wanted: tuple[tuple[str, str], ...],
+                 mounts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Container path -> host folder of the data mounts a component declares."""
+    names = dict(wanted)
+    return {target: src for name, (target, src) in mounts.items() if name in names}
 
 
 def _rewrite(value: Any, mounts: dict[str, str]) -> Any:

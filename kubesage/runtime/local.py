@@ -4,12 +4,21 @@ The local runner (Docker or subprocess) writes the task file with resolved value
 absolute artifact paths (identical inside and outside the container); the result file is
 written atomically, so a step that dies leaves none. A distributed step gets its layout as
 ``PET_*`` variables (the Kubeflow Trainer form) and is started under torchrun on each node.
+
+``local --await TASK MODULE...`` is a warm start: the container is started while the step's
+upstream steps still run, imports ``MODULE...`` (torch, the component's module), then waits
+for ``TASK`` to appear (the runner writes it atomically) and runs it like ``local TASK``. The
+step's environment (checkpoint folder, run ID) travels in the task file, since it is known only
+when the step starts.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
+import time
 from typing import Any
 
 from kubesage.fsutil import write_json_atomic
@@ -17,8 +26,12 @@ from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 
+AWAIT_POLL_S = 0.005
+AWAIT_LIMIT_S = 24 * 3600.0  # a runner that died without removing its warm containers
 
-def task_file(entry: str, call: Invocation, result_path: str) -> dict[str, Any]:
+
+def task_file(entry: str, call: Invocation, result_path: str,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
     """The document the runner writes for one step."""
     return {
         "entry": entry,
@@ -26,10 +39,31 @@ def task_file(entry: str, call: Invocation, result_path: str) -> dict[str, Any]:
         "inputs": {k: {"path": p, "metadata": m} for k, (p, m) in call.inputs.items()},
         "outputs": call.outputs,
         "result": result_path,
+        "env": dict(env or {}),
     }
 
 
-def main(task_path: str) -> None:
+def await_task(task_path: str, preload: list[str], limit_s: float = AWAIT_LIMIT_S) -> None:
+    """Import ``preload`` now, then wait until ``task_path`` exists (exit 3 after ``limit_s``)."""
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # the step itself reports it when it imports the module
+            print(f"kubesage: preloading {module} failed: {e}", file=sys.stderr)
+    deadline = time.monotonic() + limit_s
+    while not os.path.exists(task_path):
+        if time.monotonic() > deadline:
+            print(f"kubesage: no task at {task_path} after {limit_s:.0f} s", file=sys.stderr)
+            sys.exit(3)
+        time.sleep(AWAIT_POLL_S)
+
+
+def main(*argv: str) -> None:
+    if argv and argv[0] == "--await":
+        task_path = argv[1]
+        await_task(task_path, list(argv[2:]))
+    else:
+        (task_path,) = argv
     layout = Layout.from_env()
     if layout.world_size > 1 and not inside_worker():
         code = launch(layout, ["kubesage.runtime", "local", task_path])
@@ -38,6 +72,7 @@ def main(task_path: str) -> None:
         return
     with open(task_path) as f:
         doc = json.load(f)
+    os.environ.update(doc.get("env", {}))
     call = Invocation(
         parameters=doc["parameters"],
         inputs={k: (v["path"], v["metadata"]) for k, v in doc["inputs"].items()},

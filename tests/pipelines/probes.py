@@ -24,3 +24,10 @@ def fan_out(clients: list = ["a", "b", "c"], gate: float = 0.5) -> None:  # noqa
 @pipeline(name="slow")
 def slow(seconds: float = 120.0) -> None:
     probe(message="sleeping", seconds=seconds)
+
+
+@pipeline(name="chain")
+def chain(seconds: float = 1.0) -> None:
+    previous = probe(message="0", seconds=seconds).set_caching(False)
+    for i in range(1, 3):
+        previous = probe(message=str(i), seconds=seconds).set_caching(False).after(previous)
