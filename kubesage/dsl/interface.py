@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesage.dsl.container import ContainerSpec
+
 NO_DEFAULT: Any = object()
 
 
@@ -104,6 +106,8 @@ class ComponentSpec:
     # Modules the step imports (torch, ...): a warm container imports them ahead of its task.
     # A start-up hint, not interface: left out of the document when empty (stable digests).
     preload: tuple[str, ...] = ()
+    # Set for a container component (imported Kubeflow YAML): runs this, not ``entry``.
+    container: ContainerSpec | None = None
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -142,6 +146,8 @@ class ComponentSpec:
         }
         if self.preload:
             doc["preload"] = list(self.preload)
+        if self.container is not None:
+            doc["container"] = self.container.to_dict()
         return doc
 
     @classmethod
@@ -162,6 +168,7 @@ class ComponentSpec:
             retries=d.get("retries", 0),
             cache=d.get("cache", True),
             preload=tuple(d.get("preload", ())),
+            container=ContainerSpec.from_dict(d["container"]) if d.get("container") else None,
         )
 
     def digest(self) -> str:

@@ -77,6 +77,11 @@ class DockerExecutor:
         # (run ID, step) -> (the waiting container, once started; what it was started with)
         self._warm: dict[tuple[str, str], tuple[Future[Any], tuple[Any, ...]]] = {}
         self._starter = ThreadPoolExecutor(4, thread_name_prefix="kubesage-prewarm")
+        # Starting a step whose turn it is comes first: warm starts wait while one is going on.
+        self._cold_starts = 0
+        self._quiet = threading.Condition()
+        self._warm_slot = threading.Semaphore(2)
+        self._removals: list[Future[None]] = []  # finished containers, removed in the background
 
     def environment_id(self, image: str) -> str:
         with self._lock:
@@ -87,7 +92,8 @@ class DockerExecutor:
                     self._ids[image] = self.client.images.get(image).id
                 except docker.errors.ImageNotFound:
                     raise DockerError(
-                        f"image {image} is not built; run 'kubesage build' first"
+                        f"image {image} is not built; run 'kubesage build' first (or 'docker "
+                        f"pull {image}' for an image kubesage does not build)"
                     ) from None
             return self._ids[image]
 
@@ -101,19 +107,30 @@ class DockerExecutor:
         """
         if launch.distribution.world_size > 1:
             return False
-        started = self._starter.submit(self._start, launch, _container_name(launch, 0),
-                                       launch.env, None,
+        started = self._starter.submit(self._start_warm, launch, _container_name(launch, 0),
                                        ["local", "--await", launch.task_file, *preload])
         with self._lock:
             self._warm[(launch.run_id, launch.step)] = (started, _signature(launch))
         return True
 
+    def _start_warm(self, launch: Launch, name: str, command: list[str]) -> Any:
+        with self._warm_slot:  # two at a time: the engine and the CPUs serve the running step first
+            with self._quiet:
+                self._quiet.wait_for(lambda: self._cold_starts == 0, timeout=10)
+            return self._start(launch, name, launch.env, None, command)
+
     def release(self, run_id: str, step: str | None = None) -> None:
-        """Remove warm containers that will not be used: of ``step``, or of the whole run."""
+        """Remove warm containers that will not be used: of ``step``, or of the whole run (then
+        also wait until finished containers are removed)."""
         with self._lock:
             keys = [k for k in self._warm if k[0] == run_id and step in (None, k[1])]
             unused = [self._warm.pop(k)[0] for k in keys]
+            removals = list(self._removals) if step is None else []
         remove_group([c for c in map(_started, unused) if c is not None])
+        for removal in removals:
+            removal.result()
+        with self._lock:
+            self._removals = [r for r in self._removals if not r.done()]
 
     def _take_warm(self, launch: Launch) -> Any:
         """The waiting container started for this step, if it matches and still runs."""
@@ -143,21 +160,31 @@ class DockerExecutor:
         if warm is not None:
             containers.append(warm)
         try:
-            for rank in range(len(containers), nodes):
-                env = dict(launch.env)
-                if launch.distribution.world_size > 1:
-                    env.update(Layout(nodes, launch.distribution.procs_per_node, rank,
-                                      names[0] if nodes > 1 else "127.0.0.1").env())
-                containers.append(self._start(launch, names[rank], env, network,
-                                              ["local", launch.task_file]))
+            with self._quiet:
+                self._cold_starts += 1
+            try:
+                for rank in range(len(containers), nodes):
+                    env = dict(launch.env)
+                    if launch.distribution.world_size > 1:
+                        env.update(Layout(nodes, launch.distribution.procs_per_node, rank,
+                                          names[0] if nodes > 1 else "127.0.0.1").env())
+                    containers.append(self._start(launch, names[rank], env, network,
+                                                  ["local", launch.task_file]))
+            finally:
+                with self._quiet:
+                    self._cold_starts -= 1
+                    self._quiet.notify_all()
             prefix = (lambda rank: f"node-{rank}: ") if nodes > 1 else (lambda rank: "")
             code, _ = follow_group(containers, lambda rank, line: on_line(prefix(rank) + line))
             return code
-        finally:
-            remove_group(containers, network)
+        finally:  # off the step's critical path; release() waits for it at the end of a run
+            removal = self._starter.submit(remove_group, containers, network)
+            with self._lock:
+                self._removals.append(removal)
 
     def _start(self, launch: Launch, name: str, env: dict[str, str], network: Any,
                command: list[str]) -> Any:
+        """Start one container of ``launch``: the runtime with ``command``, or the component's own."""
         volumes: dict[str, dict[str, str]] = {
             launch.store_root: {"bind": launch.store_root, "mode": "rw"}
         }
@@ -177,6 +204,9 @@ class DockerExecutor:
             ]
         if network is not None:
             options["network"] = network.name
+        if launch.command_line is not None:
+            entrypoint, command = launch.command_line
+            options["entrypoint"] = entrypoint or None
         return self.client.containers.run(
             launch.image,
             command,

@@ -27,6 +27,9 @@ class Launch:
     distribution: Distribution = field(default_factory=Distribution)
     checkpoint_dir: str = ""  # kept between attempts; bind-mounted at the same path
     env: dict[str, str] = field(default_factory=dict)
+    # A container component's own (command, args) instead of the runtime; an empty command
+    # keeps the image's entry point. Docker only.
+    command_line: tuple[list[str], list[str]] | None = None
 
 
 class Executor(Protocol):

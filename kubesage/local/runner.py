@@ -31,7 +31,7 @@ from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
 from kubesage.fsutil import write_json_atomic
 from kubesage.lineage import file_sha256, git_state
-from kubesage.local import cache
+from kubesage.local import cache, container_step
 from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
 from kubesage.local.config import LocalConfig, data_mounts
 from kubesage.local.executor import Executor, Launch, WarmStarts
@@ -112,6 +112,11 @@ class LocalRunner:
         self._pins = dict(images or {})
         self._use_cache = use_cache
         # Fail before anything runs: every image must exist, every mount folder too.
+        foreign = sorted({i.task.spec.name for i in instances if i.task.spec.container})
+        if foreign and self.executor.kind != "docker":
+            raise KubesageError(
+                f"{', '.join(foreign)}: container components (imported Kubeflow YAML) run their own "
+                f"image, which the {self.executor.kind} runner cannot do; use --runner docker")
         env_ids = {image: self.executor.environment_id(self._image(image))
                    for image in sorted({i.task.spec.image for i in instances})}
         root = os.path.dirname(os.path.abspath(pipeline_file)) if pipeline_file else os.getcwd()
@@ -340,7 +345,10 @@ class LocalRunner:
             if isinstance(value, TaskOutput) and value.is_artifact:
                 producer = self._producer(value, inst, instances)
                 out = producer.outputs[value.output]
-                inputs[arg] = (out["path"], out["metadata"])
+                path = out["path"]
+                if spec.container and value.task.spec.container:  # a file or folder inside
+                    path = os.path.join(path, value.output)
+                inputs[arg] = (path, out["metadata"])
                 step.inputs[arg] = {"path": out["path"], "sha256": out["sha256"]}
             else:
                 params[arg] = self._value(value, inst, instances, values)
@@ -387,7 +395,8 @@ class LocalRunner:
             return
         store_root = os.path.abspath(self.config.store)
         for nxt in instances:  # in dependency order: a chain warms up several steps ahead
-            if not nxt.deps or nxt.record is None or nxt.record.status != "pending":
+            if (not nxt.deps or nxt.record is None or nxt.record.status != "pending"
+                    or nxt.task.spec.container):
                 continue
             with self._warm_lock:
                 if nxt.name in self._warm or len(self._warm) >= self.config.parallelism:
@@ -447,16 +456,30 @@ class LocalRunner:
                 os.remove(result_path)
             tf = os.path.join(step_dir, "task.json")
             env = self._step_env(record.run_id, inst.name, checkpoints)
-            # Atomic: a warm container waiting for this file must never read half of it.
-            write_json_atomic(tf, task_file(spec.entry, Invocation(params, inputs, partial),
-                                            result_path, env))
+            command_line: tuple[list[str], list[str]] | None = None
+            files: dict[str, str] = {}
+            if spec.container is None:
+                # Atomic: a warm container waiting for this file must never read half of it.
+                write_json_atomic(tf, task_file(spec.entry, Invocation(params, inputs, partial),
+                                                result_path, env))
+            else:
+                command, args, files = container_step.command_line(
+                    spec, params, {k: p for k, (p, _) in inputs.items()}, partial, step_dir)
+                command_line = (command, args)
+                env = {**dict(spec.container.env), **env}
             self._say(f"> {inst.name} started" + (f" (attempt {attempt + 1})" if attempt else ""))
             with _StepLog(log_path, lambda line: self._say(f"  [{inst.name}] {line}")) as log:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
-                           mounts, inst.task.resources, inst.task.distribution, checkpoints, env),
+                           mounts, inst.task.resources, inst.task.distribution, checkpoints, env,
+                           command_line),
                     log,
                 )
+                problem = "" if code or spec.container is None else container_step.collect(
+                    spec, partial, files, result_path)
+                if problem:
+                    log(problem)
+                    code = 1
             self._release(record.run_id, inst.name)
             tail = list(log.tail)
             if code == 0 and os.path.exists(result_path):

@@ -69,6 +69,8 @@ def container_args(spec: ComponentSpec, resources: Resources, distribution: Dist
 def container_component(name: str, spec: ComponentSpec, resources: Resources,
                         distribution: Distribution, config: KfpConfig) -> Any:
     """A kfp ``ContainerComponent`` named ``name`` (the task name) for ``spec``."""
+    if spec.container is not None:
+        return imported_component(name, spec)
     image = config.image(spec.image)
     args = container_args(spec, resources, distribution, config)
 
@@ -85,3 +87,38 @@ def container_component(name: str, spec: ComponentSpec, resources: Resources,
     component.component_spec.outputs = {kfp_output_name(k) if any(r.name == k for r in spec.returns)
                                         else k: v for k, v in outputs.items()} or None
     return component
+
+
+V1_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "list": "List",
+            "dict": "Dict", "Artifact": "Artifact", "Dataset": "Dataset", "Model": "Model",
+            "Metrics": "Metrics"}
+
+
+def imported_component(name: str, spec: ComponentSpec) -> Any:
+    """A container component (imported Kubeflow YAML) as kfp loads one: its own image and command.
+
+    Written back in the component YAML form teams share and loaded with ``kfp.components``;
+    the command line keeps Kubeflow's own placeholders, which the KFP backend resolves.
+    """
+    import yaml
+    from kfp import components
+
+    assert spec.container is not None
+
+    def declared(p: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": p.name, "type": V1_TYPES[p.type]}
+        if not getattr(p, "required", True):
+            out.update({"optional": True} if p.default is None else {"default": p.default})
+        return out
+
+    doc = {
+        "name": name,
+        "description": spec.description,
+        "inputs": [declared(p) for p in (*spec.parameters, *spec.inputs)],
+        "outputs": [declared(p) for p in (*spec.outputs, *spec.returns)],
+        "implementation": {"container": {
+            "image": spec.container.image, "command": list(spec.container.command),
+            "args": list(spec.container.args),
+            **({"env": dict(spec.container.env)} if spec.container.env else {})}},
+    }
+    return components.load_component_from_text(yaml.safe_dump(doc, sort_keys=False))

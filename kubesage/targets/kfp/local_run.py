@@ -100,6 +100,13 @@ def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | 
                  pipeline_file: str = "", log: TextIO | None = None) -> RunRecord:
     """Compile ``pipeline``, run the YAML under kfp.local DockerRunner, return the run record."""
     out = log or sys.stderr
+    lossy = sorted({t.spec.name for t in pipeline.tasks
+                    if t.spec.container is not None and (t.spec.outputs or t.spec.returns)})
+    if lossy:
+        raise KubesageError(
+            f"{', '.join(lossy)}: kfp.local drops the outputs of container components that do not "
+            "write its executor output file (a kfp.local limitation, not one of the compiled YAML, "
+            "which a Kubeflow cluster runs as is); run this pipeline with 'kubesage run' instead")
     config = load_kfp_config(config_path)
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(params)

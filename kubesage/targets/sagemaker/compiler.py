@@ -44,6 +44,8 @@ def step_kind(spec: ComponentSpec, config: SageMakerConfig,
               distribution: Distribution | None = None) -> str:
     """processing, training or register: the config's hint, else the default rule."""
     distribution = distribution or spec.distribution
+    if spec.container is not None:  # its own command line: a processing job runs it as is
+        return "processing"
     hint = config.hints(spec.name).kind
     if hint:
         return hint
@@ -191,6 +193,12 @@ class Compiler:
         from sagemaker.core.workflow.functions import JsonGet
         from sagemaker.core.workflow.properties import PropertyFile
 
+        if producer.task.spec.container is not None:
+            raise CompileError(
+                f"output '{name}' of task '{producer.name}' is read by a condition or another step, "
+                f"but '{producer.task.spec.name}' is a container component (imported Kubeflow YAML): "
+                "SageMaker reads values from a JSON property file, which its command does not "
+                "write; pass the value on in an output artifact instead")
         if producer.kind != "processing":
             raise CompileError(
                 f"output '{name}' of task '{producer.name}' is read by a condition or another "
@@ -300,6 +308,8 @@ class Compiler:
         from sagemaker.mlops.workflow.steps import ProcessingStep
 
         spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        if spec.container is not None:
+            return self._container_processing(inst)
         params, artifacts = self._arguments(inst)
         layout = self._input_layout(inst)
         args: list[Any] = ["--entry", spec.entry]
@@ -339,6 +349,84 @@ class Compiler:
             sagemaker_session=self.session,
         )
         step_args = processor.run(inputs=inputs, outputs=outputs, arguments=args)
+        return ProcessingStep(step_args=step_args, property_files=[], **self._common(inst))
+
+    def _container_processing(self, inst: _Instance) -> Any:
+        """A container component as a processing job running its own image and command line.
+
+        Input artifacts arrive under ``/opt/ml/processing/input/<name>``; output ``y`` is the
+        file or folder ``y`` inside ``/opt/ml/processing/output/<y>`` (the artifact's folder);
+        output parameter files go to the result output, kept in S3 beside the artifacts.
+        """
+        from sagemaker.core.network import NetworkConfig
+        from sagemaker.core.processing import Processor
+        from sagemaker.core.shapes import (
+            ProcessingInput,
+            ProcessingOutput,
+            ProcessingS3Input,
+            ProcessingS3Output,
+        )
+        from sagemaker.core.workflow.functions import Join
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        from kubesage.dsl.container import Concat, Placeholder, expand
+
+        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        assert spec.container is not None
+        params, artifacts = self._arguments(inst)
+        paths: dict[str, str] = {}
+        for arg, value in sorted(inst.task.arguments.items()):
+            if isinstance(value, TaskOutput) and value.is_artifact:
+                producer = self._producer(value, inst)
+                if producer.kind != "processing":
+                    raise CompileError(
+                        f"task '{inst.name}' (container component '{spec.name}') reads '{arg}' from "
+                        f"{producer.kind} step '{producer.name}', whose artifact SageMaker packs "
+                        "as model.tar.gz; only kubesage components unpack it")
+                inner = f"/{value.output}" if producer.task.spec.container else ""
+                paths[arg] = f"{PROCESSING}/input/{arg}{inner}"
+
+        def resolve(ph: Placeholder) -> Any:
+            if ph.direction == "inputs" and ph.kind == "parameters":
+                return as_string(params[ph.name])
+            if ph.direction == "inputs":
+                return paths[ph.name]
+            if ph.kind == "artifacts":
+                return f"{PROCESSING}/output/{ph.name}/{ph.name}"
+            return f"{PROCESSING}/output/{RESULT_OUTPUT}/{ph.name}"
+
+        def present(name: str) -> bool:
+            return params.get(name) is not None or name in artifacts
+
+        def compiled(items: tuple[str, ...]) -> list[Any]:
+            return [Join(on="", values=list(x.parts)) if isinstance(x, Concat) else x
+                    for x in expand(items, resolve, present)]
+
+        inputs = [ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
+            s3_uri=uri, local_path=f"{PROCESSING}/input/{name}", s3_data_type="S3Prefix",
+            s3_input_mode="File")) for name, uri in artifacts.items()]
+        outputs = [
+            ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
+                s3_uri=self._s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
+                s3_upload_mode="EndOfJob"))
+            for name in [a.name for a in spec.outputs] + ([RESULT_OUTPUT] if spec.returns else [])
+        ]
+        processor = Processor(
+            role=self.config.role_arn,
+            image_uri=self.config.image_uri(spec.container.image, spec.name),
+            instance_count=1,
+            instance_type=hints.instance_type or self.config.processing_instance_type,
+            volume_size_in_gb=hints.volume_size_gb or 30,
+            entrypoint=compiled(spec.container.command) or None,
+            max_runtime_in_seconds=self.config.max_run_s,
+            base_job_name=inst.name,
+            env={**dict(spec.container.env), "KUBESAGE_STEP": inst.name},
+            network_config=NetworkConfig(subnets=list(self.config.subnets),
+                                         security_group_ids=list(self.config.security_groups)),
+            sagemaker_session=self.session,
+        )
+        step_args = processor.run(inputs=inputs, outputs=outputs,
+                                  arguments=compiled(spec.container.args) or None)
         return ProcessingStep(step_args=step_args, property_files=[], **self._common(inst))
 
     def _training(self, inst: _Instance) -> Any:
