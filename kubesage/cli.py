@@ -88,7 +88,7 @@ def cmd_components(args: argparse.Namespace) -> int:
         return _export_component(args)
     catalog = Catalog(args.catalog)
     if args.components_command == "publish":
-        component = _component_from(args.component)
+        component = _component_from(args.component, args.version)
         image = args.image or _local_image_id(component.spec.image)
         entry = catalog.publish(component, image, args.publisher)
         print(f"published {entry.name}@{entry.version} ({entry.image[:19]}) to {catalog.location}")
@@ -137,13 +137,19 @@ def _export_component(args: argparse.Namespace) -> int:
     return 0
 
 
-def _component_from(ref: str) -> Any:
-    """``path/to/file.py:name`` -> the component object it defines."""
+def _component_from(ref: str, version: str | None = None) -> Any:
+    """``path/to/file.py:name`` -> the component object it defines; ``FILE.yaml`` -> imported."""
     import importlib.util
 
     from kubesage.dsl.component import Component
     from kubesage.loader import project_root
 
+    if ref.endswith((".yaml", ".yml")):
+        from kubesage import load_kfp_component
+
+        if not version:
+            raise KubesageError(f"{ref}: a Kubeflow component YAML has no version; pass --version X.Y.Z")
+        return load_kfp_component(ref, version)
     path, _, attr = ref.partition(":")
     if not os.path.isfile(path) or not attr:
         raise KubesageError(f"'{ref}': expected FILE.py:COMPONENT, e.g. components/train.py:train")
@@ -345,7 +351,9 @@ def parser() -> argparse.ArgumentParser:
     c_show.add_argument("ref", metavar="NAME[@VERSION]")
     c_show.add_argument("--json", action="store_true")
     c_pub = comps_sub.add_parser("publish", help="publish a component version")
-    c_pub.add_argument("component", metavar="FILE.py:COMPONENT")
+    c_pub.add_argument("component", metavar="FILE.py:COMPONENT|FILE.yaml",
+                       help="a kubesage component, or a Kubeflow component YAML to import")
+    c_pub.add_argument("--version", help="the version of an imported Kubeflow component YAML")
     c_pub.add_argument("--image", help="pinned image (ID or digest); default: the local image's ID")
     c_pub.add_argument("--publisher", default="")
     c_exp = comps_sub.add_parser("export", help="write a component as Kubeflow component YAML")

@@ -15,8 +15,8 @@ import pytest
 
 from components.diagnostics import probe
 from kubesage import Artifact, Output, component
-from kubesage.catalog import Catalog, CatalogError, breaking_changes
-from tests.conftest import run_cli, run_json, write_config
+from kubesage.catalog import Catalog, CatalogError, breaking_changes, use
+from tests.conftest import REPO, run_cli, run_json, write_config
 
 PIPELINE = '''
 from kubesage import pipeline
@@ -189,3 +189,18 @@ def test_folder_catalog_entries_are_readable_by_other_teams(tmp_path) -> None:
     entry = tmp_path / "catalog" / "probe" / "1.0.0.json"
     assert entry.stat().st_mode & 0o044 == 0o044  # group and others may read it
     assert not [p for p in (tmp_path / "catalog" / "probe").iterdir() if p.suffix == ".tmp"]
+
+
+def test_a_kubeflow_component_yaml_is_published_and_used_like_any_component(tmp_path) -> None:
+    catalog, lock = str(tmp_path / "catalog"), str(tmp_path / "kubesage.lock")
+    yaml_file = os.path.join(REPO, "tests", "kfp_components", "upper.yaml")
+    refused = run_cli("components", "--catalog", catalog, "publish", yaml_file)
+    assert refused.returncode == 2 and "has no version; pass --version X.Y.Z" in refused.stderr
+    digest = "registry.example.com/text/upper@sha256:" + "ab" * 32
+    run_cli("components", "--catalog", catalog, "publish", yaml_file, "--version", "2.1.0",
+            "--image", digest, check=True)
+    shown = run_cli("components", "--catalog", catalog, "show", "upper", check=True).stdout
+    assert "upper@2.1.0" in shown and "output size: int" in shown
+    upper = use("upper@2.1.0", catalog, lock)
+    assert upper.spec.image == digest and upper.spec.container is not None
+    assert upper.spec.container.args[1].startswith('{"Concat"')

@@ -70,7 +70,9 @@ def container_component(name: str, spec: ComponentSpec, resources: Resources,
                         distribution: Distribution, config: KfpConfig) -> Any:
     """A kfp ``ContainerComponent`` named ``name`` (the task name) for ``spec``."""
     if spec.container is not None:
-        return imported_component(name, spec)
+        # Its own image, as shared; a catalog may have pinned it (a digest is used as it is).
+        pinned = spec.image != spec.container.image
+        return imported_component(name, spec, config.image(spec.image) if pinned else spec.image)
     image = config.image(spec.image)
     args = container_args(spec, resources, distribution, config)
 
@@ -94,7 +96,7 @@ V1_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolea
             "Metrics": "Metrics"}
 
 
-def imported_component(name: str, spec: ComponentSpec) -> Any:
+def imported_component(name: str, spec: ComponentSpec, image: str) -> Any:
     """A container component (imported Kubeflow YAML) as kfp loads one: its own image and command.
 
     Written back in the component YAML form teams share and loaded with ``kfp.components``;
@@ -117,7 +119,7 @@ def imported_component(name: str, spec: ComponentSpec) -> Any:
         "inputs": [declared(p) for p in (*spec.parameters, *spec.inputs)],
         "outputs": [declared(p) for p in (*spec.outputs, *spec.returns)],
         "implementation": {"container": {
-            "image": spec.container.image, "command": list(spec.container.command),
+            "image": image, "command": list(spec.container.command),
             "args": list(spec.container.args),
             **({"env": dict(spec.container.env)} if spec.container.env else {})}},
     }

@@ -413,7 +413,7 @@ class Compiler:
         ]
         processor = Processor(
             role=self.config.role_arn,
-            image_uri=self.config.image_uri(spec.container.image, spec.name),
+            image_uri=self.config.image_uri(spec.image, spec.name),
             instance_count=1,
             instance_type=hints.instance_type or self.config.processing_instance_type,
             volume_size_in_gb=hints.volume_size_gb or 30,
