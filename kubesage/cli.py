@@ -150,6 +150,9 @@ def _component_from(ref: str, version: str | None = None) -> Any:
         if not version:
             raise KubesageError(f"{ref}: a Kubeflow component YAML has no version; pass --version X.Y.Z")
         return load_kfp_component(ref, version)
+    if version:
+        raise KubesageError(f"{ref}: --version is for Kubeflow component YAML; a kubesage "
+                            "component declares its version in @component(version=...)")
     path, _, attr = ref.partition(":")
     if not os.path.isfile(path) or not attr:
         raise KubesageError(f"'{ref}': expected FILE.py:COMPONENT, e.g. components/train.py:train")

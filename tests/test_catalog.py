@@ -204,3 +204,18 @@ def test_a_kubeflow_component_yaml_is_published_and_used_like_any_component(tmp_
     upper = use("upper@2.1.0", catalog, lock)
     assert upper.spec.image == digest and upper.spec.container is not None
     assert upper.spec.container.args[1].startswith('{"Concat"')
+    # Both compilers run the pinned image, not the tag the YAML was shared with.
+    from kubesage import load_kfp_component, pipeline
+    from kubesage.targets import kfp, sagemaker
+
+    made = load_kfp_component(os.path.join(REPO, "tests", "kfp_components", "make_text.yaml"))
+
+    @pipeline(name="pinned")
+    def pinned() -> None:
+        upper(text=made(text="a", repeat=1).outputs["out"])
+
+    kfp.compile_pipeline(pinned.build(), str(tmp_path / "p.yaml"))
+    assert f"image: {digest}" in (tmp_path / "p.yaml").read_text()
+    sagemaker.compile_pipeline(pinned.build(), str(tmp_path / "p.json"))
+    steps = json.loads((tmp_path / "p.json").read_text())["Steps"]
+    assert [s["Arguments"]["AppSpecification"]["ImageUri"] for s in steps][1] == digest

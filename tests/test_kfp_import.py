@@ -60,6 +60,58 @@ def test_placeholders_expand_as_kubeflow_resolves_them() -> None:
         "--a", "x", "--no-b", "n=3!", "out=/path/m/x"]
 
 
+NESTED = """
+name: nest
+inputs:
+- {name: a, type: String, optional: true}
+- {name: b, type: String}
+implementation:
+  container:
+    image: busybox
+    command: [echo]
+    args:
+    - if:
+        cond: {isPresent: a}
+        then: [{concat: [x=, {inputValue: a}]}]
+        else: [{concat: [y, {inputValue: b}]}]
+    - concat: [p, {if: {cond: {isPresent: a}, then: A, else: B}}, {inputValue: b}]
+"""
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"b": "bee"}, ["ybee", "pBbee"]),
+    ({"a": "ay", "b": "bee"}, ["x=ay", "pAbee"]),
+])
+def test_nested_placeholders_expand_as_kfp_writes_them(
+    tmp_path, values: dict[str, str], expected: list[str]
+) -> None:
+    path = tmp_path / "nest.yaml"
+    path.write_text(NESTED)
+    container = load_kfp_component(str(path)).spec.container
+    assert container is not None
+    assert expand(container.args, lambda ph: values[ph.name], values.__contains__) == expected
+
+
+@pytest.mark.parametrize("type_name, text, value", [
+    ("str", " a b\n", " a b\n"), ("int", "31\n", 31), ("float", "0.5", 0.5),
+    ("bool", "True", True), ("bool", "false\n", False), ("list", "[1, 2]", [1, 2]),
+    ("dict", '{"k": 1}', {"k": 1}),
+])
+def test_output_parameters_are_read_as_kubeflow_reads_them(type_name: str, text: str, value: Any) -> None:
+    from kubesage.local.container_step import parse_value
+
+    assert parse_value(type_name, text) == value
+
+
+@pytest.mark.parametrize("type_name, text", [("int", "3.5"), ("int", "abc"), ("bool", "yes please"),
+                                             ("list", '{"k": 1}'), ("dict", "[")])
+def test_an_output_parameter_of_the_wrong_type_is_refused(type_name: str, text: str) -> None:
+    from kubesage.local.container_step import parse_value
+
+    with pytest.raises(ValueError):
+        parse_value(type_name, text)
+
+
 @pytest.mark.parametrize("text, message", [
     ("name: broken\ninputs:\n- {name: a, type: String}\nimplementation:\n  container:\n"
      "    image: busybox\n    command: [echo, {inputValue: nope}]\n",
@@ -128,8 +180,8 @@ def test_sagemaker_compile_runs_the_command_in_a_processing_job(tmp_path) -> Non
         steps = {s["Name"]: s["Arguments"] for s in json.load(f)["Steps"]}
     app = steps["upper"]["AppSpecification"]
     assert app["ContainerEntrypoint"][3:6] == [
-        "/opt/ml/processing/input/text/out", "?", "/opt/ml/processing/output/upper/upper"]
-    assert app["ContainerArguments"] == ["--shout", "true", "suffix=?"]
+        "/opt/ml/processing/input/text/out", "!", "/opt/ml/processing/output/upper/upper"]
+    assert app["ContainerArguments"] == ["--shout", "true", "suffix=!"]
     with pytest.raises(CompileError, match="output 'head' of task 'upper' .* container component"):
         compile_pipeline(_pipeline("imported"), str(tmp_path / "no.json"))
     assert not os.path.exists(tmp_path / "no.json")
@@ -168,4 +220,4 @@ def test_imported_components_run_under_the_local_sagemaker_executor(
     assert record.status == "succeeded"
     folder = record.step("upper").outputs["upper"]["path"]
     with open(os.path.join(folder, "upper")) as f:
-        assert f.read() == "ABC\nABC\n?"
+        assert f.read() == "ABC\nABC\n!"

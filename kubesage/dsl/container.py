@@ -62,7 +62,7 @@ def placeholders(items: tuple[str, ...] | list[str]) -> list[Placeholder]:
     """Every placeholder ``items`` reference, IfPresent and Concat included."""
     found: list[Placeholder] = []
     for item in items:
-        for m in _PLACEHOLDER.finditer(item):
+        for m in _PLACEHOLDER.finditer(item if isinstance(item, str) else json.dumps(item)):
             found.append(Placeholder(m[1], m[2], m[3], m[4] or ""))
     return found
 
@@ -74,32 +74,44 @@ def value_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def expand(items: tuple[str, ...] | list[str], resolve: Callable[[Placeholder], Any],
+def expand(items: tuple[Any, ...] | list[Any], resolve: Callable[[Placeholder], Any],
            present: Callable[[str], bool]) -> list[Any]:
     """The command line with every placeholder replaced by ``resolve(placeholder)``.
 
     ``present(name)`` says whether an optional input has a value (``IfPresent``). ``resolve``
     may return a string or a target's own expression object; an item that is exactly one
     placeholder becomes that object, so targets can pass pipeline expressions through.
+    ``IfPresent`` and ``Concat`` come as JSON strings at the top and as mappings inside each
+    other, as Kubeflow writes them; ``Then``/``Else`` may be one item or a list.
     """
     out: list[Any] = []
     for item in items:
-        if item.startswith("{") and item.rstrip().endswith("}") and not item.startswith("{{"):
-            try:
-                doc = json.loads(item)
-            except json.JSONDecodeError:
-                doc = None
-            if isinstance(doc, dict) and "IfPresent" in doc:
-                spec = doc["IfPresent"]
-                branch = spec.get("Then", []) if present(spec["InputName"]) else spec.get("Else", [])
-                out += expand([branch] if isinstance(branch, str) else branch, resolve, present)
-                continue
-            if isinstance(doc, dict) and "Concat" in doc:
-                parts = expand(doc["Concat"], resolve, present)
-                out.append(parts[0] if len(parts) == 1 else _concat(parts))
-                continue
-        out.append(_substitute(item, resolve))
+        doc = _structure(item)
+        if doc is None:
+            out.append(_substitute(item, resolve))
+        elif "IfPresent" in doc:
+            spec = doc["IfPresent"]
+            branch = spec.get("Then", []) if present(spec["InputName"]) else spec.get("Else", [])
+            out += expand(branch if isinstance(branch, list) else [branch], resolve, present)
+        else:
+            parts = expand(doc["Concat"], resolve, present)
+            out.append(parts[0] if len(parts) == 1 else _concat(parts))
     return out
+
+
+def _structure(item: Any) -> dict[str, Any] | None:
+    """An ``IfPresent``/``Concat`` mapping (given as one, or as its JSON text); else None."""
+    if isinstance(item, str) and item.startswith("{") and not item.startswith("{{"):
+        try:
+            item = json.loads(item)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(item, dict):
+        if len(item) == 1 and ("IfPresent" in item or "Concat" in item):
+            return item
+        raise DefinitionError(f"unknown command-line structure {json.dumps(item)[:80]}; "
+                              "Kubeflow's are IfPresent and Concat")
+    return None
 
 
 def _substitute(item: str, resolve: Callable[[Placeholder], Any]) -> Any:

@@ -104,7 +104,7 @@ class ComponentSpec:
     retries: int = 0
     cache: bool = True
     # Modules the step imports (torch, ...): a warm container imports them ahead of its task.
-    # A start-up hint, not interface: left out of the document when empty (stable digests).
+    # A start-up hint of the Python component, not interface: not in the document (digests).
     preload: tuple[str, ...] = ()
     # Set for a container component (imported Kubeflow YAML): runs this, not ``entry``.
     container: ContainerSpec | None = None
@@ -144,8 +144,6 @@ class ComponentSpec:
             "retries": self.retries,
             "cache": self.cache,
         }
-        if self.preload:
-            doc["preload"] = list(self.preload)
         if self.container is not None:
             doc["container"] = self.container.to_dict()
         return doc
@@ -167,7 +165,6 @@ class ComponentSpec:
             mounts=tuple(sorted(d.get("mounts", {}).items())),
             retries=d.get("retries", 0),
             cache=d.get("cache", True),
-            preload=tuple(d.get("preload", ())),
             container=ContainerSpec.from_dict(d["container"]) if d.get("container") else None,
         )
 

@@ -50,6 +50,31 @@ def command_line(spec: ComponentSpec, params: dict[str, Any], inputs: dict[str, 
     return command, args, files
 
 
+_BOOLS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
+
+
+def parse_value(type_name: str, text: str) -> Any:
+    """An output parameter file's text as a typed value, read as Kubeflow's launcher reads it."""
+    if type_name == "str":
+        return text
+    stripped = text.strip()
+    if type_name == "bool":
+        if stripped.lower() not in _BOOLS:
+            raise ValueError(stripped)
+        return _BOOLS[stripped.lower()]
+    if type_name == "int":
+        return int(stripped)
+    if type_name == "float":
+        return float(stripped)
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        raise ValueError(stripped) from None
+    if not isinstance(value, list if type_name == "list" else dict):
+        raise ValueError(stripped)
+    return value
+
+
 def collect(spec: ComponentSpec, partial: dict[str, str], files: dict[str, str],
             result_path: str) -> str:
     """Check what the command wrote and write the step's result file; a problem, or ``""``."""
@@ -64,11 +89,9 @@ def collect(spec: ComponentSpec, partial: dict[str, str], files: dict[str, str],
         with open(files[r.name]) as f:
             text = f.read()
         try:
-            returns[r.name] = text if r.type == "str" else json.loads(text)
-        except json.JSONDecodeError:
+            returns[r.name] = parse_value(r.type, text)
+        except ValueError:
             return f"component '{spec.name}': output parameter '{r.name}' is not a {r.type}: {text[:80]!r}"
-        if r.type == "float" and isinstance(returns[r.name], int):
-            returns[r.name] = float(returns[r.name])
     write_json_atomic(result_path, {"returns": returns, "artifacts": {n: {} for n in partial},
                                     "metrics": {}, "series": {}})
     return ""

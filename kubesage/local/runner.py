@@ -395,6 +395,8 @@ class LocalRunner:
             return
         store_root = os.path.abspath(self.config.store)
         for nxt in instances:  # in dependency order: a chain warms up several steps ahead
+            if self._cancelled.is_set():
+                return
             if (not nxt.deps or nxt.record is None or nxt.record.status != "pending"
                     or nxt.task.spec.container):
                 continue
@@ -407,14 +409,19 @@ class LocalRunner:
                 self._warm.add(nxt.name)
             spec = nxt.task.spec
             task_path = os.path.join(self.artifacts.step_dir(run_id, nxt.name), "task.json")
+            started = False
             try:
-                self.executor.prewarm(
+                started = self.executor.prewarm(
                     Launch(run_id, nxt.name, self._image(spec.image), task_path, store_root,
                            _step_mounts(spec.mounts, mounts), nxt.task.resources,
                            nxt.task.distribution),
                     [*spec.preload, spec.entry.partition(":")[0]])
             except Exception as e:  # the step starts cold instead
                 self._say(f"  (could not start {nxt.name} ahead: {e})")
+            # Not started, or the scheduler meanwhile skipped it: free its place. (A step that
+            # started meanwhile is safe: the executor never starts a taken step warm.)
+            if not started or nxt.record.status in ("skipped", "not_run", "cancelled"):
+                self._release(run_id, nxt.name)
 
     def _release(self, run_id: str, step: str | None = None) -> None:
         """Forget (and remove) warm containers: of ``step`` once it ran or will not, or all."""

@@ -26,8 +26,11 @@ from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 
-AWAIT_POLL_S = 0.005
-AWAIT_LIMIT_S = 24 * 3600.0  # a runner that died without removing its warm containers
+AWAIT_POLL_S = (0.005, 0.05)  # for the first seconds (a short upstream step), then
+AWAIT_FAST_S = 5.0
+# A runner that died leaves its warm containers behind: they give up after this. One that
+# gives up while its upstream step still runs costs only a cold start (the runner checks).
+AWAIT_LIMIT_S = 1800.0
 
 
 def task_file(entry: str, call: Invocation, result_path: str,
@@ -50,12 +53,13 @@ def await_task(task_path: str, preload: list[str], limit_s: float = AWAIT_LIMIT_
             importlib.import_module(module)
         except Exception as e:  # the step itself reports it when it imports the module
             print(f"kubesage: preloading {module} failed: {e}", file=sys.stderr)
-    deadline = time.monotonic() + limit_s
+    start = time.monotonic()
     while not os.path.exists(task_path):
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if waited > limit_s:
             print(f"kubesage: no task at {task_path} after {limit_s:.0f} s", file=sys.stderr)
             sys.exit(3)
-        time.sleep(AWAIT_POLL_S)
+        time.sleep(AWAIT_POLL_S[waited > AWAIT_FAST_S])
 
 
 def main(*argv: str) -> None:

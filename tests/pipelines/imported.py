@@ -23,4 +23,4 @@ def imported(text: str = "hello kubesage", repeat: int = 2) -> None:
 def imported_artifacts(text: str = "hello kubesage", repeat: int = 2) -> None:
     """Imported components only passing artifacts: what SageMaker can run of them as well."""
     made = make_text(text=text, repeat=repeat)
-    upper(text=made.outputs["out"], suffix="?", shout=True)
+    upper(text=made.outputs["out"], shout=True)  # suffix: its default

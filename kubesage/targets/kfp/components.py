@@ -110,7 +110,8 @@ def imported_component(name: str, spec: ComponentSpec, image: str) -> Any:
     def declared(p: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"name": p.name, "type": V1_TYPES[p.type]}
         if not getattr(p, "required", True):
-            out.update({"optional": True} if p.default is None else {"default": p.default})
+            default = json.dumps(p.default) if isinstance(p.default, list | dict) else p.default
+            out.update({"optional": True} if p.default is None else {"default": default})
         return out
 
     doc = {

@@ -373,7 +373,8 @@ class Compiler:
 
         spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
         assert spec.container is not None
-        params, artifacts = self._arguments(inst)
+        given, artifacts = self._arguments(inst)
+        params = {**{p.name: p.default for p in spec.parameters if not p.required}, **given}
         paths: dict[str, str] = {}
         for arg, value in sorted(inst.task.arguments.items()):
             if isinstance(value, TaskOutput) and value.is_artifact:

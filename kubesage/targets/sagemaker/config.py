@@ -92,7 +92,10 @@ class SageMakerConfig:
         return match.group(1)
 
     def image_uri(self, image: str, component: str) -> str:
-        """The registry URI of a logical image name (``kubesage/torch``)."""
+        """The registry URI of a logical image name (``kubesage/torch``); a reference pinned
+        by digest in a registry (``host/repo@sha256:...``, as a catalog pins) is used as it is."""
+        if "@sha256:" in image and "." in image.split("/", 1)[0]:
+            return image
         name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
         uri = self.images.get(image) or self.images.get(name)
         if uri is None:
