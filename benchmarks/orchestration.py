@@ -123,9 +123,14 @@ def kfp_local_versus_kubesage(tmp: str, fsx: str, pipe, args: argparse.Namespace
     from kubesage.targets.kfp.local_run import docker_runner, execute_compiled
 
     # No registry and no Kubernetes settings: the YAML kfp.local can run here (claims are ignored).
-    config = KfpConfig(volumes={"fsx": "fsx"})
+    # The same work on both sides: register writes to an MLflow registry in SQLite, as it does
+    # in kubesage's local runs (without a tracking URI it would only write its model card).
+    config = KfpConfig(volumes={"fsx": "fsx"}, env={
+        "MLFLOW_TRACKING_URI": "sqlite:////mlflow/mlflow.db",
+        "KUBESAGE_MLFLOW_ARTIFACTS": "/mlflow/artifacts"})
     reference = load_pipeline(os.path.join(ROOT, "pipelines", "image_classification.py"))[0].build()
-    runner, _ = docker_runner({"fsx": ("/fsx", fsx)}, {IMAGE}, {})
+    runner, _ = docker_runner({"fsx": ("/fsx", fsx)}, {IMAGE},
+                              {"/mlflow": os.path.join(tmp, "kfp-mlflow")})
     results = {}
     for label, graph, repeats in (("chain", pipe, args.repeats), ("reference", reference, 1)):
         compiled = compile_to_file(graph, os.path.join(tmp, f"{graph.name}.yaml"), config)

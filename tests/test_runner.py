@@ -82,7 +82,7 @@ def test_config_errors_name_the_key(tmp_path, text: str, message: str) -> None:
 
 
 def test_a_warm_start_waits_for_its_task_file_then_runs_it(tmp_path) -> None:
-    """``local --await``: preload (a failing preload is reported, not fatal), wait, run."""
+    """``local --await``: wait, preload when told (a failing preload is reported, not fatal), run."""
     import json
     import subprocess
     import sys
@@ -99,6 +99,8 @@ def test_a_warm_start_waits_for_its_task_file_then_runs_it(tmp_path) -> None:
         env={**os.environ, "PYTHONPATH": REPO})
     time.sleep(1.0)
     assert proc.poll() is None, "it must wait for the task file"
+    open(task + ".preload", "w").close()  # the runner's "you are next": import now
+    time.sleep(0.5)
     doc = task_file("components.diagnostics:probe",
                     Invocation({"message": "warm"}, {}, {"result": str(tmp_path / "out")}),
                     result, env={"KUBESAGE_STEP": "warm-step"})

@@ -121,6 +121,11 @@ class DockerExecutor:
                                           names[0] if nodes > 1 else "127.0.0.1").env())
                     containers.append(self._start(launch, names[rank], env, network,
                                                   ["local", launch.task_file]))
+            if launch.on_started is not None:
+                try:
+                    launch.on_started()
+                except Exception:  # a hook never fails the step it watches
+                    pass
             prefix = (lambda rank: f"node-{rank}: ") if nodes > 1 else (lambda rank: "")
             code, _ = follow_group(containers, lambda rank, line: on_line(prefix(rank) + line))
             return code

@@ -30,6 +30,9 @@ class Launch:
     # A container component's own (command, args) instead of the runtime; an empty command
     # keeps the image's entry point. Docker only.
     command_line: tuple[list[str], list[str]] | None = None
+    # Called once the step's containers or processes are up (the runner then starts the next
+    # steps warm, so they never delay this one).
+    on_started: Callable[[], None] | None = None
 
 
 class Executor(Protocol):

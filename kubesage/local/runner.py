@@ -40,7 +40,7 @@ from kubesage.local.store import RunStore
 from kubesage.notify import Notifier
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
-from kubesage.runtime.local import task_file
+from kubesage.runtime.local import PRELOAD_SUFFIX, task_file
 
 LOG_TAIL_LINES = 30
 RETRY_BACKOFF_S = 1.0
@@ -378,8 +378,8 @@ class LocalRunner:
                 return
         if self.path_rewrite:
             params = {k: _rewrite(v, step_mounts) for k, v in params.items()}
-        self._prewarm(record.run_id, instances, mounts)
-        self._attempts(record, inst, params, inputs, step_mounts, image)
+        self._attempts(record, inst, params, inputs, step_mounts, image,
+                       lambda: self._prewarm(record.run_id, instances, mounts))
 
     # -- warm starts --------------------------------------------------------------------
     def _prewarm(self, run_id: str, instances: list[_Instance],
@@ -422,6 +422,17 @@ class LocalRunner:
             # started meanwhile is safe: the executor never starts a taken step warm.)
             if not started or nxt.record.status in ("skipped", "not_run", "cancelled"):
                 self._release(run_id, nxt.name)
+        # Heavy imports only for the steps that come next (every upstream step has started): a
+        # step further ahead waits with its container up, off the CPUs the running steps use.
+        with self._warm_lock:
+            waiting = [i for i in instances if i.name in self._warm]
+        for nxt in waiting:
+            if all(d.record is not None and d.record.status in ("running", "succeeded")
+                   for d in nxt.deps):
+                folder = self.artifacts.step_dir(run_id, nxt.name)
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, "task.json" + PRELOAD_SUFFIX), "a"):
+                    pass
 
     def _release(self, run_id: str, step: str | None = None) -> None:
         """Forget (and remove) warm containers: of ``step`` once it ran or will not, or all."""
@@ -441,6 +452,7 @@ class LocalRunner:
         inputs: dict[str, tuple[str, dict[str, Any]]],
         mounts: dict[str, str],
         image: str,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         step = inst.record
         assert step is not None
@@ -479,7 +491,7 @@ class LocalRunner:
                 code = self.executor.run(
                     Launch(record.run_id, inst.name, image, tf, os.path.abspath(self.config.store),
                            mounts, inst.task.resources, inst.task.distribution, checkpoints, env,
-                           command_line),
+                           command_line, on_started if attempt == 0 else None),
                     log,
                 )
                 problem = "" if code or spec.container is None else container_step.collect(

@@ -26,6 +26,7 @@ from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 
+PRELOAD_SUFFIX = ".preload"  # beside the task file: import the heavy modules now
 AWAIT_POLL_S = (0.005, 0.05)  # for the first seconds (a short upstream step), then
 AWAIT_FAST_S = 5.0
 # A runner that died leaves its warm containers behind: they give up after this. One that
@@ -47,14 +48,18 @@ def task_file(entry: str, call: Invocation, result_path: str,
 
 
 def await_task(task_path: str, preload: list[str], limit_s: float = AWAIT_LIMIT_S) -> None:
-    """Import ``preload`` now, then wait until ``task_path`` exists (exit 3 after ``limit_s``)."""
-    for module in preload:
-        try:
-            importlib.import_module(module)
-        except Exception as e:  # the step itself reports it when it imports the module
-            print(f"kubesage: preloading {module} failed: {e}", file=sys.stderr)
+    """Wait until ``task_path`` exists (exit 3 after ``limit_s``); import ``preload`` once
+    ``task_path.preload`` exists."""
     start = time.monotonic()
     while not os.path.exists(task_path):
+        if preload and os.path.exists(task_path + PRELOAD_SUFFIX):
+            for module in preload:
+                try:
+                    importlib.import_module(module)
+                except Exception as e:  # the step itself reports it when it imports the module
+                    print(f"kubesage: preloading {module} failed: {e}", file=sys.stderr)
+            preload = []
+            continue
         waited = time.monotonic() - start
         if waited > limit_s:
             print(f"kubesage: no task at {task_path} after {limit_s:.0f} s", file=sys.stderr)
