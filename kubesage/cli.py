@@ -118,6 +118,8 @@ def cmd_components(args: argparse.Namespace) -> int:
             print(f"  input  {a.name}: {a.type}")
         for o in list(spec.outputs) + list(spec.returns):
             print(f"  output {o.name}: {o.type}")
+        if spec.container is not None:
+            print(f"  runs   {' '.join([*spec.container.command, *spec.container.args])[:200]}")
     return 0
 
 

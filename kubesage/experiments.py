@@ -3,7 +3,9 @@
 The run record is the source of truth; MLflow is a sink. ``kubesage run`` hands the logging to a
 background process (``python -m kubesage.experiments``), so MLflow's import and database time
 never slow a run and a tracking server that is down never fails one. Logging is idempotent: a run
-already in the experiment (tag ``kubesage.run_id``) is not logged twice.
+already in the experiment (tag ``kubesage.run_id``) is not logged twice. An MLflow run is complete
+once it has the tag ``kubesage.logged``, set last; one without it (its logger died half-way) is
+deleted and logged again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 
 from kubesage.local.record import RunRecord
 from kubesage.runtime.context import mlflow_store_lock
+
+LOGGED_TAG = "kubesage.logged"  # set last: the MLflow run holds the whole kubesage run
 
 
 def log_run(record: RunRecord, tracking_uri: str) -> str:
@@ -33,9 +37,10 @@ def log_run(record: RunRecord, tracking_uri: str) -> str:
         exp_id = client.create_experiment(record.pipeline, artifact_location=location)
     else:
         exp_id = found.experiment_id
-    done = client.search_runs([exp_id], f"tags.`kubesage.run_id` = '{record.run_id}'")
-    if done:
-        return str(done[0].info.run_id)
+    for earlier in client.search_runs([exp_id], f"tags.`kubesage.run_id` = '{record.run_id}'"):
+        if earlier.data.tags.get(LOGGED_TAG) == "1":
+            return str(earlier.info.run_id)
+        client.delete_run(earlier.info.run_id)  # half-logged by a logger that died
     tags = {"kubesage.run_id": record.run_id, "kubesage.pipeline_hash": record.pipeline_hash,
             "kubesage.runner": record.runner, "kubesage.target": record.target,
             "kubesage.status": record.status, "kubesage.rerun_of": record.rerun_of,
@@ -58,6 +63,7 @@ def log_run(record: RunRecord, tracking_uri: str) -> str:
     status = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
     client.set_terminated(run.info.run_id, status.get(record.status, "FINISHED"),
                           int((record.ended or time.time()) * 1000))
+    client.set_tag(run.info.run_id, LOGGED_TAG, "1")  # last: everything above is in
     return str(run.info.run_id)
 
 

@@ -200,7 +200,7 @@ def test_a_kubeflow_component_yaml_is_published_and_used_like_any_component(tmp_
     run_cli("components", "--catalog", catalog, "publish", yaml_file, "--version", "2.1.0",
             "--image", digest, check=True)
     shown = run_cli("components", "--catalog", catalog, "show", "upper", check=True).stdout
-    assert "upper@2.1.0" in shown and "output size: int" in shown
+    assert "upper@2.1.0" in shown and "output size: int" in shown and "runs   sh -ec" in shown
     upper = use("upper@2.1.0", catalog, lock)
     assert upper.spec.image == digest and upper.spec.container is not None
     assert upper.spec.container.args[1].startswith('{"Concat"')

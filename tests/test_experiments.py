@@ -21,10 +21,10 @@ def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root:
 
     client = MlflowClient(load_local_config(config).tracking_uri)
     deadline, found = time.time() + 90, []
-    while time.time() < deadline:  # logged by a background process; complete once terminated
+    while time.time() < deadline:  # logged by a background process; complete once tagged
         exp = client.get_experiment_by_name("train-only")
         found = client.search_runs([exp.experiment_id]) if exp else []
-        if len(found) == 2 and all(r.info.status == "FINISHED" for r in found):
+        if len(found) == 2 and all(r.data.tags.get("kubesage.logged") == "1" for r in found):
             break
         time.sleep(1)
     assert {r.data.tags["kubesage.run_id"] for r in found} == {r["run_id"] for r in runs}
@@ -47,3 +47,27 @@ def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root:
     assert "learning curves (train.train_accuracy, train.train_loss)" in out
     with Image.open(png) as img:
         assert img.width > 800 and img.height > 300
+
+
+def test_a_half_logged_mlflow_run_is_replaced_not_taken_as_done(tmp_path) -> None:
+    """A logger that died after creating the MLflow run: the next one logs the whole run."""
+    from mlflow import MlflowClient
+
+    from kubesage.experiments import LOGGED_TAG, log_run
+    from kubesage.local.record import RunRecord, StepRecord
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    record = RunRecord(run_id="p-1", pipeline="p", pipeline_file="", pipeline_hash="h",
+                       runner="docker", status="succeeded", parameters={"epochs": 3},
+                       started=time.time() - 5, ended=time.time())
+    record.steps.append(StepRecord(name="train", task="train", component="train", version="1",
+                                   image="i", metrics={"acc": 0.5}))
+    client = MlflowClient(uri)
+    exp = client.create_experiment("p")
+    half = client.create_run(exp, tags={"kubesage.run_id": "p-1"}).info.run_id
+    logged = log_run(record, uri)
+    assert logged != half and client.get_run(half).info.lifecycle_stage == "deleted"
+    run = client.get_run(logged)
+    assert run.data.tags[LOGGED_TAG] == "1" and run.data.params == {"epochs": "3"}
+    assert run.data.metrics == {"train.acc": 0.5} and run.info.status == "FINISHED"
+    assert log_run(record, uri) == logged  # complete: logged once
