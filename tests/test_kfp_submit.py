@@ -26,9 +26,11 @@ from tests.conftest import REPO, run_cli
 class KfpApiRecorder:
     """Records requests and answers like a KFP v2beta1 API server; runs go through ``states``."""
 
-    def __init__(self, states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED")) -> None:
+    def __init__(self, states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED"),
+                 runs_accepted: int | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.states = states
+        self.runs_accepted = runs_accepted  # later run submissions get a 500
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.reads: dict[str, int] = {}
@@ -74,6 +76,8 @@ class KfpApiRecorder:
             self.experiments[exp["experiment_id"]] = exp
             return 200, exp
         if path == "/apis/v2beta1/runs" and method == "POST":
+            if self.runs_accepted is not None and len(self.runs) >= self.runs_accepted:
+                return 500, {"error": "internal error (recorder)", "code": 13}
             run = dict(body, run_id=f"run-{len(self.runs) + 1}", state=self.states[0])
             self.runs[run["run_id"]] = run
             return 200, run
@@ -197,6 +201,15 @@ def test_one_run_per_client_needs_a_client_parameter(tmp_path, api: KfpApiRecord
     proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
                    "--config", config(tmp_path, api.url), "--clients", "acme")
     assert proc.returncode == 2 and "needs a 'client' (str) or 'clients' (list) parameter" in proc.stderr
+
+
+def test_a_failure_mid_fan_out_names_the_runs_already_started(tmp_path) -> None:
+    with KfpApiRecorder(runs_accepted=1) as api:
+        proc = run_cli("submit", "tests/pipelines/kfp_shapes.py:per-client", "--target", "kfp",
+                       "--config", config(tmp_path, api.url), "--clients", "acme,globex")
+    assert proc.returncode == 2
+    assert "-globex to " + api.url + " failed" in proc.stderr
+    assert "already started: " in proc.stderr and api.url + "/#/runs/details/run-1" in proc.stderr
 
 
 def test_no_host_is_a_clear_error(tmp_path, monkeypatch) -> None:

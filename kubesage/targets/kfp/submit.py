@@ -128,7 +128,7 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
         name, declared = declared_parameters(package)
         where = endpoint(config, name)
         client = _client(where)
-        runs = []
+        runs: list[dict[str, Any]] = []
         for client_name, args in _per_client(arguments, declared, clients):
             run_name = f"{where.run_name}-{client_name}" if client_name else where.run_name
             try:
@@ -138,7 +138,9 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
                         experiment_name=where.experiment, namespace=where.namespace,
                         service_account=where.service_account or None)
             except Exception as e:  # kfp_server_api raises ApiException, urllib3 its own errors
-                raise SubmitError(f"submitting to {where.host} failed: {_short(e)}") from None
+                started = "".join(f"; already started: {r['run_name']} {r['url']}" for r in runs)
+                raise SubmitError(f"submitting {run_name} to {where.host} failed: {_short(e)}"
+                                  f"{started}") from None
             runs.append({"run_id": result.run_id, "run_name": run_name, "arguments": args,
                          "url": f"{where.host}/#/runs/details/{result.run_id}"})
             print(f"submitted {run_name}: {runs[-1]['url']}", file=log, flush=True)

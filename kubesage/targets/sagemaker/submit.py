@@ -145,13 +145,13 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.Session(region_name=config.region).client("sagemaker")
+    runs: list[dict[str, Any]] = []
     try:
         action = _upsert(client, name, text, config)
         groups = model_package_groups(json.loads(text), config.model_package_group, fan_out,
                                       [c for c in clients or [] if c])
         for group in groups:
             _ensure_group(client, group)
-        runs = []
         items: list[str | None] = list(clients) if clients else [None]
         for item in items:
             given = dict(values)
@@ -170,10 +170,11 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
                 run.update(_wait(client, run["arn"]))
         described = client.describe_pipeline(PipelineName=name)
     except ClientError as e:
-        raise SubmitError(f"SageMaker refused the request: {e}") from None
+        raise SubmitError(f"SageMaker refused the request: {e}{_started(runs)}") from None
     except BotoCoreError as e:  # no endpoint, no credentials, no region
         raise SubmitError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
-                          "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
+                          "credentials and network (AWS_ENDPOINT_URL for an emulator)"
+                          f"{_started(runs)}") from None
     unsuccessful = [r for r in runs if wait and r.get("status") != "Succeeded"]
     if unsuccessful:
         raise SubmitError("executions did not succeed: " + ", ".join(
@@ -233,3 +234,9 @@ def _wait(client: Any, arn: str) -> dict[str, Any]:
                 out["note"] = steps_note
             return out
         time.sleep(poll)
+
+
+def _started(runs: list[dict[str, Any]]) -> str:
+    """What a failure leaves running: the executions started before it."""
+    return "".join(f"; already started: {r['arn']}" + (f" ({r['client']})" if r["client"] else "")
+                   for r in runs)
