@@ -67,7 +67,10 @@ def test_processing_steps_use_s3(definition) -> None:
     (fsx,) = args["ProcessingInputs"]
     assert fsx["S3Input"]["S3Uri"] == "s3://kubesage-datasets-111122223333/datasets/"
     outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in args["ProcessingOutputConfig"]["Outputs"]}
-    assert outputs["data"] == "s3://kubesage-artifacts-111122223333/pipelines/image-classification/preprocess/data"
+    # unique per execution: a later execution never overwrites what a cache hit points at
+    assert outputs["data"] == {"Std:Join": {"On": "/", "Values": [
+        "s3://kubesage-artifacts-111122223333/pipelines/image-classification",
+        {"Get": "Execution.PipelineExecutionId"}, "preprocess", "data"]}}
     evaluate = steps(definition)["evaluate"]
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["Arguments"]["ProcessingInputs"]}
     assert inputs["model"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}

@@ -216,21 +216,21 @@ class Compiler:
                        json_path=json_path)
 
     def _s3(self, inst: _Instance, *parts: str) -> Any:
-        if not self.fan_out:
-            return self.config.s3(self.pipeline.name, inst.name, *parts)
+        """Where a step writes in S3: unique per execution (and per client inside a fan-out), so
+        an execution never overwrites what an earlier one (or a cache hit of it) points at.
+        SageMaker's step cache does not look at output locations: a hit reuses the earlier
+        job's outputs at their own paths."""
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables
         from sagemaker.core.workflow.functions import Join
 
         keys = [self.params[name] for name in sorted(set(self.fan_out.values()))]
-        return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, inst.name, *parts])
+        return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys,
+                                    ExecutionVariables.PIPELINE_EXECUTION_ID, inst.name, *parts])
 
     def _checkpoints(self, inst: _Instance) -> Any:
         """Per execution: a spot-interrupted job resumes from its own checkpoints, and a new
         execution never resumes from an old one's."""
-        from sagemaker.core.workflow.execution_variables import ExecutionVariables
-        from sagemaker.core.workflow.functions import Join
-
-        base = self._s3(inst, "checkpoints")
-        return Join(on="/", values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID])
+        return self._s3(inst, "checkpoints")
 
     def _arguments(self, inst: _Instance) -> tuple[dict[str, Any], dict[str, Any]]:
         """(parameter name -> value, artifact input name -> S3 URI expression)."""

@@ -441,7 +441,8 @@ class _Execution:
         return True
 
     def _cache_key(self, step: dict[str, Any], args: dict[str, Any], environment: str) -> str:
-        request = {k: v for k, v in args.items() if k != "CheckpointConfig"}  # scratch space
+        # As the service's cache: where a job writes (outputs, checkpoints) is not part of it.
+        request = {k: v for k, v in args.items() if k not in _WHERE_IT_WRITES}
         inputs = {}
         for uri in _input_uris(args):
             path = self.owner.s3.path(uri)
@@ -456,6 +457,9 @@ class _Execution:
         doc = {"type": step["Type"], "request": request, "environment": environment,
                "inputs": inputs}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_WHERE_IT_WRITES = ("CheckpointConfig", "ProcessingOutputConfig", "OutputDataConfig")
 
 
 def _input_uris(args: dict[str, Any]) -> list[str]:
