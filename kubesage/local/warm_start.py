@@ -7,8 +7,9 @@ when the step's turn comes. The step then costs neither container start-up nor i
 
 Rules that keep it safe:
 
-- a step is run by exactly one container: once the step has been taken (or released), no warm
-  start of it begins, and one still starting is removed when it comes up;
+- a step is run by exactly one container: once the step has been taken (its turn came) or
+  released (it will not run), no new warm start of it begins; taking waits for one already
+  under way; a released one that has not begun never does, one coming up is removed;
 - a step whose turn it is starts first: warm starts wait while one is starting, and at most
   two start at once;
 - containers that will not run (their step was cached, skipped, not run, or the run was
@@ -48,6 +49,7 @@ class WarmPool:
         self._cond = threading.Condition()
         self._waiting: dict[Key, tuple[Future[Any], tuple[Any, ...]]] = {}
         self._closed: set[Key] = set()  # taken or released: never (again) started warm
+        self._dropped: set[Key] = set()  # released: a start still queued does not happen
         self._cancelled: set[str] = set()
         self._cold = 0  # steps in their turn starting right now
         self._slots = threading.Semaphore(WARM_STARTS_AT_ONCE)
@@ -69,8 +71,8 @@ class WarmPool:
     def _start(self, key: Key, launch: Launch, command: list[str]) -> Any:
         with self._slots:
             with self._cond:
-                self._cond.wait_for(lambda: self._cold == 0 or key in self._closed, QUIET_WAIT_S)
-                if key in self._closed:
+                self._cond.wait_for(lambda: self._cold == 0 or key in self._dropped, QUIET_WAIT_S)
+                if key in self._dropped:
                     return None
             return self._boot(launch, command)
 
@@ -87,14 +89,15 @@ class WarmPool:
         if started is None:
             return None
         container = _result(started)
-        if container is not None:
-            try:
-                container.reload()
-                if container.status == "running" and sig == signature(launch):
-                    return container
-            except Exception:  # gone meanwhile
-                pass
-            self.remove_later(launch.run_id, [container])
+        if container is None:
+            return None
+        try:
+            container.reload()
+        except Exception:  # the engine did not answer: follow it anyway, never run a step twice
+            return container
+        if container.status == "running" and sig == signature(launch):
+            return container
+        self.remove_later(launch.run_id, [container])  # exited (gave up waiting), or mismatched
         return None
 
     @contextlib.contextmanager
@@ -127,6 +130,7 @@ class WarmPool:
         with self._cond:
             keys = [k for k in self._waiting if k[0] == run_id and step in (None, k[1])]
             dropped = [self._waiting.pop(k)[0] for k in keys]
+            self._dropped.update(keys)
             if step is not None:
                 self._closed.add((run_id, step))
             self._cond.notify_all()
@@ -142,6 +146,7 @@ class WarmPool:
                 removal.result()
             with self._cond:
                 self._closed = {k for k in self._closed if k[0] != run_id}
+                self._dropped = {k for k in self._dropped if k[0] != run_id}
                 self._cancelled.discard(run_id)
 
     def _track(self, run_id: str, removal: Future[None]) -> None:
