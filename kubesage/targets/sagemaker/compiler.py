@@ -297,59 +297,24 @@ class Compiler:
 
     # -- steps ------------------------------------------------------------------------
     def _processing(self, inst: _Instance) -> Any:
-        from sagemaker.core.network import NetworkConfig
-        from sagemaker.core.processing import Processor
-        from sagemaker.core.shapes import (
-            ProcessingInput,
-            ProcessingOutput,
-            ProcessingS3Input,
-            ProcessingS3Output,
-        )
-        from sagemaker.mlops.workflow.steps import ProcessingStep
-
-        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        spec = inst.task.spec
         if spec.container is not None:
             return self._container_processing(inst)
         params, artifacts = self._arguments(inst)
         layout = self._input_layout(inst)
         args: list[Any] = ["--entry", spec.entry]
-        inputs = []
-        for name, uri in artifacts.items():
-            inputs.append(ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
-                s3_uri=uri, local_path=f"{PROCESSING}/input/{name}", s3_data_type="S3Prefix",
-                s3_input_mode="File")))
+        inputs = {name: (uri, f"{PROCESSING}/input/{name}") for name, uri in artifacts.items()}
+        for name in artifacts:
             args += ["--input", f"{name}={layout.get(name, '')}"]
         for name, target in spec.mounts:
-            mount = self._mount(spec, name)
             local = f"{PROCESSING}/mounts/{name}"
-            inputs.append(ProcessingInput(input_name=f"mount-{name}", s3_input=ProcessingS3Input(
-                s3_uri=mount.s3_uri, local_path=local, s3_data_type="S3Prefix",
-                s3_input_mode="File")))
+            inputs[f"mount-{name}"] = (self._mount(spec, name).s3_uri, local)
             args += ["--mount", f"{target}={local}"]
         for name, value in params.items():
             args += ["--param", name, as_string(value)]
-        outputs = [
-            ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-                s3_uri=self._s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
-                s3_upload_mode="EndOfJob"))
-            for name in [a.name for a in spec.outputs] + [RESULT_OUTPUT]
-        ]
-        processor = Processor(
-            role=self.config.role_arn,
-            image_uri=self.config.image_uri(spec.image, spec.name),
-            instance_count=hints.instance_count or 1,
-            instance_type=hints.instance_type or self.config.processing_instance_type,
-            volume_size_in_gb=hints.volume_size_gb or 30,
-            entrypoint=PROCESSING_ENTRYPOINT,
-            max_runtime_in_seconds=self.config.max_run_s,
-            base_job_name=inst.name,
-            env={"KUBESAGE_STEP": inst.name},
-            network_config=NetworkConfig(subnets=list(self.config.subnets),
-                                         security_group_ids=list(self.config.security_groups)),
-            sagemaker_session=self.session,
-        )
-        step_args = processor.run(inputs=inputs, outputs=outputs, arguments=args)
-        return ProcessingStep(step_args=step_args, property_files=[], **self._common(inst))
+        return self._processing_step(
+            inst, inputs, [a.name for a in spec.outputs] + [RESULT_OUTPUT], PROCESSING_ENTRYPOINT,
+            args, {}, self.config.hints(spec.name).instance_count or 1)
 
     def _container_processing(self, inst: _Instance) -> Any:
         """A container component as a processing job running its own image and command line.
@@ -358,20 +323,11 @@ class Compiler:
         file or folder ``y`` inside ``/opt/ml/processing/output/<y>`` (the artifact's folder);
         output parameter files go to the result output, kept in S3 beside the artifacts.
         """
-        from sagemaker.core.network import NetworkConfig
-        from sagemaker.core.processing import Processor
-        from sagemaker.core.shapes import (
-            ProcessingInput,
-            ProcessingOutput,
-            ProcessingS3Input,
-            ProcessingS3Output,
-        )
         from sagemaker.core.workflow.functions import Join
-        from sagemaker.mlops.workflow.steps import ProcessingStep
 
         from kubesage.dsl.container import Concat, Placeholder, expand
 
-        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
+        spec = inst.task.spec
         assert spec.container is not None
         given, artifacts = self._arguments(inst)
         params = {**{p.name: p.default for p in spec.parameters if not p.required}, **given}
@@ -403,31 +359,51 @@ class Compiler:
             return [Join(on="", values=list(x.parts)) if isinstance(x, Concat) else x
                     for x in expand(items, resolve, present)]
 
-        inputs = [ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
-            s3_uri=uri, local_path=f"{PROCESSING}/input/{name}", s3_data_type="S3Prefix",
-            s3_input_mode="File")) for name, uri in artifacts.items()]
-        outputs = [
-            ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-                s3_uri=self._s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
-                s3_upload_mode="EndOfJob"))
-            for name in [a.name for a in spec.outputs] + ([RESULT_OUTPUT] if spec.returns else [])
-        ]
+        return self._processing_step(
+            inst, {name: (uri, f"{PROCESSING}/input/{name}") for name, uri in artifacts.items()},
+            [a.name for a in spec.outputs] + ([RESULT_OUTPUT] if spec.returns else []),
+            compiled(spec.container.command) or None, compiled(spec.container.args) or None,
+            dict(spec.container.env), 1)
+
+    def _processing_step(self, inst: _Instance, inputs: dict[str, tuple[Any, str]],
+                         outputs: list[str], entrypoint: list[Any] | None,
+                         arguments: list[Any] | None, env: dict[str, str],
+                         instance_count: int) -> Any:
+        """A ProcessingStep in the component's image: ``inputs`` maps an input name to (S3 URI,
+        local path); each output ``name`` is uploaded from ``/opt/ml/processing/output/<name>``."""
+        from sagemaker.core.network import NetworkConfig
+        from sagemaker.core.processing import Processor
+        from sagemaker.core.shapes import (
+            ProcessingInput,
+            ProcessingOutput,
+            ProcessingS3Input,
+            ProcessingS3Output,
+        )
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
         processor = Processor(
             role=self.config.role_arn,
             image_uri=self.config.image_uri(spec.image, spec.name),
-            instance_count=1,
+            instance_count=instance_count,
             instance_type=hints.instance_type or self.config.processing_instance_type,
             volume_size_in_gb=hints.volume_size_gb or 30,
-            entrypoint=compiled(spec.container.command) or None,
+            entrypoint=entrypoint,
             max_runtime_in_seconds=self.config.max_run_s,
             base_job_name=inst.name,
-            env={**dict(spec.container.env), "KUBESAGE_STEP": inst.name},
+            env={**env, "KUBESAGE_STEP": inst.name},
             network_config=NetworkConfig(subnets=list(self.config.subnets),
                                          security_group_ids=list(self.config.security_groups)),
             sagemaker_session=self.session,
         )
-        step_args = processor.run(inputs=inputs, outputs=outputs,
-                                  arguments=compiled(spec.container.args) or None)
+        step_args = processor.run(
+            inputs=[ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
+                s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"))
+                for name, (uri, local) in inputs.items()],
+            outputs=[ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
+                s3_uri=self._s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
+                s3_upload_mode="EndOfJob")) for name in outputs],
+            arguments=arguments)
         return ProcessingStep(step_args=step_args, property_files=[], **self._common(inst))
 
     def _training(self, inst: _Instance) -> Any:
