@@ -98,7 +98,7 @@ def test_nested_placeholders_expand_as_kfp_writes_them(
     ("dict", '{"k": 1}', {"k": 1}),
 ])
 def test_output_parameters_are_read_as_kubeflow_reads_them(type_name: str, text: str, value: Any) -> None:
-    from kubesage.local.container_step import parse_value
+    from kubesage.dsl.types import parse_value
 
     assert parse_value(type_name, text) == value
 
@@ -106,7 +106,7 @@ def test_output_parameters_are_read_as_kubeflow_reads_them(type_name: str, text:
 @pytest.mark.parametrize("type_name, text", [("int", "3.5"), ("int", "abc"), ("bool", "yes please"),
                                              ("list", '{"k": 1}'), ("dict", "[")])
 def test_an_output_parameter_of_the_wrong_type_is_refused(type_name: str, text: str) -> None:
-    from kubesage.local.container_step import parse_value
+    from kubesage.dsl.types import parse_value
 
     with pytest.raises(ValueError):
         parse_value(type_name, text)

@@ -7,13 +7,13 @@ parameters are read back from the files the command wrote them to, and typed.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from kubesage.dsl.container import Placeholder, expand, value_text
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
+from kubesage.dsl.types import parse_value
 from kubesage.fsutil import write_json_atomic
 
 
@@ -48,31 +48,6 @@ def command_line(spec: ComponentSpec, params: dict[str, Any], inputs: dict[str, 
     command = [str(x) for x in expand(spec.container.command, resolve, present)]
     args = [str(x) for x in expand(spec.container.args, resolve, present)]
     return command, args, files
-
-
-_BOOLS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
-
-
-def parse_value(type_name: str, text: str) -> Any:
-    """An output parameter file's text as a typed value, read as Kubeflow's launcher reads it."""
-    if type_name == "str":
-        return text
-    stripped = text.strip()
-    if type_name == "bool":
-        if stripped.lower() not in _BOOLS:
-            raise ValueError(stripped)
-        return _BOOLS[stripped.lower()]
-    if type_name == "int":
-        return int(stripped)
-    if type_name == "float":
-        return float(stripped)
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        raise ValueError(stripped) from None
-    if not isinstance(value, list if type_name == "list" else dict):
-        raise ValueError(stripped)
-    return value
 
 
 def collect(spec: ComponentSpec, partial: dict[str, str], files: dict[str, str],

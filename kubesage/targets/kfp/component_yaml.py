@@ -19,11 +19,9 @@ from kubesage.dsl.container import ContainerSpec, check_placeholders
 from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import NO_DEFAULT, ArtifactSpec, ComponentSpec, ParameterSpec
 from kubesage.targets.kfp.compiler import write_compiled
-from kubesage.targets.kfp.components import container_component
+from kubesage.targets.kfp.components import IR_PARAMETER_TYPES, container_component
 from kubesage.targets.kfp.config import KfpConfig
 
-PARAMETER_TYPES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float",
-                   "BOOLEAN": "bool", "LIST": "list", "STRUCT": "dict"}
 ARTIFACT_TYPES = {"system.Dataset": "Dataset", "system.Model": "Model",
                   "system.Metrics": "Metrics", "system.Artifact": "Artifact"}
 
@@ -114,10 +112,10 @@ def _inputs(path: str, defs: dict[str, Any]) -> tuple[tuple[ParameterSpec, ...],
 
 def _parameter_type(path: str, name: str, d: dict[str, Any]) -> str:
     kind = d.get("parameterType", "")
-    if kind not in PARAMETER_TYPES:
+    if kind not in IR_PARAMETER_TYPES:
         _refuse(path, f"'{name}' has type {kind or '(none)'}; kubesage passes "
-                      f"{', '.join(PARAMETER_TYPES)}")
-    return PARAMETER_TYPES[kind]
+                      f"{', '.join(IR_PARAMETER_TYPES)}")
+    return IR_PARAMETER_TYPES[kind]
 
 
 def _artifact_type(d: dict[str, Any]) -> str:

@@ -24,6 +24,9 @@ PARAM_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": 
 ARTIFACT_TYPES: dict[str, type] = {"Artifact": dsl.Artifact, "Dataset": dsl.Dataset,
                                    "Model": dsl.Model, "Metrics": dsl.Metrics}
 ENTRY_COMMAND = ["python", "-m", "kubesage.runtime"]
+# KFP IR parameter types (``parameterType``) -> kubesage's
+IR_PARAMETER_TYPES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float",
+                      "BOOLEAN": "bool", "LIST": "list", "STRUCT": "dict"}
 
 
 def is_distributed(distribution: Distribution) -> bool:

@@ -20,13 +20,10 @@ from typing import Any, TextIO
 
 from kubesage.dsl.errors import KubesageError, ParameterError
 from kubesage.dsl.types import check_value, parse_value
+from kubesage.targets.kfp.components import IR_PARAMETER_TYPES
 from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
 
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
-_IR_TYPES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float",
-             "BOOLEAN": "bool", "LIST": "list", "STRUCT": "dict"}
-
-
 class SubmitError(KubesageError):
     """A run could not be submitted, or a run waited for did not succeed."""
 
@@ -67,7 +64,7 @@ def declared_parameters(path: str) -> tuple[str, dict[str, str]]:
     with open(path) as f:
         doc = next(yaml.safe_load_all(f))
     params = doc.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    return doc["pipelineInfo"]["name"], {n: _IR_TYPES.get(p.get("parameterType", ""), "str")
+    return doc["pipelineInfo"]["name"], {n: IR_PARAMETER_TYPES.get(p.get("parameterType", ""), "str")
                                          for n, p in params.items()}
 
 
