@@ -29,11 +29,11 @@ sys.path.insert(0, ROOT)
 
 from components.diagnostics import probe  # noqa: E402
 from kubesage import pipeline  # noqa: E402
-from kubesage.local.config import LocalConfig  # noqa: E402
-from kubesage.local.runner import runner_for  # noqa: E402
 from kubesage.runtime.invoke import Invocation  # noqa: E402
 from kubesage.runtime.local import task_file  # noqa: E402
 from kubesage.sample_data import write_digits  # noqa: E402
+from kubesage.targets.local.config import LocalConfig  # noqa: E402
+from kubesage.targets.local.runner import runner_for  # noqa: E402
 
 IMAGE = "kubesage/torch:latest"
 

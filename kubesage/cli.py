@@ -37,7 +37,7 @@ def _emit(record: Any, as_json: bool) -> int:
 def _track(record: Any, config_path: str | None) -> None:
     """Hand the run to MLflow in the background (never slows or fails the run)."""
     from kubesage.experiments import log_in_background
-    from kubesage.local.config import load_local_config
+    from kubesage.targets.local.config import load_local_config
 
     config = load_local_config(config_path) if record.target == "local" else load_local_config()
     log_in_background(config.store, config.tracking_uri, record.run_id)
@@ -45,8 +45,8 @@ def _track(record: Any, config_path: str | None) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from kubesage.compare import plot, table
-    from kubesage.local.config import load_local_config
-    from kubesage.local.store import RunStore
+    from kubesage.runs.store import RunStore
+    from kubesage.targets.local.config import load_local_config
 
     store = RunStore(load_local_config(args.config).store)
     records = []
@@ -66,9 +66,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_experiments(args: argparse.Namespace) -> int:
     from kubesage.experiments import log_run
-    from kubesage.local.config import load_local_config
-    from kubesage.local.store import RunStore
+    from kubesage.runs.store import RunStore
     from kubesage.runtime.context import mlflow_store_lock
+    from kubesage.targets.local.config import load_local_config
 
     config = load_local_config(args.config)
     store = RunStore(config.store)
@@ -170,15 +170,15 @@ def _component_from(ref: str, version: str | None = None) -> Any:
 
 
 def _local_image_id(logical: str) -> str:
-    from kubesage.local.config import load_local_config
-    from kubesage.local.docker_executor import DockerExecutor
+    from kubesage.targets.local.config import load_local_config
+    from kubesage.targets.local.docker_executor import DockerExecutor
 
     return DockerExecutor().environment_id(load_local_config().image(logical))
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from kubesage.local.config import load_local_config
-    from kubesage.local.rerun import rerun
+    from kubesage.runs.rerun import rerun
+    from kubesage.targets.local.config import load_local_config
 
     record = rerun(args.run_id, load_local_config(args.config))
     _track(record, args.config)
@@ -191,8 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()
     if args.target == "local":
-        from kubesage.local.config import load_local_config
-        from kubesage.local.runner import runner_for
+        from kubesage.targets.local.config import load_local_config
+        from kubesage.targets.local.runner import runner_for
 
         runner = runner_for(args.runner, load_local_config(args.config), project_root(path))
         record = runner.run(pipeline, _params(args.param), pipeline_file=path,
@@ -207,8 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from kubesage.local.config import load_local_config
-    from kubesage.local.store import RunStore
+    from kubesage.runs.store import RunStore
+    from kubesage.targets.local.config import load_local_config
 
     store = RunStore(load_local_config(args.config).store)
     if args.runs_command == "list":

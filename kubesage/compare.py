@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from kubesage.local.record import RunRecord
+from kubesage.runs.record import RunRecord
 
 
 def table(records: list[RunRecord]) -> str:

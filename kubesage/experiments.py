@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from kubesage.local.record import RunRecord
+from kubesage.runs.record import RunRecord
 from kubesage.runtime.context import mlflow_store_lock
 
 LOGGED_TAG = "kubesage.logged"  # set last: the MLflow run holds the whole kubesage run
@@ -78,7 +78,7 @@ def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kubesage.local.store import RunStore
+    from kubesage.runs.store import RunStore
 
     ap = argparse.ArgumentParser(prog="python -m kubesage.experiments")
     ap.add_argument("--store", required=True)

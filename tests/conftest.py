@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubesage.local.config import LocalConfig
+from kubesage.targets.local.config import LocalConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]

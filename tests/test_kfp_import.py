@@ -19,8 +19,8 @@ from kubesage.dsl.container import Placeholder, expand
 from kubesage.dsl.errors import TypeMismatchError
 from kubesage.dsl.interface import ComponentSpec
 from kubesage.loader import load_pipeline
-from kubesage.local.config import LocalConfig
-from kubesage.local.runner import runner_for
+from kubesage.targets.local.config import LocalConfig
+from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_json
 
 COMPONENTS = os.path.join(REPO, "tests", "kfp_components")

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from kubesage.loader import load_pipeline
-from kubesage.local.config import LocalConfig
-from kubesage.local.rerun import RerunError, rerun
-from kubesage.local.runner import runner_for
+from kubesage.runs.rerun import RerunError, rerun
+from kubesage.targets.local.config import LocalConfig
+from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_cli, write_config
 
 PIPELINE = '''

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from kubesage.loader import load_pipeline
-from kubesage.local.config import LocalConfig
-from kubesage.local.runner import runner_for
+from kubesage.targets.local.config import LocalConfig
+from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
 
 
@@ -85,7 +85,7 @@ def test_state_changes_reach_webhooks_and_failing_ones_do_not_fail_the_run(
 
 
 def test_webhooks_must_be_urls(tmp_path) -> None:
-    from kubesage.local.config import ConfigError, load_local_config
+    from kubesage.targets.local.config import ConfigError, load_local_config
 
     path = tmp_path / "l.yaml"
     path.write_text("webhooks: [slack]\n")

@@ -8,9 +8,9 @@ import os
 import pytest
 
 from kubesage.loader import load_pipeline
-from kubesage.local.config import ConfigError, LocalConfig, load_local_config
-from kubesage.local.runner import runner_for
-from kubesage.local.store import RunStore
+from kubesage.runs.store import RunStore
+from kubesage.targets.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from kubesage.loader import load_pipeline
-from kubesage.local.config import load_local_config
-from kubesage.local.runner import runner_for
-from kubesage.local.store import RunStore
+from kubesage.runs.store import RunStore
+from kubesage.targets.local.config import load_local_config
+from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import run_pipeline
 from tests.conftest import REPO
 from tests.sagemaker_fixtures import write_sagemaker_config

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from kubesage.dsl.interface import Distribution, Resources
-from kubesage.local.executor import Launch
-from kubesage.local.warm_start import WarmPool
+from kubesage.targets.local.executor import Launch
+from kubesage.targets.local.warm_start import WarmPool
 
 
 class Engine:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from kubesage.dsl.interface import ComponentSpec
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.local.record import RunRecord
+from kubesage.runs.record import RunRecord
 
 NAME = "kfp"
 

@@ -23,14 +23,14 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.lineage import file_sha256, git_state
-from kubesage.local.artifacts import fingerprint_tree, sha256_tree
-from kubesage.local.config import data_mounts, load_local_config
-from kubesage.local.record import RunRecord, StepRecord
-from kubesage.local.runner import new_run_id
-from kubesage.local.store import RunStore
+from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
+from kubesage.runs.record import RunRecord, StepRecord
+from kubesage.runs.store import RunStore
 from kubesage.runtime.kfp import STEP_FILE, kubesage_output_name
 from kubesage.targets.kfp.compiler import compile_to_file
 from kubesage.targets.kfp.config import load_kfp_config
+from kubesage.targets.local.config import data_mounts, load_local_config
+from kubesage.targets.local.runner import new_run_id
 
 RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root

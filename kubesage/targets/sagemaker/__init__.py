@@ -20,7 +20,7 @@ from kubesage.fsutil import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
-    from kubesage.local.record import RunRecord
+    from kubesage.runs.record import RunRecord
 
 NAME = "sagemaker"
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesage.containers import follow_group, kill_quietly, remove_group
 from kubesage.dsl.errors import KubesageError
-from kubesage.local.container_group import follow_group, kill_quietly, remove_group
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed

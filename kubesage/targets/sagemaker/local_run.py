@@ -24,11 +24,11 @@ from typing import Any, TextIO
 from kubesage.dsl.channel import evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.local.artifacts import fingerprint_tree, sha256_tree
-from kubesage.local.config import ConfigError, LocalConfig, load_local_config
-from kubesage.local.record import RunRecord, StepRecord
-from kubesage.local.runner import new_run_id
-from kubesage.local.store import RunStore
+from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
+from kubesage.runs.record import RunRecord, StepRecord
+from kubesage.runs.store import RunStore
+from kubesage.targets.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.targets.local.runner import new_run_id
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 from kubesage.targets.sagemaker.expressions import Evaluator, references, split_path, step_of
 from kubesage.targets.sagemaker.local_jobs import JobFailed, JobRunner

@@ -31,16 +31,17 @@ from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
 from kubesage.fsutil import write_json_atomic
 from kubesage.lineage import file_sha256, git_state
-from kubesage.local import cache, container_step
-from kubesage.local.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
-from kubesage.local.config import LocalConfig, data_mounts
-from kubesage.local.executor import Executor, Launch, WarmStarts
-from kubesage.local.record import TERMINAL, RunRecord, StepRecord
-from kubesage.local.store import RunStore
 from kubesage.notify import Notifier
+from kubesage.runs import cache
+from kubesage.runs.artifacts import ArtifactStore, fingerprint_tree, sha256_tree
+from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
+from kubesage.runs.store import RunStore
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import PRELOAD_SUFFIX, task_file
+from kubesage.targets.local import container_step
+from kubesage.targets.local.config import LocalConfig, data_mounts
+from kubesage.targets.local.executor import Executor, Launch, WarmStarts
 
 LOG_TAIL_LINES = 30
 RETRY_BACKOFF_S = 1.0
@@ -598,11 +599,11 @@ def runner_for(kind: str, config: LocalConfig, project_root: str,
     """A local runner with the ``docker`` or ``subprocess`` executor."""
     executor: Executor
     if kind == "docker":
-        from kubesage.local.docker_executor import DockerExecutor
+        from kubesage.targets.local.docker_executor import DockerExecutor
 
         executor = DockerExecutor()
     elif kind == "subprocess":
-        from kubesage.local.process_executor import ProcessExecutor
+        from kubesage.targets.local.process_executor import ProcessExecutor
 
         executor = ProcessExecutor(project_root)
     else:

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kubesage.containers import follow_group, kill_quietly
 from kubesage.dsl.errors import KubesageError
-from kubesage.local.container_group import follow_group, kill_quietly
-from kubesage.local.executor import Launch
-from kubesage.local.warm_start import WarmPool
 from kubesage.runtime.distributed import Layout
+from kubesage.targets.local.executor import Launch
+from kubesage.targets.local.warm_start import WarmPool
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -87,7 +87,7 @@ class DockerExecutor:
     def prewarm(self, launch: Launch, preload: Sequence[str]) -> bool:
         """Start ``launch``'s container in the background, importing ``preload``; returns at once.
 
-        See ``kubesage.local.warm_start``. False for a step that may not start warm: a
+        See ``kubesage.targets.local.warm_start``. False for a step that may not start warm: a
         distributed one, one already taken, or an image whose runtime predates warm starts
         (its ``io.kubesage.warm-start`` label is missing, as in an old image a re-run pins).
         """

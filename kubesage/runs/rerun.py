@@ -8,11 +8,11 @@ from typing import TextIO
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.loader import load_pipeline, project_root
-from kubesage.local.artifacts import fingerprint_tree
-from kubesage.local.config import LocalConfig
-from kubesage.local.record import RunRecord
-from kubesage.local.runner import runner_for
-from kubesage.local.store import RunStore
+from kubesage.runs.artifacts import fingerprint_tree
+from kubesage.runs.record import RunRecord
+from kubesage.runs.store import RunStore
+from kubesage.targets.local.config import LocalConfig
+from kubesage.targets.local.runner import runner_for
 
 
 class RerunError(KubesageError):

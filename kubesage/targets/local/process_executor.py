@@ -11,8 +11,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from kubesage.local.executor import Launch
 from kubesage.runtime.distributed import Layout
+from kubesage.targets.local.executor import Launch
 
 
 def code_hash(roots: list[str]) -> str:

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from kubesage.local.record import RunRecord
+from kubesage.runs.record import RunRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from kubesage.local.container_group import remove_group
-from kubesage.local.executor import Launch
+from kubesage.containers import remove_group
+from kubesage.targets.local.executor import Launch
 
 WARM_STARTS_AT_ONCE = 2
 QUIET_WAIT_S = 10.0  # a warm start waits at most this long for steps in their turn to start

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.local.store import RunStore
+from kubesage.runs.store import RunStore
 
 
 def cache_key(

@@ -1,0 +1,1 @@
+"""The conformance suite: one corpus of pipelines, four execution paths, one contract."""
