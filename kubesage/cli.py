@@ -1,4 +1,9 @@
-"""The ``kubesage`` command line: parse, call, print."""
+"""The ``kubesage`` command line: parse, call, print.
+
+Exit codes: 0 done (a run succeeded); 1 a run failed; 2 an error in what was given (pipeline,
+config, parameter, file), named on stderr; 3 a target refuses an option or feature it cannot
+honour; 128+N stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,15 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.targets import TARGETS
+from kubesage.targets import base as targets
+
+if TYPE_CHECKING:
+    from kubesage.runs.store import RunStore
+
+EXIT_FAILED, EXIT_ERROR, EXIT_REFUSED = 1, 2, 3
 
 
 def _pairs(pairs: list[str], flag: str) -> dict[str, str]:
@@ -34,21 +44,29 @@ def _emit(record: Any, as_json: bool) -> int:
     return 0 if record.status == "succeeded" else 1
 
 
-def _track(record: Any, config_path: str | None) -> None:
+def _store(config_path: str | None, target: str = "local") -> RunStore:
+    """The run store of ``target``'s local config, after marking runs whose process died
+    (SIGKILL, power loss) abandoned and removing their containers."""
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.sweep import sweep
+
+    store = RunStore(targets.get(target).local_config(config_path).store)
+    sweep(store, say=lambda text: print(text, file=sys.stderr))
+    return store
+
+
+def _track(record: Any, target: str, config_path: str | None) -> None:
     """Hand the run to MLflow in the background (never slows or fails the run)."""
     from kubesage.experiments import log_in_background
-    from kubesage.targets.local.config import load_local_config
 
-    config = load_local_config(config_path) if record.target == "local" else load_local_config()
+    config = targets.get(target).local_config(config_path)
     log_in_background(config.store, config.tracking_uri, record.run_id)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from kubesage.compare import plot, table
-    from kubesage.runs.store import RunStore
-    from kubesage.targets.local.config import load_local_config
 
-    store = RunStore(load_local_config(args.config).store)
+    store = _store(args.config)
     records = []
     for run_id in args.run_ids:
         try:
@@ -178,31 +196,26 @@ def _local_image_id(logical: str) -> str:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from kubesage.runs.rerun import rerun
-    from kubesage.targets.local.config import load_local_config
 
-    record = rerun(args.run_id, load_local_config(args.config))
-    _track(record, args.config)
+    store = _store(args.config)
+    record = rerun(store, args.run_id, log=sys.stderr)
+    _track(record, record.target, record.config or None)
     return _emit(record, args.json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kubesage.loader import load_pipeline, project_root
+    from kubesage.loader import load_pipeline
 
     definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()
-    if args.target == "local":
-        from kubesage.targets.local.config import load_local_config
-        from kubesage.targets.local.runner import runner_for
-
-        runner = runner_for(args.runner, load_local_config(args.config), project_root(path))
-        record = runner.run(pipeline, _params(args.param), pipeline_file=path,
-                            tags=_pairs(args.tag, "--tag"), use_cache=not args.no_cache)
-    else:
-        from kubesage.targets import load_target
-
-        record = load_target(args.target).run_pipeline(
-            pipeline, _params(args.param), args.config, path, sys.stderr)
-    _track(record, args.config)
+    target = targets.get(args.target)
+    options = targets.RunOptions(
+        params=_params(args.param), config=args.config, pipeline_file=path, runner=args.runner,
+        tags=_pairs(args.tag, "--tag"), use_cache=not args.no_cache)
+    target.check(pipeline, options)
+    _store(args.config, args.target)
+    record = target.run(pipeline, options)
+    _track(record, args.target, args.config)
     return _emit(record, args.json)
 
 
@@ -265,41 +278,30 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from kubesage.loader import load_pipeline
-    from kubesage.targets import load_target
 
     definition, _ = load_pipeline(args.pipeline)
     pipeline = definition.build()  # definition errors come first, whatever the target
-    load_target(args.target).compile_pipeline(pipeline, args.output, args.config)
+    targets.get(args.target).compile(pipeline, args.output, args.config)
     print(f"{args.output}: {pipeline.name} compiled for {args.target}", file=sys.stderr)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kubesage.targets import SUFFIXES, load_target
-
-    suffix = os.path.splitext(args.file)[1].lower()
-    if suffix == ".py":
+    if os.path.splitext(args.file)[1].lower() == ".py":
         from kubesage.loader import load_pipeline
 
         definition, _ = load_pipeline(args.file)
         pipeline = definition.build()
         print(f"{args.file}: pipeline '{pipeline.name}' is valid ({len(pipeline.tasks)} tasks)")
         return 0
-    if suffix not in SUFFIXES:
-        raise KubesageError(
-            f"{args.file}: expected a pipeline (.py), a Kubeflow IR (.yaml) or a SageMaker "
-            "definition (.json)"
-        )
-    print(load_target(SUFFIXES[suffix]).validate_file(args.file))
+    print(targets.for_file(args.file).validate(args.file))
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from kubesage.targets import load_target
-
     clients = [c for c in args.clients.split(",") if c] if args.clients else None
-    result = load_target(args.target).submit(
-        args.pipeline, _params(args.param), args.config, args.wait, clients)
+    result = targets.get(args.target).submit(args.pipeline, targets.SubmitOptions(
+        params=_params(args.param), config=args.config, wait=args.wait, clients=clients))
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -321,8 +323,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline locally")
     run.add_argument("pipeline", help="pipeline file (pipelines/x.py or pipelines/x.py:name)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    run.add_argument("--runner", choices=("docker", "subprocess"), default="docker")
-    run.add_argument("--target", choices=("local",) + TARGETS, default="local")
+    run.add_argument("--runner", help="how steps execute; local: docker (default) or subprocess")
+    run.add_argument("--target", default="local",
+                     help=f"where: {', '.join(targets.names())} (default: local)")
     run.add_argument("--config", help="target config (default: config/<target>.yaml)")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
     run.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
@@ -332,7 +335,8 @@ def parser() -> argparse.ArgumentParser:
 
     again = sub.add_parser("rerun", help="re-run a recorded run exactly (same parameters, images)")
     again.add_argument("run_id")
-    again.add_argument("--config", help="local target config (default: config/local.yaml)")
+    again.add_argument("--config", help="local config whose run store holds the run "
+                       "(default: config/local.yaml); the run's own target config is used again")
     again.add_argument("--json", action="store_true")
     again.set_defaults(func=cmd_rerun)
 
@@ -389,7 +393,7 @@ def parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile a pipeline for a target")
     comp.add_argument("pipeline")
-    comp.add_argument("--target", choices=TARGETS, required=True)
+    comp.add_argument("--target", required=True, help=", ".join(targets.names()))
     comp.add_argument("-o", "--output", required=True)
     comp.add_argument("--config", help="target config (default: config/<target>.yaml)")
     comp.set_defaults(func=cmd_compile)
@@ -400,7 +404,7 @@ def parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a pipeline or compiled file to a target")
     submit.add_argument("pipeline", help="pipeline file (.py) or compiled artifact")
-    submit.add_argument("--target", choices=TARGETS, required=True)
+    submit.add_argument("--target", required=True, help=", ".join(targets.names()))
     submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     submit.add_argument("--config", help="target config (default: config/<target>.yaml)")
     submit.add_argument("--clients", help="comma-separated clients: one execution each")
@@ -414,14 +418,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kubesage.runs.signals import Interrupted, stop_on_signals
+
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with stop_on_signals():
+            return int(args.func(args))
+    except targets.Unsupported as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_REFUSED
     except KubesageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except Interrupted as e:
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kubesage runs list | head`: the reader left, nothing to say
+        sys.stderr.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

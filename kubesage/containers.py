@@ -1,4 +1,9 @@
-"""Follow a group of containers that form one job (the nodes of a distributed step)."""
+"""Containers of a run on a Docker engine: labels, following a job's group, removal.
+
+Every container and network kubesage starts carries ``kubesage.run=<run ID>`` (and containers
+``kubesage.step=<step>``), whichever path started it, so a run's leftovers are always found by
+label: when it is cancelled, and when a later command finds it abandoned.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,35 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+RUN_LABEL = "kubesage.run"
+STEP_LABEL = "kubesage.step"
+
+
+def labels(run_id: str, step: str | None = None) -> dict[str, str]:
+    """The labels of a container (with ``step``) or network (without) of run ``run_id``."""
+    out = {RUN_LABEL: run_id}
+    if step is not None:
+        out[STEP_LABEL] = step
+    return out
+
+
+def remove_run(client: Any, run_id: str) -> int:
+    """Remove every container (running or not) and network labelled with ``run_id``; how many
+    containers there were. Errors of single objects (already gone) are ignored."""
+    wanted = {"label": f"{RUN_LABEL}={run_id}"}
+    containers = client.containers.list(all=True, filters=wanted)
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except Exception:  # already removed
+            pass
+    for network in client.networks.list(filters=wanted):
+        try:
+            network.remove()
+        except Exception:  # already removed, or a container of another run still attached
+            pass
+    return len(containers)
 
 
 def follow_logs(container: Any, on_line: Callable[[str], None]) -> int:

@@ -214,8 +214,8 @@ def test_a_kubeflow_component_yaml_is_published_and_used_like_any_component(tmp_
     def pinned() -> None:
         upper(text=made(text="a", repeat=1).outputs["out"])
 
-    kfp.compile_pipeline(pinned.build(), str(tmp_path / "p.yaml"))
+    kfp.TARGET.compile(pinned.build(), str(tmp_path / "p.yaml"))
     assert f"image: {digest}" in (tmp_path / "p.yaml").read_text()
-    sagemaker.compile_pipeline(pinned.build(), str(tmp_path / "p.json"))
+    sagemaker.TARGET.compile(pinned.build(), str(tmp_path / "p.json"))
     steps = json.loads((tmp_path / "p.json").read_text())["Steps"]
     assert [s["Arguments"]["AppSpecification"]["ImageUri"] for s in steps][1] == digest

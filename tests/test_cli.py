@@ -20,7 +20,8 @@ def test_validate_rejects_unknown_file_kinds(tmp_path) -> None:
     path = tmp_path / "pipeline.txt"
     path.write_text("x")
     proc = run_cli("validate", str(path))
-    assert proc.returncode == 2 and "expected a pipeline (.py), a Kubeflow IR (.yaml)" in proc.stderr
+    assert proc.returncode == 2
+    assert "expected a pipeline (.py) or a compiled file: .yaml, .yml (kfp" in proc.stderr
 
 
 def test_compile_reports_definition_errors_first(tmp_path) -> None:

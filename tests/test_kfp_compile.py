@@ -24,7 +24,7 @@ def compiled(ref: str, tmp_path: Any, config: str = CONFIG) -> tuple[dict[str, A
     """(PipelineSpec, Kubernetes platform config) of ``ref`` compiled in-process."""
     pipeline = load_pipeline(os.path.join(REPO, ref))[0].build()
     out = str(tmp_path / f"{pipeline.name}.yaml")
-    kfp_target.compile_pipeline(pipeline, out, config)
+    kfp_target.TARGET.compile(pipeline, out, config)
     with open(out) as f:
         docs = list(yaml.safe_load_all(f))
     return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -52,8 +52,8 @@ def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
 
 def test_compiling_twice_gives_identical_yaml(tmp_path) -> None:
     pipeline = load_pipeline(os.path.join(REPO, "tests/pipelines/kfp_shapes.py:per-client"))[0].build()
-    kfp_target.compile_pipeline(pipeline, str(tmp_path / "a.yaml"), CONFIG)
-    kfp_target.compile_pipeline(pipeline, str(tmp_path / "b.yaml"), CONFIG)
+    kfp_target.TARGET.compile(pipeline, str(tmp_path / "a.yaml"), CONFIG)
+    kfp_target.TARGET.compile(pipeline, str(tmp_path / "b.yaml"), CONFIG)
     assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
 
 
@@ -133,7 +133,7 @@ def test_a_mount_without_a_claim_is_named_and_nothing_is_written(tmp_path) -> No
     pipeline = load_pipeline(os.path.join(REPO, "pipelines/image_classification.py"))[0].build()
     with pytest.raises(MountConfigError, match=r"component 'preprocess' \(task 'preprocess'\) mounts "
                        r"'fsx' at /fsx, but .* has no 'volumes.fsx'; add 'volumes: \{fsx: \{claim:"):
-        kfp_target.compile_pipeline(pipeline, str(out), str(config))
+        kfp_target.TARGET.compile(pipeline, str(out), str(config))
     assert os.listdir(tmp_path) == ["kfp.yaml"]
 
 

@@ -22,7 +22,9 @@ def test_example_config_reads_as_documented() -> None:
     assert config.image("kubesage/torch") == \
         "123456789012.dkr.ecr.us-west-2.amazonaws.com/kubesage/torch:0.1.0"
     assert config.image("kubesage/torch:pinned").endswith("/kubesage/torch:pinned")
-    assert config.for_local_images("latest").image("kubesage/torch") == "kubesage/torch:latest"
+    local = config.for_local_run({"kubesage/torch": "kubesage/torch:id-0123456789ab"}, {"fsx": "f0"})
+    assert local.image("kubesage/torch") == "kubesage/torch:id-0123456789ab"
+    assert local.data_versions == {"fsx": "f0"} and local.registry == ""
     assert config.volumes == {"fsx": "fsx-lustre-claim"}
     assert (config.checkpoint_claim, config.checkpoint_path) == ("kubesage-checkpoints", "/checkpoints")
     assert config.retry_backoff == "30s" and config.retry_max == "3600s"

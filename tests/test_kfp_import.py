@@ -153,11 +153,11 @@ def test_imported_components_are_type_checked_in_pipelines() -> None:
 def test_kfp_compile_keeps_the_components_own_command_line(tmp_path) -> None:
     from kfp import components
 
-    from kubesage.targets.kfp import compile_pipeline, validate_file
+    from kubesage.targets.kfp import TARGET
 
     out = str(tmp_path / "imported.yaml")
-    compile_pipeline(_pipeline("imported"), out)
-    assert "is valid" in validate_file(out)
+    TARGET.compile(_pipeline("imported"), out)
+    assert "is valid" in TARGET.validate(out)
     components.load_component_from_file(out)
     import yaml
 
@@ -170,12 +170,12 @@ def test_kfp_compile_keeps_the_components_own_command_line(tmp_path) -> None:
 
 
 def test_sagemaker_compile_runs_the_command_in_a_processing_job(tmp_path) -> None:
-    from kubesage.targets.sagemaker import compile_pipeline, validate_file
+    from kubesage.targets.sagemaker import TARGET
     from kubesage.targets.sagemaker.compiler import CompileError
 
     out = str(tmp_path / "imported.json")
-    compile_pipeline(_pipeline("imported_artifacts"), out)
-    assert "is valid" in validate_file(out)
+    TARGET.compile(_pipeline("imported_artifacts"), out)
+    assert "is valid" in TARGET.validate(out)
     with open(out) as f:
         steps = {s["Name"]: s["Arguments"] for s in json.load(f)["Steps"]}
     app = steps["upper"]["AppSpecification"]
@@ -183,7 +183,7 @@ def test_sagemaker_compile_runs_the_command_in_a_processing_job(tmp_path) -> Non
         "/opt/ml/processing/input/text/out", "!", "/opt/ml/processing/output/upper/upper"]
     assert app["ContainerArguments"] == ["--shout", "true", "suffix=!"]
     with pytest.raises(CompileError, match="output 'head' of task 'upper' .* container component"):
-        compile_pipeline(_pipeline("imported"), str(tmp_path / "no.json"))
+        TARGET.compile(_pipeline("imported"), str(tmp_path / "no.json"))
     assert not os.path.exists(tmp_path / "no.json")
 
 
@@ -211,12 +211,13 @@ def test_imported_components_run_locally_in_docker(docker_client: Any, config_fi
 def test_imported_components_run_under_the_local_sagemaker_executor(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
-    from kubesage.targets.sagemaker import run_pipeline
+    from kubesage.targets import RunOptions
+    from kubesage.targets.sagemaker import TARGET
     from tests.sagemaker_fixtures import write_sagemaker_config
 
     target = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"))
-    record = run_pipeline(_pipeline("imported_artifacts"), {"text": "abc"}, target, IMPORTED,
-                          io.StringIO())
+    record = TARGET.run(_pipeline("imported_artifacts"), RunOptions(
+        params={"text": "abc"}, config=target, pipeline_file=IMPORTED, log=io.StringIO()))
     assert record.status == "succeeded"
     folder = record.step("upper").outputs["upper"]["path"]
     with open(os.path.join(folder, "upper")) as f:

@@ -57,7 +57,9 @@ def test_reference_pipeline_gives_the_local_runners_metrics(docker_client: Any, 
     store = yaml.safe_load(open(config_file))["store"]
     compiled = os.path.join(store, "kfp", kfp["run_id"], "pipeline.yaml")
     assert "is valid" in run_cli("validate", compiled, check=True).stdout
-    assert "image: kubesage/torch:latest" in open(compiled).read()
+    # the image by its ID, so kfp.local's cache (keyed on the image name) never serves other code
+    image_id = kfp["images"]["kubesage/torch"].removeprefix("sha256:")
+    assert f"image: kubesage/torch:id-{image_id[:12]}" in open(compiled).read()
     assert kfp["compiled_sha256"] and kfp["source_sha256"] == local["source_sha256"]
     assert kfp["images"]["kubesage/torch"].startswith("sha256:")
 

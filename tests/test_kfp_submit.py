@@ -156,10 +156,11 @@ def test_submit_compiled_yaml_with_env_overrides(tmp_path, api: KfpApiRecorder, 
     monkeypatch.setenv("KFP_EXPERIMENT", "nightly")
     monkeypatch.setenv("KFP_RUN_NAME", "digits-nightly")
     monkeypatch.setenv("KFP_TOKEN", "t0ken")
+    from kubesage.targets import SubmitOptions
     from kubesage.targets import kfp as kfp_target
 
-    result = kfp_target.submit(str(package), {"threshold": "0.95"},
-                               config(tmp_path, "http://unused.invalid"), False, None)
+    result = kfp_target.TARGET.submit(str(package), SubmitOptions(
+        params={"threshold": "0.95"}, config=config(tmp_path, "http://unused.invalid")))
     assert result["host"] == api.url and result["runs"][0]["run_name"] == "digits-nightly"
     run = api.of("POST", "/apis/v2beta1/runs")[0]
     assert run["body"]["display_name"] == "digits-nightly"

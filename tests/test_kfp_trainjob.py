@@ -43,7 +43,7 @@ def compiled_template(tmp_path: Any) -> dict[str, Any]:
 
     pipeline = load_pipeline(os.path.join(REPO, "tests/pipelines/kfp_shapes.py:multi-node"))[0].build()
     out = str(tmp_path / "multi-node.yaml")
-    kfp_target.compile_pipeline(pipeline, out, CONFIG)
+    kfp_target.TARGET.compile(pipeline, out, CONFIG)
     with open(out) as f:
         spec = next(yaml.safe_load_all(f))
     args = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["args"]

@@ -23,7 +23,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Docs:
     """The two documents of the compiled reference pipeline."""
     out = str(tmp_path_factory.mktemp("kfp") / "ic.yaml")
     pipeline = load_pipeline(os.path.join(REPO, "pipelines/image_classification.py"))[0].build()
-    kfp_target.compile_pipeline(pipeline, out, os.path.join(REPO, "config", "kfp.yaml"))
+    kfp_target.TARGET.compile(pipeline, out, os.path.join(REPO, "config", "kfp.yaml"))
     with open(out) as f:
         return list(yaml.safe_load_all(f))
 

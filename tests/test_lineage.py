@@ -10,6 +10,8 @@ import pytest
 
 from kubesage.loader import load_pipeline
 from kubesage.runs.rerun import RerunError, rerun
+from kubesage.runs.store import RunStore
+from kubesage.targets import RunOptions
 from kubesage.targets.local.config import LocalConfig
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_cli, write_config
@@ -28,7 +30,7 @@ def tiny(message: str = "hello") -> None:
 def _run(config: LocalConfig, path: str, **kwargs):  # type: ignore[no-untyped-def]
     definition, path = load_pipeline(path)
     runner = runner_for("subprocess", config, REPO, log=io.StringIO())
-    return runner.run(definition.build(), pipeline_file=path, **kwargs)
+    return runner.run(definition.build(), RunOptions(pipeline_file=path, **kwargs))
 
 
 def test_record_carries_lineage(local_config: LocalConfig) -> None:
@@ -46,16 +48,16 @@ def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
     pipe.write_text(PIPELINE)
     config = LocalConfig(mounts={"fsx": str(data)}, store=str(tmp_path / "store"))
     first = _run(config, str(pipe))
-    again = rerun(first.run_id, config, log=io.StringIO())
+    again = rerun(RunStore(config.store), first.run_id, log=io.StringIO())
     assert again.status == "succeeded" and again.rerun_of == first.run_id
     assert not any(s.cached for s in again.steps)  # executed again, not taken from the cache
     assert again.step("probe").returns == first.step("probe").returns
 
     pipe.write_text(PIPELINE.replace('"hello"', '"changed"'))
     with pytest.raises(RerunError, match=r"pipeline 'tiny' in .*tiny.py has changed since run"):
-        rerun(first.run_id, config, log=io.StringIO())
+        rerun(RunStore(config.store), first.run_id, log=io.StringIO())
     with pytest.raises(RerunError, match=r"no run 'nope'"):
-        rerun("nope", config, log=io.StringIO())
+        rerun(RunStore(config.store), "nope", log=io.StringIO())
 
 
 def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:
@@ -67,7 +69,7 @@ def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:
     victim = next((data / "digits" / "1").iterdir())
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(RerunError, match=r"the data under mounts.fsx .* has changed since it ran"):
-        rerun(first.run_id, config, log=io.StringIO())
+        rerun(RunStore(config.store), first.run_id, log=io.StringIO())
 
 
 def test_runs_list_filters_by_tag(tmp_path, fsx_root: str) -> None:

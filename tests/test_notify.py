@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kubesage.loader import load_pipeline
+from kubesage.targets import RunOptions
 from kubesage.targets.local.config import LocalConfig
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
@@ -69,7 +70,8 @@ def test_state_changes_reach_webhooks_and_failing_ones_do_not_fail_the_run(
     config = LocalConfig(store=str(tmp_path / "s"),
                          webhooks=[bad_url, _closed_port_url(), url])
     pipe = load_pipeline(os.path.join(REPO, "tests/pipelines/probes.py:fan_out"))[0].build()
-    record = runner_for("subprocess", config, REPO, log=log).run(pipe, {"clients": '["x"]'})
+    runner = runner_for("subprocess", config, REPO, log=log)
+    record = runner.run(pipe, RunOptions(params={"clients": '["x"]'}))
     assert record.status == "succeeded"
     events = [m["kubesage"] for m in received]
     assert events[0] == {"run_id": record.run_id, "pipeline": "fan-out", "status": "running",

@@ -9,6 +9,7 @@ import pytest
 
 from kubesage.loader import load_pipeline
 from kubesage.runs.store import RunStore
+from kubesage.targets import RunOptions
 from kubesage.targets.local.config import ConfigError, LocalConfig, load_local_config
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
@@ -39,7 +40,7 @@ def test_failing_step_fails_the_run_and_leaves_no_complete_artifact(local_config
 
 def test_fan_out_and_condition(local_config) -> None:
     record = _runner(local_config).run(_pipeline("tests/pipelines/probes.py:fan_out"),
-                                       {"clients": '["x", "y", "z"]'})
+                                       RunOptions(params={"clients": '["x", "y", "z"]'}))
     assert record.status == "succeeded"
     per_client = {s.name: s.returns["output"] for s in record.steps if s.task == "per-client"}
     assert per_client == {"per-client[0]": "x", "per-client[1]": "y", "per-client[2]": "z"}
@@ -48,8 +49,8 @@ def test_fan_out_and_condition(local_config) -> None:
 
 def test_cache_reuses_unchanged_steps_only(local_config) -> None:
     pipe = _pipeline("tests/pipelines/probes.py:fan_out")
-    first = _runner(local_config).run(pipe, {"clients": '["x", "y"]'})
-    second = _runner(local_config).run(pipe, {"clients": '["x", "q"]'})
+    first = _runner(local_config).run(pipe, RunOptions(params={"clients": '["x", "y"]'}))
+    second = _runner(local_config).run(pipe, RunOptions(params={"clients": '["x", "q"]'}))
     cached = {s.name: s.cached for s in second.steps if s.status == "succeeded"}
     assert cached == {"probe": True, "per-client[0]": True, "per-client[1]": False, "score": True}
     assert second.step("per-client[1]").returns["output"] == "q"

@@ -134,13 +134,13 @@ def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:
 
 def test_hints_map_components(tmp_path) -> None:
     """Without hints the defaults decide; a hint turns preprocess into a training job on FSx."""
-    from kubesage.targets.sagemaker import compile_pipeline
+    from kubesage.targets.sagemaker import TARGET
 
     pipeline = load_pipeline(REFERENCE)[0].build()
     path = write_sagemaker_config(str(tmp_path), components={"preprocess": {"kind": "training"},
                                                            "register": {"kind": "register"}})
     out = tmp_path / "hinted.json"
-    compile_pipeline(pipeline, str(out), path)
+    TARGET.compile(pipeline, str(out), path)
     found = steps(json.loads(out.read_text()))
     assert found["train"]["Type"] == "Training"  # default: makes a Model, reads none
     assert found["evaluate"]["Type"] == "Processing"
@@ -155,7 +155,7 @@ def test_hints_map_components(tmp_path) -> None:
 
 
 def test_compile_makes_no_network_call(tmp_path, monkeypatch) -> None:
-    from kubesage.targets.sagemaker import compile_pipeline
+    from kubesage.targets.sagemaker import TARGET
 
     def refuse(self: socket.socket, address: Any) -> None:
         raise AssertionError(f"network call to {address} while compiling")
@@ -164,7 +164,7 @@ def test_compile_makes_no_network_call(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     pipeline = load_pipeline(REFERENCE)[0].build()
     out = tmp_path / "offline.json"
-    compile_pipeline(pipeline, str(out), "config/sagemaker.yaml")
+    TARGET.compile(pipeline, str(out), "config/sagemaker.yaml")
     assert json.loads(out.read_text())["Version"] == "2020-12-01"
 
 
@@ -187,14 +187,14 @@ def test_unmapped_image_fails_before_writing(tmp_path) -> None:
 
 
 def test_register_needs_one_model_input(tmp_path) -> None:
-    from kubesage.targets.sagemaker import compile_pipeline
+    from kubesage.targets.sagemaker import TARGET
 
     pipeline = load_pipeline(REFERENCE)[0].build()
     path = write_sagemaker_config(str(tmp_path), components={"preprocess": {"kind": "register"}})
     with pytest.raises(KubesageError, match="component .preprocess. is mapped to a registration "
                                             "step .kind: register. and needs exactly one Model "
                                             "input, it has 0"):
-        compile_pipeline(pipeline, str(tmp_path / "x.json"), path)
+        TARGET.compile(pipeline, str(tmp_path / "x.json"), path)
 
 
 def test_literal_loops_are_unrolled(tmp_path) -> None:

@@ -32,7 +32,23 @@ def test_processing_contract(opt_ml) -> None:
     with open(os.path.join(out, "kubesage-result", "result.json")) as f:
         result = json.load(f)
     assert result["returns"] == {"output": fsx}
-    assert os.path.exists(os.path.join(out, "result", ".kubesage-metadata.json"))
+    assert os.listdir(os.path.join(out, "result")) == ["message.txt"]  # what the component wrote
+
+
+def test_processing_input_metadata_comes_from_the_producers_result(opt_ml) -> None:
+    """An artifact holds exactly what its component wrote; its metadata travels in the
+    producing step's result file, delivered as the input ``<name>-metadata``."""
+    base = os.path.join(opt_ml, "processing", "input")
+    os.makedirs(os.path.join(base, "data"))
+    with open(os.path.join(base, "data", "message.txt"), "w") as f:
+        f.write("shards")
+    os.makedirs(os.path.join(base, "data-metadata"))
+    with open(os.path.join(base, "data-metadata", "result.json"), "w") as f:
+        json.dump({"artifacts": {"prepared": {"classes": 10}}}, f)
+    path, metadata = sagemaker_processing.open_input(
+        os.path.join(base, "data"), "", os.path.join(opt_ml, "scratch"),
+        (os.path.join(base, "data-metadata", "result.json"), "prepared"))
+    assert path == os.path.join(base, "data") and metadata == {"classes": 10}
 
 
 def test_processing_rejects_unknown_parameter(opt_ml) -> None:
@@ -58,6 +74,9 @@ def test_training_contract_reads_config_and_channels(opt_ml, tmp_path) -> None:
             os.environ.pop(key)
     with open(os.path.join(opt_ml, "model", "result", "message.txt")) as f:
         assert f.read() == "trained"
+    assert os.listdir(os.path.join(opt_ml, "model", "result")) == ["message.txt"]
+    with open(os.path.join(opt_ml, "model", ".kubesage", "result.json")) as f:
+        assert json.load(f) == {}  # the artifact's metadata, beside it in model.tar.gz
     with open(os.path.join(opt_ml, "output", "data", "kubesage-result.json")) as f:
         assert json.load(f)["returns"] == {"output": "trained"}
     assert os.environ.pop("KUBESAGE_CHECKPOINT_DIR") == os.path.join(opt_ml, "checkpoints")
@@ -93,7 +112,8 @@ def test_model_archive_input_is_unpacked(opt_ml, tmp_path) -> None:
     model = tmp_path / "model"
     (model / "result").mkdir(parents=True)
     (model / "result" / "message.txt").write_text("from training")
-    (model / "result" / ".kubesage-metadata.json").write_text('{"arch": "smallcnn"}')
+    (model / ".kubesage").mkdir()
+    (model / ".kubesage" / "result.json").write_text('{"arch": "smallcnn"}')
     inputs = os.path.join(opt_ml, "processing", "input", "model")
     os.makedirs(inputs)
     pack(str(model), os.path.join(inputs, "model.tar.gz"))
@@ -103,6 +123,6 @@ def test_model_archive_input_is_unpacked(opt_ml, tmp_path) -> None:
     os.remove(os.path.join(inputs, "again.tar"))
     path, metadata = sagemaker_processing.open_input(inputs, "result", str(tmp_path / "scratch"))
     assert open(os.path.join(path, "message.txt")).read() == "from training"
-    assert metadata == {"arch": "smallcnn"}
+    assert metadata == {"arch": "smallcnn"} and os.listdir(path) == ["message.txt"]
     with tarfile.open(os.path.join(inputs, "model.tar.gz")) as tar:
         assert all(m.mtime == 0 for m in tar.getmembers())

@@ -67,13 +67,6 @@ def placeholders(items: tuple[str, ...] | list[str]) -> list[Placeholder]:
     return found
 
 
-def value_text(value: Any) -> str:
-    """A parameter value on a command line, as Kubeflow writes it."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
 def expand(items: tuple[Any, ...] | list[Any], resolve: Callable[[Placeholder], Any],
            present: Callable[[str], bool]) -> list[Any]:
     """The command line with every placeholder replaced by ``resolve(placeholder)``.

@@ -28,7 +28,7 @@ from kubesage.dsl.errors import (
 )
 from kubesage.dsl.interface import NO_DEFAULT, ParameterSpec
 from kubesage.dsl.task import Task
-from kubesage.dsl.types import check_value, compatible, param_type_name, parse_value
+from kubesage.dsl.types import PARAM_TYPES, check_value, coerce, compatible, param_type_name, parse_value
 
 if typing.TYPE_CHECKING:
     from kubesage.dsl.component import Component
@@ -106,7 +106,7 @@ class Pipeline:
                     raise ParameterError(
                         f"pipeline parameter '{p.name}' expects a {p.type}, got {value!r}"
                     )
-                values[p.name] = float(value) if p.type == "float" else value
+                values[p.name] = coerce(p.type, value)
             elif p.required:
                 raise ParameterError(
                     f"pipeline parameter '{p.name}' ({p.type}) has no default; "
@@ -118,8 +118,7 @@ class Pipeline:
 
 
 def _example(type_name: str) -> str:
-    return {"str": "text", "int": "3", "float": "0.5", "bool": "true", "list": '["a","b"]',
-            "dict": '{"k":1}'}[type_name]
+    return PARAM_TYPES[type_name].example
 
 
 def _did_you_mean(name: str, choices: typing.Iterable[str]) -> str:

@@ -10,16 +10,77 @@ from __future__ import annotations
 import json
 import os
 import typing
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-PARAM_TYPES: dict[str, type] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-}
+
+@dataclass(frozen=True)
+class ParamType:
+    """One parameter type, with every conversion kubesage applies to its values.
+
+    The one table of parameter types: definitions check defaults with it, the CLI and the
+    runtimes parse text with it, the runner and the contracts coerce values with it, and command
+    lines, hyperparameters and SageMaker parameters carry its text form. Targets declare their own
+    type names against these names once (``kfp.components``, ``sagemaker.parameters``).
+    """
+
+    name: str
+    python: type
+    example: str  # a command-line value, for error messages
+
+    def check(self, value: Any) -> bool:
+        """Whether ``value`` is a valid literal of this type (an int is a valid float)."""
+        if self.python is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.python is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, self.python)
+
+    def coerce(self, value: Any) -> Any:
+        """The value in this type's own Python type: ``3`` for a float is ``3.0``; ``16.0`` for
+        an int (JSON numbers arrive as doubles through protobuf) is ``16``."""
+        if self.python is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if self.python is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    def parse(self, text: str) -> Any:
+        """A value from its text form (command lines, hyperparameters); ValueError if not one."""
+        if self.python is str:
+            return text
+        if self.python is int:
+            return int(text)
+        if self.python is float:
+            return float(text)
+        if self.python is bool:
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError(f"{text!r} is not a boolean (use true or false)")
+        value = json.loads(text)
+        if not self.check(value):
+            raise ValueError(f"{text!r} is not a JSON {self.name}")
+        return value
+
+
+PARAM_TYPES: dict[str, ParamType] = {t.name: t for t in (
+    ParamType("str", str, "text"),
+    ParamType("int", int, "3"),
+    ParamType("float", float, "0.5"),
+    ParamType("bool", bool, "true"),
+    ParamType("list", list, '["a","b"]'),
+    ParamType("dict", dict, '{"k":1}'),
+)}
+
+
+def text_form(value: Any) -> str:
+    """A value as text, the same everywhere (command lines, hyperparameters, SageMaker
+    parameters and ``Std:Join``): a string as it is, anything else as JSON (``true``, ``3``,
+    ``0.5``, ``["a"]``)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class Artifact:
@@ -130,40 +191,25 @@ def artifact_annotation(annotation: Any) -> tuple[_Direction, type[Artifact]] | 
 def param_type_name(annotation: Any) -> str | None:
     """Map a Python annotation onto a parameter type name, or None if it is not one."""
     origin = typing.get_origin(annotation) or annotation
-    for name, py_type in PARAM_TYPES.items():
-        if origin is py_type:
+    for name, kind in PARAM_TYPES.items():
+        if origin is kind.python:
             return name
     return None
 
 
 def check_value(type_name: str, value: Any) -> bool:
     """True when ``value`` is a valid literal for a parameter of ``type_name``."""
-    if type_name == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if type_name == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, PARAM_TYPES[type_name])
+    return PARAM_TYPES[type_name].check(value)
 
 
 def parse_value(type_name: str, text: str) -> Any:
     """Parse a command-line string into a value of ``type_name``; ValueError when it cannot."""
-    if type_name == "str":
-        return text
-    if type_name == "int":
-        return int(text)
-    if type_name == "float":
-        return float(text)
-    if type_name == "bool":
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"{text!r} is not a boolean (use true or false)")
-    value = json.loads(text)
-    if not check_value(type_name, value):
-        raise ValueError(f"{text!r} is not a JSON {type_name}")
-    return value
+    return PARAM_TYPES[type_name].parse(text)
+
+
+def coerce(type_name: str, value: Any) -> Any:
+    """``value`` in the Python type of ``type_name`` (see ``ParamType.coerce``)."""
+    return PARAM_TYPES[type_name].coerce(value)
 
 
 def compatible(value_type: str, input_type: str) -> bool:

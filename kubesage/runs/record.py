@@ -11,7 +11,11 @@ from typing import Any
 
 SCHEMA = "kubesage.run/v1"
 
-TERMINAL = ("succeeded", "failed", "skipped", "not_run", "cancelled")
+# A run is running, then succeeded, failed or cancelled (SIGINT, SIGTERM, SIGHUP); one whose
+# process died without a word (SIGKILL, power loss) is found later and marked abandoned.
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
+# A step is pending, running, then one of TERMINAL.
+TERMINAL = ("succeeded", "failed", "skipped", "not_run", "cancelled", "abandoned")
 
 
 @dataclass
@@ -79,6 +83,8 @@ class RunRecord:
     images: dict[str, str] = field(default_factory=dict)  # logical image -> image ID / code hash
     tags: dict[str, str] = field(default_factory=dict)
     rerun_of: str = ""
+    config: str = ""  # the target config file the run used (a re-run uses it again)
+    owner: dict[str, Any] = field(default_factory=dict)  # the process running it: host, pid, start
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -112,6 +118,8 @@ class RunRecord:
             "images": self.images,
             "tags": self.tags,
             "rerun_of": self.rerun_of,
+            "config": self.config,
+            "owner": self.owner,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -119,7 +127,8 @@ class RunRecord:
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
-        optional = ("source_sha256", "compiled_sha256", "git", "images", "tags", "rerun_of")
+        optional = ("source_sha256", "compiled_sha256", "git", "images", "tags", "rerun_of", "config",
+                    "owner")
         record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

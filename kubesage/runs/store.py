@@ -72,6 +72,12 @@ class RunStore:
             rows = self._db.execute(query, args + (limit,)).fetchall()
         return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
 
+    def running(self) -> list[RunRecord]:
+        """Every run whose record still says ``running``."""
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM runs WHERE status = 'running'").fetchall()
+        return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
+
     def cache_get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT entry FROM cache WHERE key = ?", (key,)).fetchone()

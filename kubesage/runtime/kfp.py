@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from kubesage.dsl.types import coerce
 from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
@@ -72,21 +73,13 @@ def local_path(uri: str, metadata: dict[str, Any] | None = None) -> str:
     return path
 
 
-def _typed(type_name: str, value: Any) -> Any:
-    # protobuf Struct numbers are doubles: 16 arrives as 16.0
-    if type_name == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def invocation_from_executor_input(entry: str, executor_input: dict[str, Any]) -> Invocation:
     """Map the executor input onto the component's parameters and artifact directories."""
     spec = load_component(entry).spec
     given = executor_input.get("inputs", {})
     values = given.get("parameterValues", {})
-    params = {p.name: _typed(p.type, values[p.name]) for p in spec.parameters if p.name in values}
+    # protobuf numbers are doubles: 16 arrives as 16.0
+    params = {p.name: coerce(p.type, values[p.name]) for p in spec.parameters if p.name in values}
     missing = [p.name for p in spec.parameters if p.required and p.name not in values]
     if missing:
         raise ContractError(f"{entry}: the executor input has no value for {', '.join(missing)}; "

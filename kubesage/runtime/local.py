@@ -26,6 +26,8 @@ from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 
+TASK_FILE = "task.json"  # in the step's folder: what to run, written by the runner
+RESULT_FILE = "result.json"  # beside it: returns, artifact metadata, metrics (written atomically)
 PRELOAD_SUFFIX = ".preload"  # beside the task file: import the heavy modules now
 AWAIT_POLL_S = (0.005, 0.05)  # for the first seconds (a short upstream step), then
 AWAIT_FAST_S = 5.0

@@ -25,6 +25,8 @@ from tests.conformance import harness
 RESULTS = os.environ.get("KUBESAGE_CONFORMANCE_RESULTS") or os.path.join(
     harness.REPO, ".cache", "conformance", "results.json")
 WORKERS = int(os.environ.get("KUBESAGE_CONFORMANCE_WORKERS", "4"))
+# The image the runs use (tagged for this session); another build of the code can be checked.
+IMAGE = os.environ.get("KUBESAGE_CONFORMANCE_IMAGE", "kubesage/torch:latest")
 
 
 class Conformance:
@@ -42,8 +44,10 @@ class Conformance:
         self._lock = threading.Lock()
 
     def start(self, pairs: list[tuple[str, str]]) -> None:
-        """Queue ``pairs`` (the docker references first), each at most once."""
-        ordered = sorted(set(pairs), key=lambda p: (p[1] != harness.REFERENCE, p[0], p[1]))
+        """Queue ``pairs`` (the docker references first, then the long ones), each at most once."""
+        ordered = sorted(set(pairs), key=lambda p: (
+            p[1] != harness.REFERENCE, p[0] not in harness.SLOW_FEATURES, p[1] != "sagemaker",
+            p[0], p[1]))
         with self._lock:
             for feature, path in ordered:
                 if (feature, path) not in self.futures:
@@ -55,15 +59,17 @@ class Conformance:
         self.start([(feature, path)])
         return self.futures[(feature, path)].result()
 
-    def record(self, feature: str, path: str, verdict: str, outcome: harness.Outcome | None) -> None:
+    def record(self, feature: str, path: str, verdict: str, outcome: harness.Outcome,
+               differences: list[str] | None = None) -> None:
+        """The verdict of one test, with what explains it (all differences, stderr's tail)."""
         self.verdicts[(feature, path)] = verdict
-        if outcome is not None:
-            self.details[(feature, path)] = {
-                "wall_s": outcome.wall_s,
-                "exit_codes": [a.returncode for a in outcome.attempts],
-                "run_ids": [r.get("run_id") for r in outcome.records],
-                "stderr_tail": outcome.attempts[-1].stderr[-1500:] if outcome.attempts else "",
-            }
+        self.details[(feature, path)] = {
+            "wall_s": outcome.wall_s,
+            "exit_codes": [a.returncode for a in outcome.attempts],
+            "run_ids": [r.get("run_id") for r in outcome.records],
+            "differences": differences or [],
+            "stderr_tail": outcome.attempts[-1].stderr[-1500:] if outcome.attempts else "",
+        }
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -73,20 +79,26 @@ class Conformance:
 
 
 def _selected_pairs(session: pytest.Session) -> list[tuple[str, str]]:
+    """The (feature, path) pairs of the conformance tests this session runs, with their
+    references."""
     pairs = []
+    features = set(harness.features())
     for item in session.items:
+        module = getattr(getattr(item, "module", None), "__name__", "")
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "feature" in params and "path" in params:
+        if (module.startswith("tests.conformance.") and params.get("feature") in features
+                and params.get("path") in harness.PATHS):
             pairs += [(params["feature"], params["path"]), (params["feature"], harness.REFERENCE)]
     return pairs
 
 
 @pytest.fixture(scope="session")
 def conformance_image_tag(docker_client: Any) -> Iterator[str]:
-    """A tag of kubesage/torch:latest of this session's own: a rebuild by someone else on the
-    same engine mid-session must not change the image under the runs (or their cache keys)."""
+    """A tag of kubesage/torch:latest (``KUBESAGE_CONFORMANCE_IMAGE``) of this session's own: a
+    rebuild by someone else on the same engine mid-session must not change the image under the
+    runs (or their cache keys)."""
     tag = f"conformance-{secrets.token_hex(3)}"
-    docker_client.images.get("kubesage/torch:latest").tag("kubesage/torch", tag)
+    docker_client.images.get(IMAGE).tag("kubesage/torch", tag)
     yield tag
     try:
         docker_client.images.remove(f"kubesage/torch:{tag}", noprune=True)

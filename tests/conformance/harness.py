@@ -36,6 +36,7 @@ KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
 PATHS = ("docker", "subprocess", "kfp", "sagemaker")
 REFERENCE = "docker"
 RERUN_FEATURES = ("cached-rerun",)  # run twice on one store; the second run is compared too
+SLOW_FEATURES = ("distributed", "cached-rerun")  # started first, so that they end in time
 REFUSED_EXIT = 3
 RUN_TIMEOUT_S = float(os.environ.get("KUBESAGE_CONFORMANCE_TIMEOUT", "600"))
 DROPPED_METRICS = ("per_s", "seconds")  # throughput and timings differ between any two runs
@@ -182,6 +183,9 @@ def _tail(text: str, lines: int = 3) -> str:
 
 
 # -- normalizing -----------------------------------------------------------------------------
+TEXT_LIMIT = 4096  # files up to this size keep their text (under "_texts") to explain a difference
+
+
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -190,26 +194,40 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _text(path: str) -> str | None:
+    if os.path.getsize(path) > TEXT_LIMIT:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def artifact_files(path: str) -> dict[str, Any]:
     """``{"kind": "folder", "files": {relative path: sha256}}`` of an artifact's folder; a single
-    file (a ``model.tar.gz``) is ``{"kind": "file", "name": ..., "sha256": ...}``."""
+    file (a ``model.tar.gz``) is ``{"kind": "file", "name": ..., "sha256": ...}``. Keys that start
+    with ``_`` explain differences and are never compared."""
     if not path or not os.path.exists(path):
-        return {"kind": "missing", "path": path}
+        return {"kind": "missing", "_path": path}
     if os.path.isfile(path):
         return {"kind": "file", "name": os.path.basename(path), "sha256": file_sha256(path)}
-    files = {}
+    files, texts = {}, {}
     for root, dirs, names in os.walk(path):
         dirs.sort()
         for name in names:
             full = os.path.join(root, name)
-            files[os.path.relpath(full, path).replace(os.sep, "/")] = file_sha256(full)
-    return {"kind": "folder", "files": dict(sorted(files.items()))}
+            rel = os.path.relpath(full, path).replace(os.sep, "/")
+            files[rel] = file_sha256(full)
+            texts[rel] = _text(full)
+    return {"kind": "folder", "files": dict(sorted(files.items())), "_texts": texts}
 
 
 def normalize(record: dict[str, Any], returncode: int | None = None) -> dict[str, Any]:
     """What must be the same on every path, from one run record."""
     steps = {}
     for step in record.get("steps", []):
+        error = [line for line in (step.get("error") or "").splitlines() if line.strip()]
         steps[step["name"]] = {
             "status": step.get("status"),
             "cached": step.get("cached"),
@@ -219,6 +237,7 @@ def normalize(record: dict[str, Any], returncode: int | None = None) -> dict[str
             "outputs": {name: {"metadata": out.get("metadata", {}),
                                **artifact_files(out.get("path", ""))}
                         for name, out in sorted(step.get("outputs", {}).items())},
+            "_error": error[-1].strip() if error else "",
         }
     return {"status": record.get("status"), "exit_code": returncode,
             "steps": dict(sorted(steps.items()))}
@@ -242,25 +261,87 @@ class Difference:
     expected: Any
     got: Any
     summary: str  # short, for the matrix
+    secondary: bool = False  # follows from another difference of the same step (its status)
 
     def describe(self, path: str) -> str:
-        return (f"{self.where} field '{self.field}': {REFERENCE} gives {_short(self.expected)}, "
-                f"{path} gives {_short(self.got)}")
+        return (f"{self.where} field '{self.field}': {self.summary}\n"
+                f"      {REFERENCE}: {_short(self.expected)}\n      {path}: {_short(self.got)}")
+
+
+_ABSENT = object()
 
 
 def _short(value: Any, limit: int = 300) -> str:
+    if value is _ABSENT:
+        return "(absent)"
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _canonical(value: Any) -> str:
+    """Type-strict equality: 3, 3.0, True and "3" are four different values."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _public(value: Any) -> Any:
+    """``value`` without the keys that only explain differences (``_texts``, ``_error``)."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    return _canonical(_public(a)) == _canonical(_public(b))
+
+
+def first_difference(a: Any, b: Any, at: str = "") -> tuple[str, Any, Any] | None:
+    """Where two JSON values first differ (looking into strings that hold JSON documents):
+    ``(".items[1]", 1, 1.0)``; None when they are the same."""
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        try:
+            ja, jb = json.loads(a), json.loads(b)
+        except ValueError:
+            return at, a, b
+        if isinstance(ja, (dict, list)):
+            return first_difference(ja, jb, at + "<json>")
+        return at, a, b
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = first_difference(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{at}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = first_difference(x, y, f"{at}[{i}]")
+            if found:
+                return found
+        return None if len(a) == len(b) else (f"{at} length", len(a), len(b))
+    if a is _ABSENT or b is _ABSENT or _canonical(a) != _canonical(b):
+        return at, a, b
+    return None
+
+
+def _value_summary(where: str, name: str, ref: Any, got: Any) -> str:
+    found = first_difference(ref, got)
+    if found is None:
+        return f"{where} {name} differs"
+    at, r, g = found
+    return f"{where} {name}{at} {_short(g, 60)} instead of {_short(r, 60)}"
 
 
 def compare(reference: dict[str, Any], got: dict[str, Any], prefix: str = "") -> list[Difference]:
     """Field by field differences of ``got`` from ``reference`` (both from ``normalize``)."""
     diffs: list[Difference] = []
     run = f"{prefix}run"
-    for key in ("status", "exit_code"):
-        if reference.get(key) != got.get(key):
-            diffs.append(Difference(run, key, reference.get(key), got.get(key),
-                                    f"{prefix}run {key} {got.get(key)} instead of {reference.get(key)}"))
+    ref_run = (reference.get("status"), reference.get("exit_code"))
+    got_run = (got.get("status"), got.get("exit_code"))
+    if ref_run != got_run:
+        diffs.append(Difference(run, "status, exit code", ref_run, got_run,
+                                f"{run} {got_run[0]} (exit {got_run[1]}) instead of "
+                                f"{ref_run[0]} (exit {ref_run[1]})"))
     ref_steps, got_steps = reference["steps"], got["steps"]
     missing = [s for s in ref_steps if s not in got_steps]
     extra = [s for s in got_steps if s not in ref_steps]
@@ -288,40 +369,78 @@ def _ordinal(n: int) -> str:
 
 def _compare_step(where: str, ref: dict[str, Any], got: dict[str, Any]) -> list[Difference]:
     diffs = []
-    for key in ("status", "cached", "returns", "metrics"):
-        if ref[key] != got[key]:
+    status_differs = ref["status"] != got["status"]
+    if status_differs:
+        why = f": {got['_error'][:160]}" if got.get("_error") else ""
+        diffs.append(Difference(where, "status", ref["status"], got["status"],
+                                f"{where} {got['status']} instead of {ref['status']}{why}"))
+    if ref["cached"] != got["cached"]:
+        diffs.append(Difference(where, "cached", ref["cached"], got["cached"],
+                                f"{where} cached={str(got['cached']).lower()} instead of "
+                                f"{str(ref['cached']).lower()}"))
+    for key in ("returns", "metrics"):
+        if not same(ref[key], got[key]):
             diffs.append(Difference(where, key, ref[key], got[key],
-                                    f"{where} {key} {_short(got[key], 80)} instead of "
-                                    f"{_short(ref[key], 80)}"))
+                                    _value_summary(where, key, ref[key], got[key]), status_differs))
     for name in sorted(set(ref["outputs"]) | set(got["outputs"])):
-        field_name = f"output '{name}'"
-        r, g = ref["outputs"].get(name), got["outputs"].get(name)
-        if r is None or g is None:
-            diffs.append(Difference(where, field_name, r, g,
-                                    f"{where} {'has an extra' if r is None else 'lacks'} output '{name}'"))
-            continue
-        if r["kind"] != g["kind"]:
-            what = {"file": f"a file {g.get('name')}", "missing": "missing",
-                    "folder": "a folder"}[g["kind"]]
-            want = {"file": "a file", "missing": "missing", "folder": "a folder"}[r["kind"]]
-            diffs.append(Difference(where, field_name, r, g,
-                                    f"{where} output '{name}' is {what} instead of {want}"))
-        elif r["kind"] == "folder" and r["files"] != g["files"]:
-            if sorted(r["files"]) != sorted(g["files"]):
-                summary = (f"{where} output '{name}' files {sorted(g['files'])} instead of "
-                           f"{sorted(r['files'])}")
-            else:
-                changed = [f for f in r["files"] if r["files"][f] != g["files"][f]]
-                summary = f"{where} output '{name}' content of {', '.join(changed)} differs"
-            diffs.append(Difference(where, f"{field_name} files", r["files"], g["files"], summary))
-        elif r["kind"] == "file" and r != {**g, "metadata": r["metadata"]}:
-            diffs.append(Difference(where, field_name, r, g,
-                                    f"{where} output '{name}' file differs"))
-        if r["metadata"] != g["metadata"]:
-            diffs.append(Difference(where, f"{field_name} metadata", r["metadata"], g["metadata"],
-                                    f"{where} output '{name}' metadata {_short(g['metadata'], 80)} "
-                                    f"instead of {_short(r['metadata'], 80)}"))
+        diffs.extend(_compare_output(where, name, ref["outputs"].get(name),
+                                     got["outputs"].get(name), status_differs))
     return diffs
+
+
+def _compare_output(where: str, name: str, r: dict[str, Any] | None, g: dict[str, Any] | None,
+                    secondary: bool) -> list[Difference]:
+    field_name = f"output '{name}'"
+    if r is None or g is None:
+        return [Difference(where, field_name, _public(r), _public(g),
+                           f"{where} {'has an extra' if r is None else 'lacks'} output '{name}'"
+                           + (f" (a file {g.get('name')})" if g and g["kind"] == "file" else ""),
+                           secondary)]
+    diffs = []
+    kinds = {"file": "a file", "missing": "missing", "folder": "a folder"}
+    if r["kind"] != g["kind"]:
+        what = f"a file {g.get('name')}" if g["kind"] == "file" else kinds[g["kind"]]
+        diffs.append(Difference(where, field_name, _public(r), _public(g),
+                                f"{where} output '{name}' is {what} instead of {kinds[r['kind']]}",
+                                secondary))
+    elif r["kind"] == "folder" and r["files"] != g["files"]:
+        extra = sorted(set(g["files"]) - set(r["files"]))
+        lacks = sorted(set(r["files"]) - set(g["files"]))
+        parts = ([f"has extra files {', '.join(extra)}"] if extra else []) + (
+            [f"lacks files {', '.join(lacks)}"] if lacks else [])
+        for rel in sorted(set(r["files"]) & set(g["files"])):
+            if r["files"][rel] != g["files"][rel]:
+                parts.append(_content_summary(rel, r["_texts"].get(rel), g["_texts"].get(rel)))
+        diffs.append(Difference(where, f"{field_name} files", r["files"], g["files"],
+                                f"{where} output '{name}' " + "; ".join(parts), secondary))
+    elif r["kind"] == "file" and (r["name"], r["sha256"]) != (g["name"], g["sha256"]):
+        diffs.append(Difference(where, field_name, _public(r), _public(g),
+                                f"{where} output '{name}' file {g['name']} differs", secondary))
+    if not same(r["metadata"], g["metadata"]):
+        diffs.append(Difference(where, f"{field_name} metadata", r["metadata"], g["metadata"],
+                                _value_summary(where, f"output '{name}' metadata", r["metadata"],
+                                               g["metadata"]), secondary))
+    return diffs
+
+
+def _content_summary(rel: str, ref: str | None, got: str | None) -> str:
+    """``seen.json line 9: '"lines": 1.0,' instead of '"lines": 1,'``, or that the bytes differ."""
+    if ref is None or got is None:
+        return f"{rel} has other bytes"
+    ref_lines, got_lines = ref.splitlines(), got.splitlines()
+    for i, (a, b) in enumerate(zip(ref_lines, got_lines, strict=False)):
+        if a != b:
+            return f"{rel} line {i + 1}: {b.strip()!r} instead of {a.strip()!r}"
+    return f"{rel}: {len(got_lines)} lines instead of {len(ref_lines)}"
+
+
+def differences(reference: Outcome | None, outcome: Outcome) -> list[Difference]:
+    if reference is None or reference.normalized is None or outcome.normalized is None:
+        return []
+    return compare(reference.normalized, outcome.normalized)
+
+
+SUMMARY_LIMIT = 5  # differences named in a matrix cell; the results file has all of them
 
 
 def verdict(reference: Outcome | None, outcome: Outcome) -> str:
@@ -334,15 +453,17 @@ def verdict(reference: Outcome | None, outcome: Outcome) -> str:
     if reference is None or reference.normalized is None:
         why = (reference.failure or f"refused: {reference.refused}") if reference else "not run"
         return f"differs: no {REFERENCE} reference ({why})"
-    assert outcome.normalized is not None
-    diffs = compare(reference.normalized, outcome.normalized)
+    diffs = differences(reference, outcome)
     if not diffs:
         return "same"
-    return "differs: " + "; ".join(d.summary for d in diffs)
+    shown = [d.summary for d in diffs if not d.secondary]
+    more = len(diffs) - min(len(shown), SUMMARY_LIMIT)
+    text = "; ".join(shown[:SUMMARY_LIMIT])
+    return f"differs: {text}" + (f" (+{more} more)" if more else "")
 
 
 # -- results ---------------------------------------------------------------------------------
-def write_results(path: str, outcomes: dict[tuple[str, str], str],
+def write_results(file: str, outcomes: dict[tuple[str, str], str],
                   details: dict[tuple[str, str], dict[str, Any]] | None = None,
                   wall_s: float | None = None) -> None:
     """The matrix as JSON: ``results[feature][path]`` is the outcome text."""
@@ -355,9 +476,9 @@ def write_results(path: str, outcomes: dict[tuple[str, str], str],
         doc["details"] = {f"{feature}/{path}": d for (feature, path), d in sorted(details.items())}
     if wall_s is not None:
         doc["wall_s"] = round(wall_s, 1)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(file)), exist_ok=True)
+    tmp = file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)
+    os.replace(tmp, file)

@@ -3,49 +3,75 @@
 Modules, one concern each: ``config`` (config/kfp.yaml), ``components`` (one container
 component per task), ``platform`` (kfp-kubernetes settings), ``trainjob`` (multi-node steps on
 Kubeflow Trainer), ``compiler``, ``validate``, ``local_run`` (kfp.local DockerRunner),
-``submit`` (kfp.Client). The kfp SDK is imported only inside this package.
+``submit`` (kfp.Client). The kfp SDK is imported only inside this package, and only when used.
 """
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from kubesage.dsl.interface import ComponentSpec
-from kubesage.dsl.pipeline import Pipeline
-from kubesage.runs.record import RunRecord
+from kubesage.targets.base import RunOptions, SubmitOptions, Target
 
-NAME = "kfp"
-
-
-def compile_pipeline(pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
-    """Write the pipeline's KFP v2 IR YAML to ``output`` (atomically)."""
-    from kubesage.targets.kfp.compiler import compile_to_file
-    from kubesage.targets.kfp.config import load_kfp_config
-
-    compile_to_file(pipeline, output, load_kfp_config(config_path))
+if TYPE_CHECKING:
+    from kubesage.dsl.interface import ComponentSpec
+    from kubesage.dsl.pipeline import Pipeline
+    from kubesage.runs.record import RunRecord
+    from kubesage.targets.kfp.config import KfpConfig
+    from kubesage.targets.local.config import LocalConfig
 
 
-def validate_file(path: str) -> str:
-    """Check a compiled YAML strictly; a one-line summary, or a ``KfpValidationError``."""
-    from kubesage.targets.kfp.validate import validate_file as _validate
+class KfpTarget(Target):
+    """Kubeflow Pipelines v2: IR YAML; kfp.local runs it here, kfp.Client submits it."""
 
-    return _validate(path)
+    name = "kfp"
+    suffixes = (".yaml", ".yml")
+    description = "Kubeflow Pipelines v2 IR YAML (kfp.local runs it here)"
+    contracts = ("kfp", "local")  # a TrainJob's nodes run the local contract
+    runners = ("docker",)
+    honours = frozenset({"tags", "use_cache", "images", "rerun_of"})
 
+    def load_config(self, path: str | None = None) -> KfpConfig:
+        from kubesage.targets.kfp.config import load_kfp_config
 
-def run_pipeline(pipeline: Pipeline, params: dict[str, Any], config_path: str | None = None,
-                 pipeline_file: str = "", log: TextIO | None = None) -> RunRecord:
-    """Compile, then run the compiled YAML with kfp.local's DockerRunner; the run record."""
-    from kubesage.targets.kfp.local_run import run_compiled
+        return load_kfp_config(path)
 
-    return run_compiled(pipeline, params, config_path, pipeline_file, log)
+    def local_config(self, config_path: str | None = None) -> LocalConfig:
+        from kubesage.targets.local.config import load_local_config
 
+        return load_local_config(self.load_config(config_path).local_config)
 
-def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wait: bool = False,
-           clients: list[str] | None = None) -> dict[str, Any]:
-    """Submit a pipeline file (compiled on the fly) or a compiled YAML through kfp.Client."""
-    from kubesage.targets.kfp.submit import submit as _submit
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
+        """Write the pipeline's KFP v2 IR YAML to ``output`` (atomically)."""
+        from kubesage.targets.kfp.compiler import compile_to_file
 
-    return _submit(ref, params, config_path, wait, clients)
+        compile_to_file(pipeline, output, self.load_config(config_path))
+
+    def validate(self, path: str) -> str:
+        """Check a compiled YAML strictly; a one-line summary, or a ``KfpValidationError``."""
+        from kubesage.targets.kfp.validate import validate_file
+
+        return validate_file(path)
+
+    def check(self, pipeline: Pipeline, options: RunOptions) -> None:
+        from kubesage.targets.kfp.local_run import refusals
+
+        super().check(pipeline, options)
+        refusals(pipeline)
+
+    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
+        """Compile, then run the compiled YAML with kfp.local's DockerRunner."""
+        from kubesage.targets.kfp.local_run import run_compiled
+
+        self.check(pipeline, options)
+        record: RunRecord = run_compiled(pipeline, options)
+        return record
+
+    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
+        """Submit a pipeline file (compiled on the fly) or a compiled YAML through kfp.Client."""
+        from kubesage.targets.kfp.submit import submit
+
+        return submit(ref, options.params, options.config, options.wait, options.clients,
+                      options.log)
 
 
 def export_component(spec: ComponentSpec, output: str, config_path: str | None = None) -> str:
@@ -56,5 +82,6 @@ def export_component(spec: ComponentSpec, output: str, config_path: str | None =
     return _export(spec, output, load_kfp_config(config_path))
 
 
-__all__ = ["NAME", "compile_pipeline", "export_component", "run_pipeline", "submit",
-           "validate_file"]
+TARGET = KfpTarget()
+
+__all__ = ["TARGET", "KfpTarget", "export_component"]

@@ -15,12 +15,12 @@ from typing import Any
 from kfp import dsl
 
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
+from kubesage.dsl.types import PARAM_TYPES as KUBESAGE_TYPES
 from kubesage.runtime.kfp import kfp_output_name
 from kubesage.targets.kfp.config import KfpConfig
 from kubesage.targets.kfp.trainjob import trainjob_template
 
-PARAM_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool,
-                                "list": list, "dict": dict}
+PARAM_TYPES: dict[str, type] = {name: t.python for name, t in KUBESAGE_TYPES.items()}
 ARTIFACT_TYPES: dict[str, type] = {"Artifact": dsl.Artifact, "Dataset": dsl.Dataset,
                                    "Model": dsl.Model, "Metrics": dsl.Metrics}
 ENTRY_COMMAND = ["python", "-m", "kubesage.runtime"]

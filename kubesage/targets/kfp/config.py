@@ -69,11 +69,17 @@ class KfpConfig:
     trainer_poll_s: int = 30
     wait_poll_s: float = 10.0  # `submit --wait`: seconds between status reads
     local_config: str | None = None  # local.yaml whose mounts and store `run --target kfp` uses
+    # Local runs only: data mount -> fingerprint, set as an environment variable of the tasks
+    # that mount it, so that kfp.local's step cache misses when the data changed.
+    data_versions: dict[str, str] = field(default_factory=dict)
+    local_images: dict[str, str] = field(default_factory=dict)  # local runs: image -> local tag
     source: str = "(defaults)"
 
     def image(self, logical: str) -> str:
         """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins;
         a full reference pinned by digest, ``host/repo@sha256:...``, is used as it is)."""
+        if logical in self.local_images:
+            return self.local_images[logical]
         if logical.startswith("sha256:"):
             raise KfpConfigError(
                 f"image {logical[:19]}... is a local image ID, which a cluster cannot pull; "
@@ -94,9 +100,11 @@ class KfpConfig:
                 "config")
         return claim
 
-    def for_local_images(self, tag: str) -> KfpConfig:
-        """The same settings with images named as they are built locally (no registry)."""
-        return dataclasses.replace(self, registry="", tag=tag)
+    def for_local_run(self, images: dict[str, str], data_versions: dict[str, str]) -> KfpConfig:
+        """The same settings for a kfp.local run: ``images`` maps a logical image to the local
+        tag it runs as (no registry); ``data_versions`` the data mounts' fingerprints."""
+        return dataclasses.replace(self, registry="", local_images=dict(images),
+                                   data_versions=dict(data_versions))
 
 
 _SCHEMA: dict[str, Any] = {

@@ -1,40 +1,48 @@
 """``kubesage run --target kfp``: compile, then run the compiled YAML with kfp.local.
 
-The YAML that would go to the cluster (with local image names, since no registry is needed
-here) is loaded back with ``kfp.components.load_component_from_file`` and executed by the kfp
-SDK's own ``kfp.local.DockerRunner``. The data mounts of the local config are bind-mounted
-read-only at the paths the components declare (FSx at ``/fsx``); kfp.local ignores resources and
-Kubernetes settings. The run is recorded in the local run store like any other run.
+The YAML that would go to the cluster (with local images, since no registry is needed here) is
+loaded back with ``kfp.components.load_component_from_file`` and executed by the kfp SDK's own
+``kfp.local.DockerRunner``. The data mounts of the local config are bind-mounted read-only at
+the paths the components declare (FSx at ``/fsx``); kfp.local ignores resources and Kubernetes
+settings. Images are tagged by their ID for the run (``kubesage/torch:id-<12 hex>``), so that
+kfp.local's step cache, keyed on the image name, never serves the outputs of other code; the
+data mounts' fingerprints reach its key as environment variables. The run has the lifecycle of
+every run (``kubesage.runs.lifecycle``); its step records are the plan's steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import re
-import sys
-import time
 import warnings
+from collections.abc import Iterator
 from typing import Any, TextIO
 
-from kubesage.dsl.control import Condition, ParallelFor
+from kubesage.containers import labels, remove_run
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.dsl.task import Task
-from kubesage.lineage import file_sha256, git_state
+from kubesage.dsl.types import coerce
+from kubesage.lineage import file_sha256
+from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
-from kubesage.runs.record import RunRecord, StepRecord
+from kubesage.runs.lifecycle import Run, new_record, plan_steps
+from kubesage.runs.record import StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.runtime.kfp import STEP_FILE, kubesage_output_name
+from kubesage.targets.base import RunOptions, Unsupported
 from kubesage.targets.kfp.compiler import compile_to_file
+from kubesage.targets.kfp.components import is_distributed
 from kubesage.targets.kfp.config import load_kfp_config
 from kubesage.targets.local.config import data_mounts, load_local_config
-from kubesage.targets.local.runner import new_run_id
 
 RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root
 _ITERATION = re.compile(r"^for-loop-[0-9]+-iteration-([0-9]+)$")  # kfp.local's folder per loop item
+_CACHE_HIT = re.compile(r"^Task (\S+) cache hit \(key=([0-9a-f]+)\)")  # kfp.local's log line
 
 
 class KfpLocalError(KubesageError):
@@ -57,34 +65,67 @@ class _Tee:
             s.flush()
 
 
-def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
-                  writable: dict[str, str]) -> tuple[Any, dict[str, str]]:
-    """kfp.local's DockerRunner with the data mounts (read-only) and ``writable`` folders
-    (container path -> host folder), and the ID of each image; fails early when the engine or
-    an image is missing."""
+def refusals(pipeline: Pipeline) -> None:
+    """Refuse, by name, what kfp.local cannot run the way the other paths do."""
+    lossy = sorted({t.spec.name for t in pipeline.tasks
+                    if t.spec.container is not None and (t.spec.outputs or t.spec.returns)})
+    if lossy:
+        raise Unsupported(
+            f"{', '.join(lossy)}: kfp.local drops the outputs of container components that do not "
+            "write its executor output file (a kfp.local limitation, not one of the compiled YAML, "
+            "which a Kubeflow cluster runs as is); run this pipeline with 'kubesage run' instead")
+    multi = sorted({t.name for t in pipeline.tasks if is_distributed(t.distribution)})
+    if multi:
+        raise Unsupported(
+            f"task {', '.join(multi)} trains on several nodes, which on Kubeflow is a Kubeflow "
+            "Trainer TrainJob that only a cluster runs; kfp.local runs one container per task. "
+            "Run it with 'kubesage run' (--target local or sagemaker), or submit it")
+
+
+def docker_client() -> Any:
     import docker
-    import docker.errors
-    import docker.types
-    from kfp import local
 
     try:
         client = docker.from_env()
         client.ping()
     except Exception as e:  # the SDK raises several types for "no engine"
         raise KfpLocalError(f"cannot reach a Docker engine ({e}); start Docker (dockerd)") from None
-    ids = {}
-    for image in sorted(images):
+    return client
+
+
+def local_images(client: Any, logical: set[str], tag: str,
+                 pins: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Logical image -> (image ID, the local tag naming exactly that ID for this run)."""
+    import docker.errors
+
+    found = {}
+    for name in sorted(logical):
+        ref = pins.get(name) or (name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{tag}")
         try:
-            ids[image] = client.images.get(image).id
+            image = client.images.get(ref)
         except docker.errors.ImageNotFound:
             # kfp.local would try to pull it from a registry; say what to do instead
-            raise KfpLocalError(f"image {image} is not built; run 'kubesage build' first") from None
+            raise KfpLocalError(f"image {ref} is not built; run 'kubesage build' first") from None
+        repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        pinned = f"{repository}:id-{image.id.removeprefix('sha256:')[:12]}"
+        image.tag(*pinned.rsplit(":", 1))
+        found[name] = (image.id, pinned)
+    return found
+
+
+def docker_runner(run_id: str, mounts: dict[str, tuple[str, str]],
+                  writable: dict[str, str]) -> Any:
+    """kfp.local's DockerRunner with the data mounts (read-only) and ``writable`` folders
+    (container path -> host folder); every container it starts carries the run's label."""
+    import docker.types
+    from kfp import local
+
     binds = [docker.types.Mount(target=t, source=s, type="bind", read_only=True)
              for t, s in sorted(mounts.values())]
     for target, source in sorted(writable.items()):
         os.makedirs(source, exist_ok=True)
         binds.append(docker.types.Mount(target=target, source=source, type="bind", read_only=False))
-    runner = local.DockerRunner(
+    return local.DockerRunner(
         mounts=binds,
         # The compiled command is the full command line, as on Kubernetes, where it replaces the
         # image's ENTRYPOINT; docker would otherwise prepend the ENTRYPOINT to it.
@@ -92,80 +133,82 @@ def docker_runner(mounts: dict[str, tuple[str, str]], images: set[str],
         user=f"{os.getuid()}:{os.getgid()}",
         environment={"HOME": "/tmp"},
         shm_size="1g",
+        labels=labels(run_id),
     )
-    return runner, ids
 
 
-def run_compiled(pipeline: Pipeline, params: dict[str, Any], config_path: str | None = None,
-                 pipeline_file: str = "", log: TextIO | None = None) -> RunRecord:
+def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
     """Compile ``pipeline``, run the YAML under kfp.local DockerRunner, return the run record."""
-    out = log or sys.stderr
-    lossy = sorted({t.spec.name for t in pipeline.tasks
-                    if t.spec.container is not None and (t.spec.outputs or t.spec.returns)})
-    if lossy:
-        raise KubesageError(
-            f"{', '.join(lossy)}: kfp.local drops the outputs of container components that do not "
-            "write its executor output file (a kfp.local limitation, not one of the compiled YAML, "
-            "which a Kubeflow cluster runs as is); run this pipeline with 'kubesage run' instead")
-    config = load_kfp_config(config_path)
+    refusals(pipeline)
+    config = load_kfp_config(options.config)
     local = load_local_config(config.local_config)
-    values = pipeline.resolve_parameters(params)
+    values = pipeline.resolve_parameters(options.params)
+    plan = Plan(pipeline, values)
     mounts = data_mounts(pipeline, local, "the local config (config/kfp.yaml's local.config names it)")
-    run_id = new_run_id(pipeline.name)
-    run_dir = os.path.abspath(os.path.join(local.store, "kfp", run_id))
-    local_config = config.for_local_images(local.image_tag)
+    data = {name: fingerprint_tree(src) for name, (_, src) in mounts.items()}
+    client = docker_client()
+    images = local_images(client, {t.spec.image for t in pipeline.tasks}, local.image_tag,
+                          options.images)
+    local_config = config.for_local_run({k: tag for k, (_, tag) in images.items()}, data)
+    store = RunStore(local.store)
+    record = new_record(pipeline, options, target="kfp", runner=RUNNER, values=values, data=data,
+                        images={k: image_id for k, (image_id, _) in images.items()},
+                        config=config.source if config.source != "(defaults)" else "")
+    run_dir = os.path.abspath(os.path.join(local.store, "kfp", record.run_id))
     compiled = compile_to_file(pipeline, os.path.join(run_dir, "pipeline.yaml"), local_config)
+    record.compiled_sha256 = file_sha256(compiled)
+    record.steps = plan_steps(plan, local_config.image)
     # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
     writable = ({config.checkpoint_path: os.path.join(run_dir, "checkpoints")}
                 if config.checkpoint_claim else {})
-    logical = {t.spec.image for t in pipeline.tasks}
-    runner, ids = docker_runner(mounts, {local_config.image(name) for name in logical}, writable)
-    record = RunRecord(
-        run_id=run_id, pipeline=pipeline.name,
-        pipeline_file=os.path.abspath(pipeline_file) if pipeline_file else "",
-        pipeline_hash=pipeline.digest(), runner=RUNNER, target="kfp", parameters=values,
-        data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()},
-        started=time.time(),
-        source_sha256=file_sha256(pipeline_file) if pipeline_file else "",
-        compiled_sha256=file_sha256(compiled),
-        git=git_state(os.path.dirname(os.path.abspath(pipeline_file)) if pipeline_file else os.getcwd()),
-        images={name: ids[local_config.image(name)] for name in sorted(logical)},
-    )
-    record.steps = [StepRecord(name=t.name, task=t.name, component=t.spec.name,
-                               version=t.spec.version, image=local_config.image(t.spec.image))
-                    for t in pipeline.tasks]
-    store = RunStore(local.store)
-    store.save(record)
-    print(f"run {run_id}: {compiled} under kfp.local DockerRunner "
-          "(resources and Kubernetes settings are ignored locally)", file=out, flush=True)
+    runner = docker_runner(record.run_id, mounts, writable)
+    run = Run(record, store, webhooks=local.webhooks, log=options.out())
+    run.say(f"run {record.run_id}: {compiled} under kfp.local DockerRunner "
+            "(resources and Kubernetes settings are ignored locally)")
     outputs_root = os.path.join(run_dir, "outputs")
+    cache_root = os.path.join(os.path.abspath(local.store), "kfp-cache")
+    hits: list[tuple[str, str]] = []
+    with run.active(on_cancel=lambda: remove_run(client, record.run_id)):
+        try:
+            with _cache_hits(hits):
+                execute_compiled(compiled, values, runner, outputs_root, options.out(),
+                                 os.path.join(run_dir, "log.txt"),
+                                 cache_root if options.use_cache else None)
+        except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
+            collect_steps(plan, run.record.steps, outputs_root, hits, cache_root)
+            raise KfpLocalError(f"kfp.local stopped run {record.run_id}: {type(e).__name__}: {e}; "
+                                f"the log is {os.path.join(run_dir, 'log.txt')}") from None
+        collect_steps(plan, run.record.steps, outputs_root, hits, cache_root)
+    return run.finish()
+
+
+@contextlib.contextmanager
+def _cache_hits(found: list[tuple[str, str]]) -> Iterator[None]:
+    """Collect kfp.local's cache hits, (task name, key prefix), from its log while running."""
+
+    class Hits(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            match = _CACHE_HIT.match(rec.getMessage())
+            if match:
+                found.append((match[1], match[2]))
+
+    handler = Hits(logging.INFO)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
     try:
-        execute_compiled(compiled, values, runner, outputs_root, out, os.path.join(run_dir, "log.txt"))
-    except KeyboardInterrupt:
-        record.status, record.ended = "cancelled", time.time()
-        store.save(record)
-        raise
-    except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
-        record.ended = time.time()
-        collect_steps(pipeline, record, outputs_root)
-        record.status = "failed"
-        store.save(record)
-        raise KfpLocalError(f"kfp.local stopped run {run_id}: {type(e).__name__}: {e}; the log is "
-                            f"{os.path.join(run_dir, 'log.txt')}") from None
-    record.ended = time.time()
-    collect_steps(pipeline, record, outputs_root)
-    failed = any(s.status == "failed" for s in record.steps)
-    record.status = "failed" if failed else "succeeded"
-    store.save(record)
-    print(f"run {run_id} {record.status} in {record.ended - record.started:.1f}s", file=out, flush=True)
-    return record
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs_root: str, out: TextIO,
                      log_path: str, cache_root: str | None = None) -> None:
     """Run a compiled pipeline YAML with kfp.local; its log goes to ``out`` and ``log_path``.
 
-    With ``cache_root``, kfp.local's own step cache is on (kubesage runs leave it off)."""
+    With ``cache_root``, kfp.local's own step cache is on."""
     from kfp import components, local
 
     local.init(runner=runner, pipeline_root=outputs_root, raise_on_error=False,
@@ -177,35 +220,47 @@ def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs
             pipeline_component(**values)
 
 
-def collect_steps(pipeline: Pipeline, record: RunRecord, outputs_root: str) -> None:
-    """Fill the step records from what kfp.local left in each task root.
+def collect_steps(plan: Plan, records: list[StepRecord], outputs_root: str,
+                  hits: list[tuple[str, str]], cache_root: str) -> None:
+    """Fill the step records from what kfp.local left in each task root, or in its cache.
 
-    A task inside a ``ParallelFor`` gets one record per item (``train[0]``, ``train[1]``), as
-    with the local runner: kfp.local runs item ``i`` under ``for-loop-N-iteration-i/``.
+    Item ``i`` of a ``ParallelFor`` ran under ``for-loop-N-iteration-i/``; a step taken from the
+    cache has no task root, and its outputs are those of the cache entry kfp.local logged.
     """
     runs = sorted(os.listdir(outputs_root)) if os.path.isdir(outputs_root) else []
     base = os.path.join(outputs_root, runs[-1]) if runs else ""
-    templates = {s.name: s for s in record.steps}
-    statuses: dict[str, list[str]] = {}
-    steps: list[StepRecord] = []
-    for task in pipeline.tasks:  # definition order: upstream steps are settled first
-        for index, root in _task_roots(base, task) or [((), "")]:
-            t = templates[task.name]
-            step = StepRecord(name=task.name + "".join(f"[{i}]" for i in index), task=t.task,
-                              component=t.component, version=t.version, image=t.image)
-            _collect_step(task, step, root, statuses)
-            statuses.setdefault(task.name, []).append(step.status)
-            steps.append(step)
-    record.steps = steps
+    by_name = {r.name: r for r in records}
+    pending_hits = list(hits)
+    for step in plan.steps:  # dependency order: upstream steps are settled first
+        record = by_name[step.name]
+        root = _task_root(base, step)
+        if root and os.path.isdir(root):
+            _collect_ran(step, record, root)
+            continue
+        hit = next((h for h in pending_hits if h[0] == step.task.name), None)
+        entry = _cache_entry(cache_root, hit[1]) if hit else None
+        if hit is not None and entry is not None:
+            pending_hits.remove(hit)
+            record.cached = True
+            _outputs(step, record, _as_executor_output(entry))
+            record.status = "succeeded"
+            continue
+        upstream = [by_name[d.name].status for d in step.deps]
+        if any(s in ("failed", "not_run") for s in upstream):
+            record.status = "not_run"
+        elif any(s == "skipped" for s in upstream) or step.conditions:
+            record.status = "skipped"
+        else:
+            record.status = "not_run"
 
 
-def _task_roots(base: str, task: Task) -> list[tuple[tuple[int, ...], str]]:
-    """(loop item indices, task root) of every copy of ``task`` kfp.local ran."""
+def _task_root(base: str, step: Step) -> str:
+    """Where kfp.local ran ``step`` (its loop items as ``for-loop-N-iteration-i`` folders)."""
     if not base:
-        return []
-    if not any(isinstance(g, ParallelFor) for g in task.groups):
-        return [((), os.path.join(base, task.name))]
-    found = []
+        return ""
+    if not step.index:
+        return os.path.join(base, step.task.name)
+    wanted = list(step.index)
     for dirpath, dirnames, _ in os.walk(base):
         rel = os.path.relpath(dirpath, base)
         parts = [] if rel == "." else rel.split(os.sep)
@@ -213,49 +268,61 @@ def _task_roots(base: str, task: Task) -> list[tuple[tuple[int, ...], str]]:
         if not all(matches):
             dirnames[:] = []
             continue
-        if parts and task.name in dirnames:
-            found.append((tuple(int(m.group(1)) for m in matches if m), os.path.join(dirpath, task.name)))
+        if [int(m.group(1)) for m in matches if m] == wanted and step.task.name in dirnames:
+            return os.path.join(dirpath, step.task.name)
         dirnames[:] = [d for d in dirnames if _ITERATION.match(d)]
-    return sorted(found)
+    return ""
 
 
-def _collect_step(task: Task, step: StepRecord, root: str, statuses: dict[str, list[str]]) -> None:
-    note = _read_json(os.path.join(root, STEP_FILE)) if root else None
+def _collect_ran(step: Step, record: StepRecord, root: str) -> None:
+    note = _read_json(os.path.join(root, STEP_FILE))
     attempts = (note or {}).get("attempts", [])
     if attempts:
-        step.attempts = len(attempts)
-        step.started, step.ended = attempts[0]["started"], attempts[-1]["ended"]
-        step.error = attempts[-1]["error"]
-    result = _read_json(os.path.join(root, EXECUTOR_OUTPUT)) if root else None
-    if result is not None and not step.error:
-        step.status = "succeeded"
-        step.returns = {kubesage_output_name(k): v for k, v in result.get("parameterValues", {}).items()}
-        for name, value in step.returns.items():
-            declared = next((r for r in task.spec.returns if r.name == name), None)
-            if declared is not None and declared.type == "int" and isinstance(value, float):
-                step.returns[name] = int(value)
-        kinds = {a.name: a.type for a in task.spec.outputs}
-        for name, entry in result.get("artifacts", {}).items():
-            art = entry["artifacts"][0]
-            path = art["uri"]
-            meta = art.get("metadata", {})
-            step.outputs[name] = {"path": path, "sha256": sha256_tree(path) if os.path.exists(path)
-                                  else "", "metadata": meta}
-            if kinds.get(name) == "Metrics":
-                step.metrics.update({k: float(v) for k, v in meta.items()
-                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        record.attempts = len(attempts)
+        record.started, record.ended = attempts[0]["started"], attempts[-1]["ended"]
+        record.error = attempts[-1]["error"]
+    result = _read_json(os.path.join(root, EXECUTOR_OUTPUT))
+    if result is not None and not record.error:
+        record.status = "succeeded"
+        _outputs(step, record, result)
         return
-    if attempts or (root and os.path.isdir(root)):
-        step.status = "failed"
-        step.error = step.error or f"the container exited without an executor output; see {root}"
-        return
-    upstream = [s for t in task.upstream() for s in statuses.get(t.name, [])]
-    if any(s in ("failed", "not_run") for s in upstream):
-        step.status = "not_run"
-    elif any(s == "skipped" for s in upstream) or any(isinstance(g, Condition) for g in task.groups):
-        step.status = "skipped"
-    else:
-        step.status = "not_run"
+    record.status = "failed"
+    record.error = record.error or f"the container exited without an executor output; see {root}"
+
+
+def _outputs(step: Step, record: StepRecord, result: dict[str, Any]) -> None:
+    """Returns, artifacts and metrics of an executor output document."""
+    spec = step.task.spec
+    for name, value in result.get("parameterValues", {}).items():
+        name = kubesage_output_name(name)
+        declared = next((r for r in spec.returns if r.name == name), None)
+        record.returns[name] = coerce(declared.type, value) if declared else value
+    kinds = {a.name: a.type for a in spec.outputs}
+    for name, entry in result.get("artifacts", {}).items():
+        art = entry["artifacts"][0]
+        path = art["uri"]
+        meta = art.get("metadata", {}) or {}
+        record.outputs[name] = {"path": path, "sha256": sha256_tree(path) if os.path.exists(path)
+                                else "", "metadata": meta}
+        if kinds.get(name) == "Metrics":
+            record.metrics.update({k: float(v) for k, v in meta.items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def _cache_entry(cache_root: str, prefix: str) -> dict[str, Any] | None:
+    found = glob.glob(os.path.join(cache_root, f"{prefix}*.json"))
+    return _read_json(found[0]) if len(found) == 1 else None
+
+
+def _as_executor_output(entry: dict[str, Any]) -> dict[str, Any]:
+    """A kfp.local cache entry in the executor output's shape."""
+    doc: dict[str, Any] = {"parameterValues": {}, "artifacts": {}}
+    for name, value in entry.items():
+        if isinstance(value, dict) and "uri" in value and "schema_title" in value:
+            doc["artifacts"][name] = {"artifacts": [value]}
+        else:
+            doc["parameterValues"][name] = value
+    return doc
 
 
 def _read_json(path: str) -> Any:

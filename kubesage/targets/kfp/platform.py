@@ -47,6 +47,9 @@ def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
                                   effect=t.effect)
     for key, value in sorted(config.env.items()):
         kfp_task.set_env_variable(key, value)
+    for name, _ in task.spec.mounts:  # local runs: kfp.local's cache key sees the data's version
+        if name in config.data_versions:
+            kfp_task.set_env_variable(f"KUBESAGE_DATA_{name.upper()}", config.data_versions[name])
 
 
 def _resources(kfp_task: Any, task: Task) -> None:

@@ -52,6 +52,11 @@ class LocalConfig:
         return self.mlflow_tracking_uri or "sqlite:///" + os.path.join(
             os.path.abspath(self.store), "mlflow", "mlflow.db")
 
+    @property
+    def source_file(self) -> str:
+        """The config file read (absolute), or "" for the defaults."""
+        return "" if self.source == "(defaults)" else os.path.abspath(self.source)
+
     def image(self, name: str) -> str:
         """Local tag for a logical image name."""
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{self.image_tag}"

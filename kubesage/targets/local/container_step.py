@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kubesage.dsl.container import Placeholder, expand, value_text
+from kubesage.dsl.container import Placeholder, expand
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.dsl.types import parse_value
+from kubesage.dsl.types import parse_value, text_form
 from kubesage.fsutil import write_json_atomic
 
 
@@ -35,7 +35,7 @@ def command_line(spec: ComponentSpec, params: dict[str, Any], inputs: dict[str, 
             if params.get(ph.name) is None:
                 raise KubesageError(f"component '{spec.name}': its command line needs parameter "
                                     f"'{ph.name}', which has no value; pass {ph.name}=...")
-            return value_text(params[ph.name])
+            return text_form(params[ph.name])
         if ph.direction == "inputs":
             return inputs[ph.name]
         if ph.kind == "artifacts":

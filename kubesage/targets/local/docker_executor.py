@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubesage.containers import follow_group, kill_quietly
+from kubesage.containers import follow_group, labels, remove_run
 from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
@@ -80,8 +80,8 @@ class DockerExecutor:
                         f"pull {image}' for an image kubesage does not build)"
                     ) from None
                 self._ids[image] = found.id
-                labels = (found.attrs.get("Config") or {}).get("Labels") or {}
-                self._warm_capable[image] = labels.get(WARM_START_LABEL) == "1"
+                image_labels = (found.attrs.get("Config") or {}).get("Labels") or {}
+                self._warm_capable[image] = image_labels.get(WARM_START_LABEL) == "1"
             return self._ids[image]
 
     def prewarm(self, launch: Launch, preload: Sequence[str]) -> bool:
@@ -107,7 +107,7 @@ class DockerExecutor:
         names = [_container_name(launch, rank) for rank in range(nodes)]
         if nodes > 1:  # a private network, as the nodes of a training job have
             network = self.client.networks.create(names[0] + "-net", driver="bridge",
-                                                  labels={"kubesage.run": launch.run_id})
+                                                  labels=labels(launch.run_id))
         containers = []
         warm = self._warm.take(launch) if launch.command_line is None else None
         if warm is not None:
@@ -165,13 +165,14 @@ class DockerExecutor:
             volumes=volumes,
             environment={"HOME": "/tmp", **env},
             user=f"{os.getuid()}:{os.getgid()}",
-            labels={"kubesage.run": launch.run_id, "kubesage.step": launch.step},
+            labels=labels(launch.run_id, launch.step),
             shm_size="1g",
             **options,
         )
 
     def cancel(self, run_id: str) -> None:
+        """Stop the run now: no more warm starts; every container and network of the run
+        (found by its label) is removed."""
         self._warm.cancel(run_id)
-        for container in self.client.containers.list(filters={"label": f"kubesage.run={run_id}"}):
-            kill_quietly(container)
+        remove_run(self.client, run_id)
         self._warm.release(run_id)

@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.containers import remove_group
-from kubesage.targets.local.executor import Launch
+from kubesage.runtime.local import PRELOAD_SUFFIX, TASK_FILE
+from kubesage.targets.local.executor import Launch, WarmStarts
+from kubesage.targets.local.step import step_mounts
+
+if TYPE_CHECKING:
+    from kubesage.targets.local.runner import LocalRun
 
 WARM_STARTS_AT_ONCE = 2
 QUIET_WAIT_S = 10.0  # a warm start waits at most this long for steps in their turn to start
@@ -174,3 +180,72 @@ def _remove_quietly(containers: list[Any], network: Any = None) -> None:
         remove_group(containers, network)
     except Exception:  # a network still in use or already gone: nothing to report to the run
         pass
+
+
+class WarmStarter:
+    """One run's warm starts: which steps start ahead of their turn, and letting go of those that
+    will not run. Per run, so that one runner can execute several runs at once."""
+
+    def __init__(self, run: LocalRun, executor: WarmStarts) -> None:
+        self.run = run
+        self.executor = executor
+        self._lock = threading.Lock()
+        self._warm: set[str] = set()  # steps started ahead of their turn, still waiting
+
+    def prewarm(self) -> None:
+        """Start, ahead of their turn, the steps that wait only on started or warm steps.
+
+        Called as a step starts. Each warm container imports its component's ``preload``
+        modules and waits for its task file, so container start-up and imports overlap the
+        upstream work. At most ``parallelism`` wait at once; those that end up cached, skipped
+        or not run are released.
+        """
+        run = self.run
+        store_root = os.path.abspath(run.config.store)
+        for nxt in run.plan.steps:  # in dependency order: a chain warms up several steps ahead
+            if run.cancelled.is_set():
+                return
+            record = run.records[nxt.name]
+            if not nxt.deps or record.status != "pending" or nxt.task.spec.container:
+                continue
+            with self._lock:
+                if nxt.name in self._warm or len(self._warm) >= run.config.parallelism:
+                    continue
+                if any(run.records[d.name].status not in ("running", "succeeded")
+                       and d.name not in self._warm for d in nxt.deps):
+                    continue
+                self._warm.add(nxt.name)
+            spec = nxt.task.spec
+            task_path = os.path.join(run.artifacts.step_dir(run.run_id, nxt.name), TASK_FILE)
+            started = False
+            try:
+                started = self.executor.prewarm(
+                    Launch(run.run_id, nxt.name, run.image(spec.image), task_path, store_root,
+                           step_mounts(spec.mounts, run.mounts), nxt.task.resources,
+                           nxt.task.distribution),
+                    [*spec.preload, spec.entry.partition(":")[0]])
+            except Exception as e:  # the step starts cold instead
+                run.say(f"  (could not start {nxt.name} ahead: {e})")
+            # Not started, or the scheduler meanwhile skipped it: free its place. (A step that
+            # started meanwhile is safe: the executor never starts a taken step warm.)
+            if not started or record.status in ("skipped", "not_run", "cancelled"):
+                self.release(nxt.name)
+        # Heavy imports only for the steps that come next (every upstream step has started): a
+        # step further ahead waits with its container up, off the CPUs the running steps use.
+        with self._lock:
+            waiting = [s for s in run.plan.steps if s.name in self._warm]
+        for nxt in waiting:
+            if all(run.records[d.name].status in ("running", "succeeded") for d in nxt.deps):
+                folder = run.artifacts.step_dir(run.run_id, nxt.name)
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, TASK_FILE + PRELOAD_SUFFIX), "a"):
+                    pass
+
+    def release(self, step: str | None = None) -> None:
+        """Forget (and remove) warm containers: of ``step`` once it ran or will not, or all."""
+        with self._lock:
+            if step is None:
+                self._warm.clear()
+            else:
+                self._warm.discard(step)
+        self.executor.release(self.run.run_id, step)

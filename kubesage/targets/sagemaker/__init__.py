@@ -14,53 +14,68 @@ functions below, so importing this package stays as cheap as importing kubesage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from kubesage.fsutil import write_atomic
+from kubesage.targets.base import RunOptions, SubmitOptions, Target
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
-
-NAME = "sagemaker"
-
-
-def compile_pipeline(pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
-    """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call)."""
-    from kubesage.targets.sagemaker.compiler import definition_json
-    from kubesage.targets.sagemaker.config import load_config
-
-    write_atomic(output, definition_json(pipeline, load_config(config_path)))
+    from kubesage.targets.local.config import LocalConfig
+    from kubesage.targets.sagemaker.config import SageMakerConfig
 
 
-def validate_file(path: str) -> str:
-    """Check a definition against botocore's SageMaker service model; a one-line summary."""
-    from kubesage.targets.sagemaker.validate import validate_definition_file
+class SageMakerTarget(Target):
+    """SageMaker Pipelines: a definition JSON; kubesage's own executor runs it here."""
 
-    return validate_definition_file(path)
+    name = "sagemaker"
+    suffixes = (".json",)
+    description = "SageMaker Pipelines definition JSON (run here in Docker)"
+    contracts = ("sagemaker_processing", "sagemaker_training")
+    runners = ("docker",)
+    honours = frozenset({"tags", "use_cache", "images", "rerun_of"})
+
+    def load_config(self, path: str | None = None) -> SageMakerConfig:
+        from kubesage.targets.sagemaker.config import load_config
+
+        return load_config(path)
+
+    def local_config(self, config_path: str | None = None) -> LocalConfig:
+        from kubesage.targets.local.config import load_local_config
+
+        return load_local_config(self.load_config(config_path).local_config)
+
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
+        """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call)."""
+        from kubesage.targets.sagemaker.compiler import definition_json
+
+        write_atomic(output, definition_json(pipeline, self.load_config(config_path)))
+
+    def validate(self, path: str) -> str:
+        """Check a definition against botocore's SageMaker service model; a one-line summary."""
+        from kubesage.targets.sagemaker.validate import validate_definition_file
+
+        return validate_definition_file(path)
+
+    def check(self, pipeline: Pipeline, options: RunOptions) -> None:
+        from kubesage.targets.sagemaker.local_run import refusals
+
+        super().check(pipeline, options)
+        refusals(pipeline)
+
+    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
+        """Compile, then execute the compiled definition locally in Docker (no AWS account)."""
+        from kubesage.targets.sagemaker.local_run import run_compiled
+
+        self.check(pipeline, options)
+        return run_compiled(pipeline, options)
+
+    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
+        """Upsert the pipeline and start executions (one per client) with boto3."""
+        from kubesage.targets.sagemaker.submit import submit_pipeline
+
+        return submit_pipeline(ref, options.params, options.config, options.wait, options.clients)
 
 
-def run_pipeline(
-    pipeline: Pipeline,
-    params: dict[str, Any],
-    config_path: str | None = None,
-    pipeline_file: str = "",
-    log: TextIO | None = None,
-) -> RunRecord:
-    """Compile, then execute the compiled definition locally in Docker (no AWS account)."""
-    from kubesage.targets.sagemaker.local_run import run_compiled
-
-    return run_compiled(pipeline, params, config_path, pipeline_file, log)
-
-
-def submit(
-    ref: str,
-    params: dict[str, str],
-    config_path: str | None = None,
-    wait: bool = False,
-    clients: list[str] | None = None,
-) -> dict[str, Any]:
-    """Upsert the pipeline and start executions (one per client) with boto3."""
-    from kubesage.targets.sagemaker.submit import submit_pipeline
-
-    return submit_pipeline(ref, params, config_path, wait, clients)
+TARGET = SageMakerTarget()

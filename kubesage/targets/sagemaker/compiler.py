@@ -2,13 +2,13 @@
 
 One step per task (and per item of a literal ``ParallelFor``): ``ProcessingStep`` or
 ``TrainingStep`` running ``python -m kubesage.runtime sagemaker_processing|sagemaker_training``
-in the component's image, ``ModelStep`` for registration, ``ConditionStep`` + ``FailStep`` for a
-``Condition``. Artifacts travel through S3 under ``s3://<bucket>/<prefix>/<pipeline>/<step>/``.
+in the component's image, ``ModelStep`` for registration, ``ConditionStep`` for a ``Condition``
+(with a ``FailStep`` where the config says that a condition that does not hold fails the
+execution). Artifacts travel through S3 under ``s3://<bucket>/<prefix>/<pipeline>/...``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,7 +20,16 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec, Distribution
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
-from kubesage.dsl.validate import topological_order
+from kubesage.plan import Plan, PlanError, Step
+from kubesage.runtime import sagemaker_training as training_contract
+from kubesage.runtime.context import STEP_ENV
+from kubesage.runtime.sagemaker_processing import ENTRYPOINT as PROCESSING_ENTRYPOINT
+from kubesage.runtime.sagemaker_processing import (
+    METADATA_SUFFIX,
+    PROCESSING,
+    RESULT_FILE,
+    RESULT_OUTPUT,
+)
 from kubesage.targets.sagemaker.conditions import compile_condition, describe
 from kubesage.targets.sagemaker.config import SageMakerConfig
 from kubesage.targets.sagemaker.parameters import (
@@ -28,12 +37,6 @@ from kubesage.targets.sagemaker.parameters import (
     compile_parameters,
     fan_out_parameters,
 )
-
-PROCESSING_ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_processing"]
-TRAINING_ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_training"]
-RESULT_OUTPUT = "kubesage-result"  # every processing step: returns, metrics, artifact metadata
-RESULT_FILE = "result.json"
-PROCESSING = "/opt/ml/processing"
 
 
 class CompileError(KubesageError):
@@ -56,14 +59,29 @@ def step_kind(spec: ComponentSpec, config: SageMakerConfig,
     return "processing"
 
 
-@dataclass
+@dataclass(eq=False)
 class _Instance:
-    task: Task
-    index: tuple[int, ...]
+    """A plan step as a SageMaker step: its name (``train-0`` for item 0 of a literal loop,
+    since step names take no brackets), kind, SDK step and property files."""
+
+    plan: Step
     name: str
     kind: str = ""
     step: Any = None
     property_files: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> Task:
+        return self.plan.task
+
+    @property
+    def index(self) -> tuple[int, ...]:
+        return self.plan.index
+
+
+def sagemaker_name(step: Step) -> str:
+    """The SageMaker step name of a plan step: ``train``, ``train-0`` for a literal loop's item."""
+    return step.task.name + "".join(f"-{i}" for i in step.index)
 
 
 class Compiler:
@@ -76,7 +94,8 @@ class Compiler:
         self.params = compile_parameters(pipeline)
         self.fan_out = fan_out_parameters(pipeline)
         self.instances: list[_Instance] = []
-        self._by_task: dict[int, dict[tuple[int, ...], _Instance]] = {}
+        self.plan: Plan | None = None
+        self._of: dict[int, _Instance] = {}  # plan step -> its SageMaker step
 
     # -- the whole pipeline -----------------------------------------------------------
     def build(self) -> Any:
@@ -99,16 +118,18 @@ class Compiler:
         for group in self.pipeline.groups:
             if not isinstance(group, Condition) or group.id not in branches:
                 continue
-            fail = FailStep(
-                name=f"{group.id}-not-met",
-                error_message=f"condition {describe(group.comparison)} does not hold; the "
-                              "steps it guards did not run",
-            )
+            else_steps = []
+            if self.config.unmet_condition == "fail":
+                else_steps = [FailStep(
+                    name=f"{group.id}-not-met",
+                    error_message=f"condition {describe(group.comparison)} does not hold; the "
+                                  "steps it guards did not run",
+                )]
             top.append(ConditionStep(
                 name=group.id,
                 conditions=[compile_condition(group.comparison, self._resolve_for(None))],
                 if_steps=branches[group.id],
-                else_steps=[fail],
+                else_steps=else_steps,
             ))
         return SdkPipeline(
             name=self.pipeline.name,
@@ -118,21 +139,18 @@ class Compiler:
         )
 
     def _expand(self) -> None:
-        for task in topological_order(self.pipeline):
-            loops = [g for g in task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
-            for g in loops:
-                if not isinstance(g.items, list):
-                    raise CompileError(
-                        f"{g.id}: ParallelFor over {g.items.describe()} cannot compile for "
-                        "SageMaker, which has no loops; loop over a list literal (unrolled into "
-                        "steps) or a list pipeline parameter (one execution per item)")
-            sizes = [len(g.items) for g in loops if isinstance(g.items, list)]  # unrolled
-            copies = {}
-            for index in itertools.product(*(range(n) for n in sizes)):
-                name = task.name + "".join(f"-{i}" for i in index)
-                copies[index] = inst = _Instance(task, index, name)
-                self.instances.append(inst)
-            self._by_task[id(task)] = copies
+        for g in self.pipeline.groups:
+            if isinstance(g, ParallelFor) and g.id not in self.fan_out and not isinstance(g.items, list):
+                raise CompileError(
+                    f"{g.id}: ParallelFor over {g.items.describe()} cannot compile for "
+                    "SageMaker, which has no loops; loop over a list literal (unrolled into "
+                    "steps) or a list pipeline parameter (one execution per item)")
+        # Literal loops unroll into steps; a loop over a list parameter is one execution per item.
+        self.plan = Plan(self.pipeline, None, expand=lambda g: g.id not in self.fan_out)
+        for step in self.plan.steps:
+            inst = _Instance(step, sagemaker_name(step))
+            self._of[id(step)] = inst
+            self.instances.append(inst)
 
     def _condition_of(self, task: Task) -> Condition | None:
         conds = [g for g in task.groups if isinstance(g, Condition)]
@@ -145,15 +163,11 @@ class Compiler:
 
     # -- values -----------------------------------------------------------------------
     def _producer(self, out: TaskOutput, inst: _Instance | None) -> _Instance:
-        copies = self._by_task[id(out.task)]
-        loops = [g for g in out.task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
-        if inst is None or not loops:
-            if len(copies) != 1:
-                raise CompileError(
-                    f"{out.describe()} has one value per loop item; read it inside the same loop")
-            return next(iter(copies.values()))
-        mine = [g for g in inst.task.groups if isinstance(g, ParallelFor) and g.id not in self.fan_out]
-        return copies[tuple(inst.index[mine.index(g)] for g in loops)]
+        assert self.plan is not None
+        try:
+            return self._of[id(self.plan.producer(out, inst.plan if inst else None))]
+        except PlanError as e:
+            raise CompileError(str(e)) from None
 
     def _resolve_for(self, inst: _Instance | None) -> Any:
         def resolve(value: Any) -> Any:
@@ -166,12 +180,8 @@ class Compiler:
                         "loop over a list of strings instead of dicts")
                 if value.loop_id in self.fan_out:
                     return self.params[self.fan_out[value.loop_id]]
-                assert inst is not None
-                loops = [g for g in inst.task.groups if isinstance(g, ParallelFor)
-                         and g.id not in self.fan_out]
-                loop = next(g for g in loops if g.id == value.loop_id)
-                assert isinstance(loop.items, list)
-                return loop.items[inst.index[loops.index(loop)]]
+                assert inst is not None and self.plan is not None
+                return self.plan.item(inst.plan, value)
             if isinstance(value, TaskOutput):
                 producer = self._producer(value, inst)
                 if value.is_artifact:
@@ -243,6 +253,19 @@ class Compiler:
                 params[arg] = resolve(value)
         return params, artifacts
 
+    def _metadata_sources(self, inst: _Instance) -> dict[str, tuple[Any, str]]:
+        """Input name -> (S3 URI of the producing processing step's result output, the output's
+        name): where an input's metadata comes from (a training job's is in its model.tar.gz)."""
+        found = {}
+        for arg, value in sorted(inst.task.arguments.items()):
+            if isinstance(value, TaskOutput) and value.is_artifact:
+                producer = self._producer(value, inst)
+                if producer.kind == "processing" and producer.task.spec.container is None:
+                    uri = producer.step.properties.ProcessingOutputConfig.Outputs[
+                        RESULT_OUTPUT].S3Output.S3Uri
+                    found[arg] = (uri, value.output)
+        return found
+
     def _input_layout(self, inst: _Instance) -> dict[str, str]:
         """Input name -> folder inside what arrives (a training job's model.tar.gz holds one
         folder per output); '' when the artifact is the folder itself."""
@@ -281,8 +304,9 @@ class Compiler:
         from sagemaker.mlops.workflow.steps import CacheConfig
 
         out: dict[str, Any] = {"name": inst.name}
-        after = sorted(i.name for t in inst.task.explicit_after
-                       for i in self._by_task[id(t)].values())
+        assert self.plan is not None
+        after = sorted(self._of[id(s)].name for t in inst.task.explicit_after
+                       for s in self.plan.of_task(t))
         if after:
             out["depends_on"] = after
         if inst.task.cache:
@@ -306,6 +330,9 @@ class Compiler:
         inputs = {name: (uri, f"{PROCESSING}/input/{name}") for name, uri in artifacts.items()}
         for name in artifacts:
             args += ["--input", f"{name}={layout.get(name, '')}"]
+        for name, (uri, output) in self._metadata_sources(inst).items():
+            inputs[name + METADATA_SUFFIX] = (uri, f"{PROCESSING}/input/{name}{METADATA_SUFFIX}")
+            args += ["--metadata", f"{name}={output}"]
         for name, target in spec.mounts:
             local = f"{PROCESSING}/mounts/{name}"
             inputs[f"mount-{name}"] = (self._mount(spec, name).s3_uri, local)
@@ -391,7 +418,7 @@ class Compiler:
             entrypoint=entrypoint,
             max_runtime_in_seconds=self.config.max_run_s,
             base_job_name=inst.name,
-            env={**env, "KUBESAGE_STEP": inst.name},
+            env={**env, STEP_ENV: inst.name},
             network_config=NetworkConfig(subnets=list(self.config.subnets),
                                          security_group_ids=list(self.config.security_groups)),
             sagemaker_session=self.session,
@@ -420,6 +447,9 @@ class Compiler:
         spec, hints = inst.task.spec, self.config.hints(inst.task.spec.name)
         params, artifacts = self._arguments(inst)
         channels = [InputData(channel_name=name, data_source=uri) for name, uri in artifacts.items()]
+        metadata = self._metadata_sources(inst)
+        channels += [InputData(channel_name=name + METADATA_SUFFIX, data_source=uri)
+                     for name, (uri, _) in metadata.items()]
         mounts = {}
         for name, target in spec.mounts:
             mount = self._mount(spec, name)
@@ -451,11 +481,14 @@ class Compiler:
                                                local_path="/opt/ml/checkpoints"),
             hyperparameters={name: as_string(value) for name, value in params.items()},
             environment={
-                "KUBESAGE_ENTRY": spec.entry,
-                "KUBESAGE_STEP": inst.name,
-                "KUBESAGE_INPUTS": json.dumps(self._input_layout(inst), sort_keys=True),
-                "KUBESAGE_MOUNTS": json.dumps(mounts, sort_keys=True),
-                "KUBESAGE_PROCS_PER_NODE": str(inst.task.distribution.procs_per_node),
+                training_contract.ENTRY_ENV: spec.entry,
+                STEP_ENV: inst.name,
+                training_contract.INPUTS_ENV: json.dumps(self._input_layout(inst), sort_keys=True),
+                **({training_contract.METADATA_ENV: json.dumps(
+                    {k: output for k, (_, output) in metadata.items()}, sort_keys=True)}
+                   if metadata else {}),
+                training_contract.MOUNTS_ENV: json.dumps(mounts, sort_keys=True),
+                training_contract.PROCS_ENV: str(inst.task.distribution.procs_per_node),
             },
         )
         step_args = trainer.train(input_data_config=channels or None)
@@ -512,10 +545,11 @@ def _trainer_class() -> Any:
         class KubesageTrainer(ModelTrainer):  # type: ignore[misc]
             def _create_training_job_args(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
                 request: dict[str, Any] = super()._create_training_job_args(*args, **kwargs)
+                entrypoint = list(training_contract.ENTRYPOINT)
                 if "AlgorithmSpecification" in request:  # pipeline sessions: the API's form
-                    request["AlgorithmSpecification"]["ContainerEntrypoint"] = list(TRAINING_ENTRYPOINT)
+                    request["AlgorithmSpecification"]["ContainerEntrypoint"] = entrypoint
                 else:
-                    request["algorithm_specification"].container_entrypoint = list(TRAINING_ENTRYPOINT)
+                    request["algorithm_specification"].container_entrypoint = entrypoint
                 return request
 
         _TRAINER = KubesageTrainer

@@ -81,6 +81,9 @@ class SageMakerConfig:
     mounts: dict[str, MountConfig]
     model_package_group: str
     cache_expire_after: str = "P30D"
+    # A Condition that does not hold: "skip" its steps (as on every target), or "fail" the
+    # execution with a FailStep that says which condition missed.
+    unmet_condition: str = "skip"
     components: dict[str, ComponentHints] = field(default_factory=dict)
     local_config: str | None = None  # local target config for `run --target sagemaker`
     source: str = "(defaults)"
@@ -173,7 +176,9 @@ class _Reader:
 
 
 _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
-        "mounts", "model_package_group", "cache_expire_after", "components", "local_config")
+        "mounts", "model_package_group", "cache_expire_after", "conditions", "components",
+        "local_config")
+UNMET = ("skip", "fail")
 
 
 def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
@@ -207,6 +212,12 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
             s3_uri=m.get("s3_uri", str, pattern=re.compile(r"^s3://[a-z0-9.-]+(/\S*)?$"),
                          example="s3://my-datasets/"),
         )
+    conditions = r.child("conditions", required=False)
+    conditions.unknown(("unmet",))
+    unmet = conditions.get("unmet", str, False, "skip")
+    if unmet not in UNMET:
+        raise conditions.fail("unmet", f"is {unmet!r}; use skip (the guarded steps are skipped) "
+                              "or fail (a FailStep fails the execution)")
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:
@@ -253,6 +264,7 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
         model_package_group=r.get("model_package_group", str, pattern=_NAME, example="digits-classifier"),
         cache_expire_after=r.get("cache_expire_after", str, False, "P30D", pattern=_DURATION,
                                  example="P30D"),
+        unmet_condition=unmet,
         components=components,
         local_config=os.path.normpath(os.path.join(base, local)) if local else None,
         source=path,

@@ -5,10 +5,11 @@ evaluates them against parameters, execution variables and the properties of fin
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
+
+from kubesage.dsl.types import text_form
 
 FUNCTIONS = ("Get", "Std:Join", "Std:JsonGet")
 _INDEX = re.compile(r"\[(?:'([^']*)'|(\d+))\]")
@@ -58,12 +59,8 @@ def split_path(path: str) -> list[str | int]:
 
 
 def to_text(value: Any) -> str:
-    """How ``Std:Join`` renders a value: JSON spelling for booleans, plain text otherwise."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
+    """How ``Std:Join`` renders a value: kubesage's text form (JSON spelling for booleans)."""
+    return text_form(value)
 
 
 class Evaluator:

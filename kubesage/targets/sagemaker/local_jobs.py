@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesage.containers import follow_group, kill_quietly, remove_group
+from kubesage.containers import follow_group, labels, remove_group, remove_run
 from kubesage.dsl.errors import KubesageError
+from kubesage.runtime.sagemaker_processing import RESULT_FILE, RESULT_OUTPUT
+from kubesage.runtime.sagemaker_training import RESULT_FILE as TRAINING_RESULT_FILE
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed
@@ -92,7 +94,7 @@ class JobRunner:
         result.properties = {"ProcessingOutputConfig": {"Outputs": {
             name: {"OutputName": name, "S3Output": {"S3Uri": uri}}
             for name, (uri, _) in outputs.items()}}}
-        result_file = os.path.join(work, "output", "kubesage-result", "result.json")
+        result_file = os.path.join(work, "output", RESULT_OUTPUT, RESULT_FILE)
         if os.path.exists(result_file):
             with open(result_file) as f:
                 result.result = json.load(f)
@@ -167,7 +169,7 @@ class JobRunner:
             "TrainingJobName": job_name,
             "OutputDataConfig": {"S3OutputPath": s3_output},
         }
-        result_file = os.path.join(primary, "output", "data", "kubesage-result.json")
+        result_file = os.path.join(primary, "output", "data", TRAINING_RESULT_FILE)
         if os.path.exists(result_file):
             with open(result_file) as f:
                 result.result = json.load(f)
@@ -189,7 +191,7 @@ class JobRunner:
         tag = f"ks-sm-{self.run_id[-6:]}-{secrets.token_hex(2)}-{re.sub(r'[^a-zA-Z0-9_.-]', '-', step)}"
         if len(hosts) > 1:  # the hosts of one job share a private network
             network = self.client.networks.create(tag + "-net", driver="bridge",
-                                                  labels={"kubesage.run": self.run_id})
+                                                  labels=labels(self.run_id))
         containers = []
         try:
             for host in hosts:
@@ -203,7 +205,7 @@ class JobRunner:
                     hostname=host.name, volumes=host.volumes,
                     environment={"HOME": "/tmp", **host.env},
                     user=f"{os.getuid()}:{os.getgid()}", shm_size="1g",
-                    labels={"kubesage.run": self.run_id, "kubesage.step": step}, **options))
+                    labels=labels(self.run_id, step), **options))
             tails: deque[str] = deque(maxlen=30)
 
             def on_line(index: int, line: str) -> None:
@@ -225,8 +227,8 @@ class JobRunner:
             remove_group(containers, network)
 
     def cancel(self) -> None:
-        for c in self.client.containers.list(filters={"label": f"kubesage.run={self.run_id}"}):
-            kill_quietly(c)
+        """Remove every container and network of the run (Ctrl-C and the other stop signals)."""
+        remove_run(self.client, self.run_id)
 
 
 def _write_json(path: str, doc: Any) -> None:

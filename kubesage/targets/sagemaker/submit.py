@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.types import text_form
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -95,8 +96,7 @@ def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dic
     """Given parameters as the strings ``PipelineParameters`` takes, checked against types."""
     if pipeline is not None:
         resolved = pipeline.resolve_parameters(params)  # names and types, with clear errors
-        return {k: (json.dumps(resolved[k]) if isinstance(resolved[k], (list, dict))
-                    else _text(resolved[k])) for k in params}
+        return {k: text_form(resolved[k]) for k in params}
     out = {}
     for name, value in params.items():
         if name not in types:
@@ -114,10 +114,6 @@ def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dic
             raise SubmitError(f"parameter '{name}' is {kind}; {value!r} is not one") from None
         out[name] = value
     return out
-
-
-def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = None,

@@ -1,0 +1,166 @@
+"""One run's lifecycle, the same on every target: its ID, its record, its state changes, its end.
+
+A target that executes a pipeline on this machine creates the record with ``new_record`` (so
+every record carries the same lineage: pipeline hash, source and compiled file hashes, git state,
+images, data fingerprints, tags, the config used) and drives it through a ``Run``:
+
+    run = Run(record, store, webhooks=..., log=...)
+    with run.active():          # owner recorded; SIGINT/SIGTERM/SIGHUP cancel; cleanup on exit
+        ... run.changed(step) ...
+    run.finish()                # succeeded or failed, from the steps
+
+A ``Run`` holds every piece of per-run state (the cancellation flag, the webhook notifier), so a
+runner object can execute several runs at once and is usable again after one was cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kubesage.lineage import file_sha256, git_state
+from kubesage.notify import Notifier
+from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
+from kubesage.runs.signals import stop_on_signals
+from kubesage.runs.store import RunStore
+from kubesage.runs.sweep import owner
+
+if TYPE_CHECKING:
+    from kubesage.dsl.pipeline import Pipeline
+    from kubesage.plan import Plan
+    from kubesage.targets.base import RunOptions
+
+
+def new_run_id(pipeline: str) -> str:
+    """``<pipeline>-<UTC time>-<random>``: sortable by start, unique across processes."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{pipeline}-{stamp}-{secrets.token_hex(3)}"
+
+
+def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: str,
+               values: dict[str, Any], data: dict[str, str], images: dict[str, str],
+               compiled: str = "", config: str = "") -> RunRecord:
+    """A record with every lineage field, whichever target runs the pipeline.
+
+    ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``compiled``: the
+    compiled file the target executes (its sha256 is kept); ``config``: the target config file.
+    """
+    path = options.pipeline_file
+    root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    return RunRecord(
+        run_id=new_run_id(pipeline.name),
+        pipeline=pipeline.name,
+        pipeline_file=os.path.abspath(path) if path else "",
+        pipeline_hash=pipeline.digest(),
+        runner=runner,
+        target=target,
+        parameters=values,
+        data=data,
+        started=time.time(),
+        source_sha256=file_sha256(path) if path else "",
+        compiled_sha256=file_sha256(compiled) if compiled else "",
+        git=git_state(root),
+        images=images,
+        tags=dict(options.tags),
+        rerun_of=options.rerun_of,
+        config=os.path.abspath(config) if config else "",
+    )
+
+
+def plan_steps(plan: Plan, image: Callable[[str], str]) -> list[StepRecord]:
+    """One pending step record per step of the plan; ``image`` names a logical image as run."""
+    return [StepRecord(name=s.name, task=s.task.name, component=s.task.spec.name,
+                       version=s.task.spec.version, image=image(s.task.spec.image))
+            for s in plan.steps]
+
+
+class Run:
+    """A run in progress: saves its record on every change and tells the webhooks."""
+
+    def __init__(self, record: RunRecord, store: RunStore, *, webhooks: list[str] | None = None,
+                 log: TextIO | None = None) -> None:
+        self.record = record
+        self.store = store
+        self.out = log or sys.stderr
+        self.cancelled = threading.Event()
+        self._print_lock = threading.Lock()
+        self._notifier = Notifier(list(webhooks or []), self.say)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def say(self, text: str) -> None:
+        """One line of progress on the run's log."""
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    def changed(self, step: StepRecord | None = None) -> None:
+        """Save the record and tell the webhooks about the new state (of ``step``, or the run)."""
+        self.store.save(self.record)
+        record = self.record
+        event: dict[str, Any] = {"run_id": record.run_id, "pipeline": record.pipeline,
+                                 "status": (step or record).status}
+        if step is not None:
+            event.update(step=step.name, cached=step.cached, metrics=step.metrics)
+        else:
+            event.update(metrics={f"{k}.{m}": v for k, ms in record.metrics.items()
+                                  for m, v in ms.items() if "per_s" not in m})
+        self._notifier.send(event)
+
+    @contextlib.contextmanager
+    def active(self, on_cancel: Callable[[], None] | None = None) -> Iterator[Run]:
+        """The run is ``running`` inside the block, owned by this process.
+
+        SIGINT, SIGTERM and SIGHUP interrupt it (``stop_on_signals``): ``on_cancel`` stops its
+        containers, unfinished steps and the run become ``cancelled``, and the interruption goes
+        on up. Any other error ends the run ``failed`` (the steps that did not end, ``not_run``).
+        """
+        self.record.status = "running"
+        self.record.owner = owner()
+        self.changed()
+        with stop_on_signals():
+            try:
+                yield self
+            except KeyboardInterrupt:
+                self.cancelled.set()
+                if on_cancel is not None:
+                    with contextlib.suppress(Exception):
+                        on_cancel()
+                self._end_steps("cancelled")
+                self._end("cancelled")
+                self.say(f"run {self.run_id} cancelled; its containers were removed")
+                raise
+            except BaseException:
+                if on_cancel is not None:
+                    with contextlib.suppress(Exception):
+                        on_cancel()
+                self._end_steps("not_run")
+                self._end("failed")
+                raise
+
+    def finish(self) -> RunRecord:
+        """End the run: ``failed`` if a step failed, else ``succeeded``."""
+        failed = any(s.status == "failed" for s in self.record.steps)
+        self._end_steps("not_run")
+        self._end("failed" if failed else "succeeded")
+        took = (self.record.ended or 0) - self.record.started
+        self.say(f"run {self.run_id} {self.record.status} in {took:.1f}s")
+        return self.record
+
+    def _end_steps(self, status: str) -> None:
+        now = time.time()
+        for step in self.record.steps:
+            if step.status not in TERMINAL:
+                step.status, step.ended = status, step.ended or now
+
+    def _end(self, status: str) -> None:
+        self.record.status, self.record.ended = status, time.time()
+        self.changed()
+        self._notifier.close()

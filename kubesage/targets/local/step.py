@@ -1,0 +1,97 @@
+"""Building one step: its parameter values, input artifacts, data mounts, image and cache key.
+
+Values come from the plan (pipeline parameters, loop items) and from the records of the steps
+that produced them (returned values, artifact folders). The cache key covers everything that
+decides what the step produces (``kubesage.runs.cache``); a hit fills the step's record from the
+earlier run without starting anything.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kubesage.dsl.channel import TaskOutput
+from kubesage.dsl.types import coerce
+from kubesage.plan import Step
+from kubesage.runs import cache
+
+if TYPE_CHECKING:
+    from kubesage.targets.local.runner import LocalRun
+
+
+@dataclass
+class StepCall:
+    """What one step runs with."""
+
+    params: dict[str, Any]
+    inputs: dict[str, tuple[str, dict[str, Any]]]  # name -> (artifact folder, metadata)
+    mounts: dict[str, str]  # path in the container -> host folder (read-only)
+    image: str
+
+
+def prepare(run: LocalRun, step: Step) -> StepCall:
+    """Resolve the step's arguments and fill its record (parameters, inputs, cache key)."""
+    record = run.records[step.name]
+    task, spec = step.task, step.task.spec
+    params = {p.name: p.default for p in spec.parameters if not p.required}
+    inputs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for arg, value in task.arguments.items():
+        if isinstance(value, TaskOutput) and value.is_artifact:
+            producer = run.plan.producer(value, step)
+            out = run.records[producer.name].outputs[value.output]
+            path = out["path"]
+            if spec.container and value.task.spec.container:  # a file or folder inside
+                path = os.path.join(path, value.output)
+            inputs[arg] = (path, out["metadata"])
+            record.inputs[arg] = {"path": out["path"], "sha256": out["sha256"]}
+        else:
+            params[arg] = run.plan.resolve(value, step, run.output_value)
+    for p in spec.parameters:
+        if p.name in params and params[p.name] is not None:
+            params[p.name] = coerce(p.type, params[p.name])
+    record.parameters = params
+    image = run.image(spec.image)
+    record.environment_id = run.executor.environment_id(image)
+    record.cache_key = cache.cache_key(
+        spec, record.environment_id, params,
+        {k: v["sha256"] for k, v in record.inputs.items()},
+        {name: run.record.data[name] for name, _ in spec.mounts},
+        {"distribution": task.distribution.to_dict()},
+    )
+    return StepCall(params, inputs, step_mounts(spec.mounts, run.mounts), image)
+
+
+def from_cache(run: LocalRun, step: Step) -> bool:
+    """Fill the step's record from the cache; False when the cache is off or has no entry."""
+    record = run.records[step.name]
+    if not (step.task.cache and run.use_cache):
+        return False
+    hit = cache.lookup(run.store, record.cache_key)
+    if hit is None:
+        return False
+    record.cached = True
+    record.outputs, record.returns, record.metrics = hit["outputs"], hit["returns"], hit["metrics"]
+    record.series = hit.get("series", {})
+    record.status, record.ended = "succeeded", time.time()
+    run.say(f"= {step.name} cached (from {hit['run_id']})")
+    return True
+
+
+def step_mounts(wanted: tuple[tuple[str, str], ...],
+                mounts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Container path -> host folder of the data mounts a component declares."""
+    names = dict(wanted)
+    return {target: src for name, (target, src) in mounts.items() if name in names}
+
+
+def rewrite_paths(value: Any, mounts: dict[str, str]) -> Any:
+    """A value under a mount's container path, onto its host folder (steps run without a
+    container see host paths)."""
+    if isinstance(value, str):
+        for target, source in mounts.items():
+            if value == target or value.startswith(target.rstrip("/") + "/"):
+                return source + value[len(target.rstrip("/")):]
+    return value

@@ -1,0 +1,258 @@
+"""One execution of a SageMaker definition: its parameters, step properties, property files and
+branch outcomes, and what each step type does (job, condition, fail, model registration).
+
+A definition step that was compiled from a plan step fills that step's record; the steps that
+SageMaker adds (a ``ConditionStep``, its ``FailStep``) are kept out of the record, except a Fail
+step that runs, which fails the run and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from kubesage.dsl.channel import evaluate
+from kubesage.dsl.errors import KubesageError
+from kubesage.runs.artifacts import sha256_tree
+from kubesage.runs.lifecycle import Run
+from kubesage.runs.record import StepRecord
+from kubesage.runtime.sagemaker_processing import METADATA_DIR, RESULT_OUTPUT
+from kubesage.targets.sagemaker import local_cache
+from kubesage.targets.sagemaker.expressions import Evaluator, split_path
+from kubesage.targets.sagemaker.local_jobs import JobFailed, JobRunner
+
+if TYPE_CHECKING:
+    from kubesage.targets.sagemaker.local_run import DefinitionExecutor, DefinitionStep
+
+_OPERATORS = {"Equals": "==", "GreaterThan": ">", "GreaterThanOrEqualTo": ">=",
+              "LessThan": "<", "LessThanOrEqualTo": "<="}
+
+
+class Execution:
+    """Runs every step of the definition once, in dependency order."""
+
+    def __init__(self, owner: DefinitionExecutor, run: Run, jobs: JobRunner,
+                 steps: list[DefinitionStep], records: dict[str, StepRecord],
+                 params: dict[str, Any], number: int) -> None:
+        self.owner = owner
+        self.run_ = run
+        self.jobs = jobs
+        self.steps = steps
+        self.records = records  # definition step name -> plan step record
+        self.params = params
+        self.number = number
+        self.status: dict[str, str] = {}  # every definition step's state in this execution
+        suffix = f"-{number}" if number else ""
+        self.execution_id = f"local-{run.run_id}{suffix}"
+        self.properties: dict[str, Any] = {}
+        self.property_files: dict[tuple[str, str], Any] = {}
+        self.outcomes: dict[str, bool] = {}
+        self.evaluate = Evaluator(self._lookup, self._property_file)
+
+    # -- expressions ------------------------------------------------------------------
+    def _lookup(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if head == "Parameters":
+            if rest not in self.params:
+                raise KubesageError(f"parameter '{rest}' has no value; pass --param {rest}=...")
+            return self.params[rest]
+        if head == "Execution":
+            record = self.run_.record
+            config = self.owner.config
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            return {"PipelineExecutionId": self.execution_id,
+                    "PipelineName": self.owner.doc.get("PipelineName", record.pipeline),
+                    "PipelineExecutionArn": f"arn:aws:sagemaker:{config.region}:{config.account_id}"
+                    f":pipeline/{record.pipeline}/execution/{self.execution_id}",
+                    "StartDateTime": now, "CurrentDateTime": now}[rest]
+        if head == "Steps":
+            step, _, prop = rest.partition(".")
+            value: Any = self.properties[step]
+            for key in split_path(prop):
+                value = value[key]
+            return value
+        raise KubesageError(f"cannot evaluate {{'Get': {path!r}}} locally")
+
+    def _property_file(self, step: str, name: str) -> Any:
+        return self.property_files[(step, name)]
+
+    # -- the steps --------------------------------------------------------------------
+    def run(self) -> None:
+        from kubesage.targets.sagemaker.local_run import dependencies
+
+        failed_run = False
+        for step, branch in self.steps:
+            name = step["Name"]
+            record = self.records.get(name) or StepRecord(name=name, task="", component=step["Type"],
+                                                          version="", image="")
+            deps = [self.status[d] for d in dependencies(step, branch)]
+            if failed_run or any(d in ("failed", "not_run", "cancelled") for d in deps):
+                record.status = "not_run"  # a failed condition runs neither branch
+            elif branch and (self.status[branch[0]] != "succeeded"
+                             or self.outcomes[branch[0]] != (branch[1] == "if")):
+                record.status = "skipped"
+                if name in self.records:
+                    self.run_.say(f"- {record.name} skipped ({branch[0]}: {branch[1]} branch not taken)")
+            elif any(d == "skipped" for d in deps):
+                record.status = "skipped"
+            else:
+                self._run_step(step, record)
+                failed_run = record.status == "failed"
+                if step["Type"] == "Fail" and record.status == "failed":
+                    if self.number:
+                        record.name = f"{record.name}@{self.number}"
+                    self.run_.record.steps.append(record)  # it fails the run: the record says why
+            self.status[name] = record.status
+            self.run_.changed(record)
+
+    def _run_step(self, step: dict[str, Any], record: StepRecord) -> None:
+        record.status, record.started = "running", time.time()
+        self.run_.changed(record)
+        self.run_.say(f"> {record.name} ({step['Type']}) started")
+        try:
+            {"Processing": self._job, "Training": self._job, "Condition": self._condition,
+             "Fail": self._fail, "RegisterModel": self._register}.get(
+                step["Type"], self._unsupported)(step, record)
+        except (JobFailed, KubesageError) as e:
+            record.status, record.error = "failed", str(e)
+        except Exception as e:  # a bug here must still leave a record that says what happened
+            record.status, record.error = "failed", "".join(traceback.format_exception(e))
+        record.ended = time.time()
+        if record.status == "running":
+            record.status = "succeeded"
+        took = record.ended - (record.started or record.ended)
+        if record.status == "failed":
+            self.run_.say(f"x {record.name} failed: {record.error}")
+        else:
+            self.run_.say(f"+ {record.name} {record.status} in {took:.1f}s"
+                          + (" (cached)" if record.cached else ""))
+
+    def _unsupported(self, step: dict[str, Any], record: StepRecord) -> None:
+        raise KubesageError(f"step type {step['Type']} has no local executor yet")
+
+    # -- step types -------------------------------------------------------------------
+    def _condition(self, step: dict[str, Any], record: StepRecord) -> None:
+        holds = all(self._holds(c) for c in step["Arguments"]["Conditions"])
+        self.outcomes[step["Name"]] = holds
+        record.returns = {"outcome": holds}
+
+    def _holds(self, cond: dict[str, Any]) -> bool:
+        kind = cond["Type"]
+        if kind == "Not":
+            return not self._holds(cond["Expression"])
+        if kind == "Or":
+            return any(self._holds(c) for c in cond["Conditions"])
+        if kind == "In":
+            return self.evaluate(cond["QueryValue"]) in self.evaluate(cond["Values"])
+        return evaluate(_OPERATORS[kind], self.evaluate(cond["LeftValue"]),
+                        self.evaluate(cond["RightValue"]))
+
+    def _fail(self, step: dict[str, Any], record: StepRecord) -> None:
+        message = self.evaluate(step["Arguments"].get("ErrorMessage", "Fail step"))
+        record.status, record.error = "failed", f"Fail step: {message}"
+
+    def _register(self, step: dict[str, Any], record: StepRecord) -> None:
+        request = self.evaluate(step["Arguments"])
+        group = request.get("ModelPackageGroupName", "unversioned")
+        folder = os.path.join(self.owner.root, "model-registry", group)
+        os.makedirs(folder, exist_ok=True)
+        version = len([f for f in os.listdir(folder) if f.endswith(".json")]) + 1
+        config = self.owner.config
+        arn = f"arn:aws:sagemaker:{config.region}:{config.account_id}:model-package/{group}/{version}"
+        with open(os.path.join(folder, f"{version}.json"), "w") as f:
+            json.dump({"ModelPackageArn": arn, "ModelPackageVersion": version,
+                       "Request": request, "RunId": self.run_.run_id}, f, indent=2)
+        self.properties[step["Name"]] = {"ModelPackageArn": arn}
+        record.returns = {"model_package_arn": arn}
+        record.parameters = dict(request.get("CustomerMetadataProperties", {}))
+
+    def _job(self, step: dict[str, Any], record: StepRecord) -> None:
+        args = self.evaluate(step["Arguments"])
+        record.parameters = _parameters(step["Type"], args)
+        record.environment_id = self.owner.image_id(record.image) if record.image else ""
+        key = local_cache.cache_key(step, args, record.environment_id, self.owner.s3,
+                                    self.owner.filesystem_for)
+        record.cache_key = key
+        cacheable = bool(step.get("CacheConfig", {}).get("Enabled"))
+        if cacheable and self.owner.use_cache:
+            hit = local_cache.lookup(self.run_.store, self.owner.s3, key)
+            if hit is not None:
+                self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
+                record.cached = True
+                self.run_.say(f"= {record.name} cached (from {hit['run_id']})")
+                return
+        name = record.name.replace("[", "-").replace("]", "").replace("@", "-")
+        work = os.path.join(self.owner.root, "runs", self.run_.run_id, name)
+        shutil.rmtree(work, ignore_errors=True)
+        if step["Type"] == "Processing":
+            result = self.jobs.processing(record.name, args, work)
+        else:
+            checkpoints = None
+            if "CheckpointConfig" in args:  # kept between attempts of this execution's job
+                checkpoints = self.owner.s3.path(args["CheckpointConfig"]["S3Uri"])
+                os.makedirs(checkpoints, exist_ok=True)
+            job = f"{name}-{self.run_.run_id[-6:]}"[-63:].lstrip("-")
+            result = self.jobs.training(record.name, args, work, job, checkpoints)
+        record.attempts = result.attempts
+        self._finish(step, record, result.properties, result.result, result.outputs)
+        if cacheable:
+            local_cache.put(self.run_.store, key, result.properties, result.result, result.outputs,
+                            self.run_.run_id)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def _finish(self, step: dict[str, Any], record: StepRecord, properties: dict[str, Any],
+                result: dict[str, Any], outputs: dict[str, tuple[str, str]]) -> None:
+        self.properties[step["Name"]] = properties
+        for pf in step.get("PropertyFiles", []):
+            uri, local = outputs[pf["OutputName"]]
+            with open(os.path.join(local, pf["FilePath"])) as f:
+                self.property_files[(step["Name"], pf["PropertyFileName"])] = json.load(f)
+        record.returns = result.get("returns", {})
+        record.metrics = result.get("metrics", {})
+        record.series = result.get("series", {})
+        metadata = result.get("artifacts", {})
+        for name, (uri, local) in outputs.items():
+            if name == RESULT_OUTPUT:
+                continue
+            if os.path.isfile(local) and local.endswith(".tar.gz"):  # a training job's model
+                folder = self._unpacked(local)
+                names = sorted(metadata) or [n for n in sorted(os.listdir(folder))
+                                             if n != METADATA_DIR]
+                for inner in names:
+                    path = os.path.join(folder, inner)
+                    record.outputs[inner] = {"path": path, "uri": f"{uri}#{inner}",
+                                             "sha256": sha256_tree(path),
+                                             "metadata": metadata.get(inner, {})}
+                continue
+            record.outputs[name] = {"path": local, "uri": uri, "sha256": sha256_tree(local),
+                                    "metadata": metadata.get(name, {})}
+
+    def _unpacked(self, archive: str) -> str:
+        """``model.tar.gz`` unpacked once (beside the local S3, by content): one folder per
+        output artifact of the training job."""
+        folder = os.path.join(self.owner.root, "unpacked", sha256_tree(archive)[:24])
+        if not os.path.isdir(folder):
+            partial = folder + ".partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            os.makedirs(partial)
+            with tarfile.open(archive) as tar:
+                tar.extractall(partial, filter="data")
+            os.replace(partial, folder)
+        return folder
+
+
+def _parameters(kind: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The component parameters a job received (container arguments or hyperparameters)."""
+    if kind == "Training":
+        return dict(args.get("HyperParameters", {}))
+    items = list(args.get("AppSpecification", {}).get("ContainerArguments", []))
+    out = {}
+    for i, item in enumerate(items[:-2]):
+        if item == "--param":
+            out[items[i + 1]] = items[i + 2]
+    return out
