@@ -56,7 +56,23 @@ def test_executor_output_carries_artifacts_and_the_returned_value(tmp_path) -> N
     with open(tmp_path / "probe" / runtime.STEP_FILE) as f:
         attempts = json.load(f)["attempts"]
     assert len(attempts) == 1 and attempts[0]["error"] == "" and attempts[0]["ended"]
-    assert (tmp_path / "ckpt" / "kubesage" / "j1" / "t1" / "checkpoints").is_dir()
+    # per run, component and inputs: a retry (which may get a new task id) finds it again
+    doc = executor_input(tmp_path, message="hello", exit_code=0.0)
+    folder = runtime.step_dir(str(tmp_path / "ckpt"), "j1", "components.diagnostics:probe", doc)
+    assert os.path.isdir(os.path.join(folder, "checkpoints"))
+    assert os.path.dirname(folder) == str(tmp_path / "ckpt" / "kubesage" / "j1")
+
+
+def test_artifact_metadata_survives_protobuf_doubles() -> None:
+    """KFP carries metadata as a protobuf Struct (every number a double); the runtime hands it
+    over with an exact copy, so a consumer sees the int 4 and the float 4.0 as written."""
+    written = {"rows": 4, "score": 4.0, "nested": {"n": [1, 2.5]}}
+    sent = runtime.with_exact_metadata(written)
+    as_struct = json.loads(json.dumps({k: (float(v) if isinstance(v, int) else v)
+                                       for k, v in sent.items()}))
+    assert as_struct["rows"] == 4.0 and runtime.exact_metadata(as_struct) == written
+    assert runtime.exact_metadata({"classes": 10.0, "xs": [1.0, 2.5]}) == {"classes": 10, "xs": [1, 2.5]}
+    assert runtime.whole_numbers(2.0) == 2.0 and runtime.whole_numbers([2.0, 0.5]) == [2, 0.5]
 
 
 def test_a_failing_component_writes_no_executor_output(tmp_path) -> None:

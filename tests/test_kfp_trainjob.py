@@ -146,7 +146,10 @@ def test_launcher_stages_inputs_and_fails_clearly_outside_a_pod(tmp_path, monkey
             "metrics": {"artifacts": [{"name": "metrics", "uri": str(tmp_path / "train" / "metrics")}]}},
             "outputFile": str(tmp_path / "train" / "executor_output.json")},
     }
-    folder = runtime.step_dir(str(tmp_path / "ckpt"), "job-1", "task-1")
+    folder = runtime.step_dir(str(tmp_path / "ckpt"), "job-1", "components.train:train", executor_input)
+    # every attempt of the task (a retry may get a new task id) finds the same folder
+    assert folder == runtime.step_dir(str(tmp_path / "ckpt"), "job-1", "components.train:train",
+                                      json.loads(json.dumps(executor_input)))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(runtime.ContractError, match="not inside a Kubernetes pod"):
         runtime.launch_trainjob("components.train:train", executor_input, compiled_template(tmp_path),

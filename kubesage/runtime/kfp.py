@@ -15,12 +15,14 @@ Runs inside the component image, which has no kfp SDK: plain Python and JSON onl
     variables; rank 0 reports), waits for it, brings the outputs back, fails if the TrainJob fails.
 
 With ``--checkpoint-root`` the step's ``KUBESAGE_CHECKPOINT_DIR`` is
-``<root>/kubesage/<job id>/<task id>/checkpoints``, on a volume that outlives a failed attempt.
+``<root>/kubesage/<job id>/<hash of component and inputs>/checkpoints``, on a volume that
+outlives a failed attempt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -73,13 +75,44 @@ def local_path(uri: str, metadata: dict[str, Any] | None = None) -> str:
     return path
 
 
+def whole_numbers(value: Any) -> Any:
+    """Inside a list or dict, every whole double as an int: protobuf's Struct (parameter values,
+    artifact metadata) keeps every number as a double, so ``[1, 2.5]`` arrives as ``[1.0, 2.5]``.
+    (A float that was whole inside one, ``2.0``, comes back as ``2``, which compares equal.)
+    A plain value is left alone: its declared type decides (``coerce``)."""
+    def inner(v: Any) -> Any:
+        if isinstance(v, list):
+            return [inner(x) for x in v]
+        if isinstance(v, dict):
+            return {k: inner(x) for k, x in v.items()}
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    return inner(value) if isinstance(value, (list, dict)) else value
+
+
+METADATA_KEY = "kubesage.metadata"  # in an artifact's metadata: all of it, as exact JSON text
+
+
+def exact_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """An artifact's metadata as its component wrote it. KFP carries metadata as a protobuf
+    Struct, whose numbers are all doubles; the runtime adds the whole metadata as JSON text
+    (``kubesage.metadata``), which is read back here. Metadata of an artifact a kubesage
+    component did not write gets whole numbers back as ints (``whole_numbers``)."""
+    metadata = dict(metadata or {})
+    text = metadata.pop(METADATA_KEY, None)
+    if isinstance(text, str):
+        exact: dict[str, Any] = json.loads(text)
+        return exact
+    return dict(whole_numbers(metadata))
+
+
 def invocation_from_executor_input(entry: str, executor_input: dict[str, Any]) -> Invocation:
     """Map the executor input onto the component's parameters and artifact directories."""
     spec = load_component(entry).spec
     given = executor_input.get("inputs", {})
     values = given.get("parameterValues", {})
-    # protobuf numbers are doubles: 16 arrives as 16.0
-    params = {p.name: coerce(p.type, values[p.name]) for p in spec.parameters if p.name in values}
+    params = {p.name: whole_numbers(coerce(p.type, values[p.name]))
+              for p in spec.parameters if p.name in values}
     missing = [p.name for p in spec.parameters if p.required and p.name not in values]
     if missing:
         raise ContractError(f"{entry}: the executor input has no value for {', '.join(missing)}; "
@@ -89,8 +122,8 @@ def invocation_from_executor_input(entry: str, executor_input: dict[str, Any]) -
         arts = given.get("artifacts", {}).get(a.name, {}).get("artifacts", [])
         if not arts:
             raise ContractError(f"{entry}: the executor input has no artifact '{a.name}'")
-        meta = arts[0].get("metadata", {}) or {}
-        inputs[a.name] = (local_path(arts[0]["uri"], meta), meta)
+        given_meta = arts[0].get("metadata", {}) or {}
+        inputs[a.name] = (local_path(arts[0]["uri"], given_meta), exact_metadata(given_meta))
     outputs: dict[str, str] = {}
     for a in spec.outputs:
         arts = executor_input.get("outputs", {}).get("artifacts", {}).get(a.name, {}).get("artifacts", [])
@@ -98,6 +131,14 @@ def invocation_from_executor_input(entry: str, executor_input: dict[str, Any]) -
             raise ContractError(f"{entry}: the executor input has no output artifact '{a.name}'")
         outputs[a.name] = local_path(arts[0]["uri"], arts[0].get("metadata"))
     return Invocation(params, inputs, outputs)
+
+
+def with_exact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata to hand KFP: its entries (the KFP UI shows them) and, under
+    ``kubesage.metadata``, all of it as JSON text, which survives protobuf's doubles."""
+    if not metadata:
+        return {}
+    return {**metadata, METADATA_KEY: json.dumps(metadata, sort_keys=True)}
 
 
 def executor_output(entry: str, executor_input: dict[str, Any], result: Result) -> dict[str, Any]:
@@ -110,7 +151,7 @@ def executor_output(entry: str, executor_input: dict[str, Any], result: Result) 
         artifacts[a.name] = {"artifacts": [{
             "name": given.get("name", a.name),
             "uri": given["uri"],
-            "metadata": result.artifacts.get(a.name, {}),
+            "metadata": with_exact_metadata(result.artifacts.get(a.name, {})),
         }]}
     doc: dict[str, Any] = {}
     if artifacts:
@@ -164,9 +205,13 @@ class _StepNote:
             pass
 
 
-def step_dir(checkpoint_root: str, job_id: str, task_id: str) -> str:
-    """This task's folder on the checkpoint volume (the same for every attempt)."""
-    return os.path.join(checkpoint_root, "kubesage", job_id or "run", task_id or "task")
+def step_dir(checkpoint_root: str, job_id: str, entry: str, executor_input: dict[str, Any]) -> str:
+    """This task's folder on the checkpoint volume: per run, component and input values, so
+    every attempt of a task finds it (a retry may get a new task id) and each item of a loop
+    has its own."""
+    inputs = json.dumps([entry, executor_input.get("inputs", {})], sort_keys=True, default=str)
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:24]
+    return os.path.join(checkpoint_root, "kubesage", job_id or "run", key)
 
 
 def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None = None) -> dict[str, Any]:
@@ -348,9 +393,10 @@ def main(*args: str) -> None:
     mode = "trainjob" if args and args[0] == "trainjob" else "run"
     opts = _options(args[1:] if mode == "trainjob" else args)
     root = opts.get("checkpoint_root")
-    folder = step_dir(root, opts.get("job_id", ""), opts.get("task_id", "")) if root else None
     try:
         executor_input = json.loads(opts["executor_input"])
+        folder = (step_dir(root, opts.get("job_id", ""), opts["entry"], executor_input)
+                  if root else None)
         if mode == "trainjob":
             # Kubernetes stops a pod with SIGTERM: unwind, so the TrainJob is deleted too
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

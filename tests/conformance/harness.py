@@ -77,9 +77,12 @@ def write_kfp_config(folder: str, local_config: str) -> str:
 
 
 def write_sagemaker_config(folder: str, fsx: str, image_tag: str) -> str:
+    """config/sagemaker.yaml with the target's defaults for conditions: one that does not hold
+    skips its steps, as on every path (the example config opts into a failing FailStep)."""
     from tests.sagemaker_fixtures import write_sagemaker_config as write
 
-    return write(folder, fsx=fsx, store=os.path.join(folder, "store"), image_tag=image_tag)
+    return write(folder, fsx=fsx, store=os.path.join(folder, "store"), image_tag=image_tag,
+                 conditions=None)
 
 
 def run_command(path: str, pipeline: str, folder: str, fsx: str, image_tag: str) -> list[str]:

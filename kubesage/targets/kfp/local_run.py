@@ -32,7 +32,7 @@ from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
 from kubesage.runs.record import StepRecord
 from kubesage.runs.store import RunStore
-from kubesage.runtime.kfp import STEP_FILE, kubesage_output_name
+from kubesage.runtime.kfp import STEP_FILE, exact_metadata, kubesage_output_name
 from kubesage.targets.base import RunOptions, Unsupported
 from kubesage.targets.kfp.compiler import compile_to_file
 from kubesage.targets.kfp.components import is_distributed
@@ -301,7 +301,7 @@ def _outputs(step: Step, record: StepRecord, result: dict[str, Any]) -> None:
     for name, entry in result.get("artifacts", {}).items():
         art = entry["artifacts"][0]
         path = art["uri"]
-        meta = art.get("metadata", {}) or {}
+        meta = exact_metadata(art.get("metadata"))
         record.outputs[name] = {"path": path, "sha256": sha256_tree(path) if os.path.exists(path)
                                 else "", "metadata": meta}
         if kinds.get(name) == "Metrics":

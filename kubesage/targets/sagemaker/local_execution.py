@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.channel import evaluate
 from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.interface import ComponentSpec
+from kubesage.dsl.types import parse_value
+from kubesage.plan import Step
 from kubesage.runs.artifacts import sha256_tree
 from kubesage.runs.lifecycle import Run
 from kubesage.runs.record import StepRecord
@@ -37,13 +40,14 @@ class Execution:
     """Runs every step of the definition once, in dependency order."""
 
     def __init__(self, owner: DefinitionExecutor, run: Run, jobs: JobRunner,
-                 steps: list[DefinitionStep], records: dict[str, StepRecord],
+                 steps: list[DefinitionStep], planned: dict[str, tuple[Step, StepRecord]],
                  params: dict[str, Any], number: int) -> None:
         self.owner = owner
         self.run_ = run
         self.jobs = jobs
         self.steps = steps
-        self.records = records  # definition step name -> plan step record
+        self.planned = planned  # definition step name -> (plan step, its record)
+        self.records = {name: record for name, (_, record) in planned.items()}
         self.params = params
         self.number = number
         self.status: dict[str, str] = {}  # every definition step's state in this execution
@@ -213,6 +217,10 @@ class Execution:
             with open(os.path.join(local, pf["FilePath"])) as f:
                 self.property_files[(step["Name"], pf["PropertyFileName"])] = json.load(f)
         record.returns = result.get("returns", {})
+        planned = self.planned.get(step["Name"])
+        spec = planned[0].task.spec if planned else None
+        if spec is not None and spec.container is not None and RESULT_OUTPUT in outputs:
+            record.returns = _output_parameters(spec, outputs[RESULT_OUTPUT][1])
         record.metrics = result.get("metrics", {})
         record.series = result.get("series", {})
         metadata = result.get("artifacts", {})
@@ -244,6 +252,18 @@ class Execution:
                 tar.extractall(partial, filter="data")
             os.replace(partial, folder)
         return folder
+
+
+def _output_parameters(spec: ComponentSpec, folder: str) -> dict[str, Any]:
+    """A container component's output parameters: the files its command wrote them to, typed
+    as Kubeflow's launcher types them (kept in S3; SageMaker itself reads JSON property files)."""
+    found = {}
+    for r in spec.returns:
+        path = os.path.join(folder, r.name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                found[r.name] = parse_value(r.type, f.read())
+    return found
 
 
 def _parameters(kind: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -120,13 +120,13 @@ class DefinitionExecutor:
                          self.filesystem_for, run.say)
         with run.active(on_cancel=jobs.cancel):
             for i, params in enumerate(executions):
-                records = self.records_of(plan, fan_out, steps, record, i, len(executions))
-                Execution(self, run, jobs, steps, records, params, i).run()
+                planned = self.records_of(plan, fan_out, steps, record, i)
+                Execution(self, run, jobs, steps, planned, params, i).run()
         return run.finish()
 
     def records_of(self, plan: Plan, fan_out: set[str], steps: list[DefinitionStep],
-                   record: RunRecord, execution: int, count: int) -> dict[str, StepRecord]:
-        """Definition step name -> the record of the plan step it runs, for one execution.
+                   record: RunRecord, execution: int) -> dict[str, tuple[Step, StepRecord]]:
+        """Definition step name -> the plan step it runs and its record, for one execution.
 
         A step inside the fan-out loop is that loop's item ``execution``; a step outside it runs
         in every execution, and gets a record of its own (``probe@1``) after the first.
@@ -134,7 +134,7 @@ class DefinitionExecutor:
         from kubesage.targets.sagemaker.compiler import sagemaker_name
 
         by_name = {r.name: r for r in record.steps}
-        found: dict[str, StepRecord] = {}
+        found: dict[str, tuple[Step, StepRecord]] = {}
         wanted = {s["Name"] for s, _ in steps}
         for step in plan.steps:
             in_fan_out = [g for g in step.loops if g.id in fan_out]
@@ -148,7 +148,7 @@ class DefinitionExecutor:
                 own = StepRecord(name=f"{step.name}@{execution}", task=own.task,
                                  component=own.component, version=own.version, image=own.image)
                 record.steps.append(own)
-            found[name] = own
+            found[name] = (step, own)
         return found
 
     def ordered_steps(self) -> list[DefinitionStep]:
