@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import (
-    KUBESAGE,
-    REPO,
     containers_created,
     quality,
     run_cli,
@@ -176,28 +172,6 @@ def test_warm_containers_of_steps_that_never_run_are_removed(
     for record in (failed, fanned):
         label = {"label": f"kubesage.run={record['run_id']}"}
         assert docker_client.containers.list(all=True, filters=label) == []
-
-
-def test_ctrl_c_stops_the_containers(docker_client: Any, config_file: str) -> None:
-    proc = subprocess.Popen([*KUBESAGE, "run", "tests/pipelines/probes.py:slow", "--config",
-                             config_file], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    first_line = proc.stderr.readline()  # "run <run_id>: 1 steps (docker)"
-    assert first_line.startswith("run slow-"), first_line
-    run_id = first_line.split()[1].rstrip(":")
-    label = {"label": f"kubesage.run={run_id}"}
-    deadline = time.time() + 120
-    while not docker_client.containers.list(filters=label) and time.time() < deadline:
-        time.sleep(0.2)
-    assert docker_client.containers.list(filters=label), "the step's container never started"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "cancelled; its containers were stopped" in err
-    assert docker_client.containers.list(all=True, filters=label) == []
-    shown = json.loads(run_cli("runs", "--config", config_file, "show", run_id, "--json").stdout)
-    assert shown["status"] == "cancelled" and shown["steps"][0]["status"] == "cancelled"
 
 
 def test_rerun_reproduces_the_reference_metrics_exactly(

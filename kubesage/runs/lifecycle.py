@@ -115,7 +115,7 @@ class Run:
         self._notifier.send(event)
 
     @contextlib.contextmanager
-    def active(self, on_cancel: Callable[[], None] | None = None) -> Iterator[Run]:
+    def active(self, on_cancel: Callable[[], object] | None = None) -> Iterator[Run]:
         """The run is ``running`` inside the block, owned by this process.
 
         SIGINT, SIGTERM and SIGHUP interrupt it (``stop_on_signals``): ``on_cancel`` stops its

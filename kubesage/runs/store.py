@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -72,7 +73,7 @@ class RunStore:
             rows = self._db.execute(query, args + (limit,)).fetchall()
         return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
 
-    def running(self) -> list[RunRecord]:
+    def running(self) -> builtins.list[RunRecord]:
         """Every run whose record still says ``running``."""
         with self._lock:
             rows = self._db.execute("SELECT record FROM runs WHERE status = 'running'").fetchall()
