@@ -159,10 +159,9 @@ def _export_component(args: argparse.Namespace) -> int:
 
 def _component_from(ref: str, version: str | None = None) -> Any:
     """``path/to/file.py:name`` -> the component object it defines; ``FILE.yaml`` -> imported."""
-    import importlib.util
 
     from kubesage.dsl.component import Component
-    from kubesage.loader import project_root
+    from kubesage.loader import import_file, project_root
 
     if ref.endswith((".yaml", ".yml")):
         from kubesage import load_kfp_component
@@ -179,9 +178,7 @@ def _component_from(ref: str, version: str | None = None) -> Any:
     root = project_root(path)
     if root not in sys.path:
         sys.path.insert(0, root)
-    parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
-    module = importlib.import_module(".".join(parts))
-    component = getattr(module, attr, None)
+    component = getattr(import_file(path, root), attr, None)
     if not isinstance(component, Component):
         raise KubesageError(f"{path} has no component '{attr}'")
     return component
@@ -220,10 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from kubesage.runs.store import RunStore
-    from kubesage.targets.local.config import load_local_config
-
-    store = RunStore(load_local_config(args.config).store)
+    store = _store(args.config)
     if args.runs_command == "list":
         wanted = _pairs(args.tag, "--tag")
         records = [r.to_dict() for r in store.list(limit=args.limit, pipeline=args.pipeline)

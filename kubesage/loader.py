@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import traceback
+from types import ModuleType
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import PipelineDefinition
@@ -28,6 +30,37 @@ def project_root(start: str) -> str:
         path = parent
 
 
+def import_file(path: str, root: str) -> ModuleType:
+    """Import ``path`` under its dotted name from ``root``; a mistake in it is a ``LoadError``
+    that names the file, the line and the problem, never a traceback."""
+    parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
+    try:
+        if all(p.isidentifier() for p in parts):
+            return importlib.import_module(".".join(parts))
+        module_name = "kubesage_pipeline_" + parts[-1]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return module
+    except KubesageError:
+        raise
+    except SyntaxError as e:
+        where = f"{e.filename or path}:{e.lineno}" if e.lineno else path
+        raise LoadError(f"{where}: syntax error: {e.msg}; fix that line") from None
+    except ImportError as e:
+        raise LoadError(f"{path}: cannot import {e.name or 'a module'} ({e}); install it, or fix "
+                        "the import (modules of the project import from its root, e.g. "
+                        "'from components.train import train')") from None
+    except Exception as e:  # the file's own code failed while it was imported
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if not f.filename.startswith(os.path.dirname(importlib.__file__))]
+        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise LoadError(f"{path}: importing it raised {type(e).__name__}: {e}{at}; fix the "
+                        "pipeline file") from None
+
+
 def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
     """Import the file and return its ``@pipeline`` (and the file path)."""
     path, _, name = ref.partition(":")
@@ -38,16 +71,7 @@ def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
         sys.path.insert(0, root)
     # Import under its dotted name from the project root ("pipelines.image_classification"), so
     # components defined in the file have an entry point the runtime can import in a container.
-    parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
-    if all(p.isidentifier() for p in parts):
-        module = importlib.import_module(".".join(parts))
-    else:
-        module_name = "kubesage_pipeline_" + parts[-1]
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+    module = import_file(path, root)
     found = {
         obj.name: obj for obj in vars(module).values() if isinstance(obj, PipelineDefinition)
     }

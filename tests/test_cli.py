@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+
+import pytest
 
 from tests.conftest import run_cli
 
@@ -46,3 +49,16 @@ def test_bad_parameter_is_named_before_anything_runs(tmp_path) -> None:
 def test_missing_pipeline_file() -> None:
     proc = run_cli("run", "pipelines/nope.py")
     assert proc.returncode == 2 and "pipeline file pipelines/nope.py does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from kubesage import pipeline\ndef f(:\n", r"p\.py:2: syntax error: invalid syntax; fix that line"),
+    ("import no_such_module_here\n", r"p\.py: cannot import no_such_module_here .*install it"),
+    ("x = 1 / 0\n", r"p\.py: importing it raised ZeroDivisionError: division by zero at .*p\.py:1"),
+])
+def test_a_broken_pipeline_file_is_named_without_a_traceback(tmp_path, source: str, message: str) -> None:
+    path = tmp_path / "p.py"
+    path.write_text(source)
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr

@@ -34,16 +34,21 @@ def test_example_config_reads_as_documented() -> None:
 
 
 @pytest.mark.parametrize("doc,message", [
-    ({"namespce": "x"}, r"unknown key 'namespce'; known keys here: image, namespace"),
-    ({"image": {"registy": "x"}}, r"unknown key 'image.registy'; known keys here: registry, tag"),
-    ({"image": {"tag": 1}}, r"'image.tag' must be a str, got 1"),
-    ({"volumes": {"fsx": "claim"}}, r"'volumes.fsx' must be \{claim: <PersistentVolumeClaim name>\}"),
+    ({"namespce": "x"}, r"'namespce' is not a known setting \(did you mean 'namespace'\?\); "
+                        r"known here: image, namespace"),
+    ({"image": {"registy": "x"}}, r"'image.registy' is not a known setting \(did you mean "
+                                  r"'image.registry'\?\); known here: registry, tag"),
+    ({"image": {"tag": 1}}, r"'image.tag' must be a string, got 1; quote it"),
+    ({"volumes": {"fsx": "claim"}},
+     r"'volumes.fsx' must be a mapping, got 'claim'; e.g. fsx: \{claim: <PersistentVolumeClaim name>\}"),
     ({"scheduling": {"tolerations": [{"key": "spot", "operator": "In"}]}},
-     r"'scheduling.tolerations\[0\].operator' must be Equal or Exists, got 'In'"),
+     r"'scheduling.tolerations\[0\].operator' is 'In'; use one of: Equal, Exists"),
     ({"scheduling": {"node_selector": {"spot": True}}},
      r"'scheduling.node_selector.spot' must be a string, got True; quote it"),
-    ({"retry": {"backoff": "30 seconds"}}, r"'retry.backoff' must be a duration like 30s, 5m or 1h"),
-    ({"shm": {"size": "lots"}}, r"'shm.size' must be a Kubernetes quantity like 16Gi"),
+    ({"retry": {"backoff": "30 seconds"}},
+     r"'retry.backoff' is malformed: '30 seconds'; expected something like 30s, 5m or 1h"),
+    ({"shm": {"size": "lots"}},
+     r"'shm.size' is malformed: 'lots'; expected something like 16Gi \(a Kubernetes quantity\)"),
     ({"trainer": {"poll_seconds": 0}}, r"'trainer.poll_seconds' must be >= 1"),
     (["not", "a", "mapping"], r"expected a mapping of settings, got list"),
 ])

@@ -47,7 +47,8 @@ def target_args(target: str, tmp_path: Any, fsx_root: str) -> tuple[list[str], s
     if target == "kfp":
         return ["--target", "kfp", "--config", kfp_config(str(tmp_path), local)], local
     if target == "sagemaker":
-        config = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"))
+        config = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"),
+                                        conditions=None)  # unmet conditions skip, as elsewhere
         return ["--target", "sagemaker", "--config", config], str(tmp_path / "local.yaml")
     return ["--config", local], local
 

@@ -91,5 +91,6 @@ def test_webhooks_must_be_urls(tmp_path) -> None:
 
     path = tmp_path / "l.yaml"
     path.write_text("webhooks: [slack]\n")
-    with pytest.raises(ConfigError, match=r"'webhooks\[0\]' must be an http\(s\) URL, got 'slack'"):
+    with pytest.raises(ConfigError, match=r"'webhooks\[0\]' is malformed: 'slack'; "
+                       r"expected something like https://"):
         load_local_config(str(path))

@@ -68,11 +68,11 @@ def test_missing_mount_in_config_is_named(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("mounts: [a]\n", r"'mounts' must be a dict"),
-    ("paralelism: 2\n", r"unknown key 'paralelism'"),
+    ("mounts: [a]\n", r"'mounts' must be a mapping, got \['a'\]; e.g. mounts: \{fsx: "),
+    ("paralelism: 2\n", r"'paralelism' is not a known setting \(did you mean 'parallelism'\?\)"),
     ("parallelism: 0\n", r"'parallelism' must be >= 1"),
-    ("parallelism: true\n", r"'parallelism' must be a int"),
-    ("warm_start: 1\n", r"'warm_start' must be a bool"),
+    ("parallelism: true\n", r"'parallelism' must be an integer, got True"),
+    ("warm_start: 1\n", r"'warm_start' must be true or false, got 1"),
     ("store: [\n", r"not valid YAML"),
 ])
 def test_config_errors_name_the_key(tmp_path, text: str, message: str) -> None:

@@ -28,7 +28,7 @@ def test_missing_file_names_it(tmp_path) -> None:
     ({"role_arn": None}, "'role_arn' is missing; add it, e.g. role_arn: arn:aws:iam::"),
     ({"role_arn": "my-role"}, "'role_arn' is malformed: 'my-role'"),
     ({"region": "virginia"}, "'region' is malformed: 'virginia'; expected something like us-east-1"),
-    ({"bucket": 42}, "'bucket' must be a str, got 42"),
+    ({"bucket": 42}, "'bucket' must be a string, got 42; quote it"),
     ({"network": {"subnets": ["subnet-xyz"], "security_groups": ["sg-0123456789abcdef0"]}},
      "'network.subnets[0]' is malformed: 'subnet-xyz'"),
     ({"network": {"subnets": [], "security_groups": ["sg-0123456789abcdef0"]}},

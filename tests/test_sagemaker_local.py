@@ -182,7 +182,11 @@ def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, image_tag) ->
     assert "preprocess: 1797 images in 10 classes from /opt/ml/input/data/fsx/digits" in text
     assert record["metrics"]["train"]["train_loss"] > 0
     preprocess = next(s for s in record["steps"] if s["name"] == "preprocess")
-    assert preprocess["outputs"]["model"]["uri"].endswith("/output/model.tar.gz")
+    # its output artifact, unpacked from the job's model.tar.gz (nothing else in the folder)
+    assert preprocess["outputs"]["data"]["uri"].endswith("/output/model.tar.gz#data")
+    folder = preprocess["outputs"]["data"]["path"]
+    assert os.path.isdir(folder) and not any(f.startswith(".kubesage") for f in os.listdir(folder))
+    assert preprocess["outputs"]["data"]["metadata"]["classes"] == 10
 
 
 def test_local_s3_never_writes_into_a_data_mount_folder(tmp_path) -> None:

@@ -92,6 +92,15 @@ def test_each_target_declares_what_it_honours() -> None:
         targets.get("nope")
 
 
+def test_every_target_names_runtime_contracts_that_exist(toy) -> None:
+    from kubesage.runtime.__main__ import module_of
+
+    for name in targets.names():
+        contracts = targets.get(name).contracts
+        assert contracts and all(module_of(c) for c in contracts), (name, contracts)
+    assert module_of("no_such_contract") is None
+
+
 def test_local_target_compiles_nothing_and_says_where_to_go(tmp_path) -> None:
     code, _, err = kubesage("compile", f"{PROBES}:chain", "--target", "local", "-o",
                             str(tmp_path / "x"))

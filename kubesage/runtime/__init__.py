@@ -5,3 +5,5 @@ function's typed arguments. One module per contract: ``local`` (task file in, re
 Kubeflow (executor input in, executor output file out) and SageMaker (processing and training
 ``/opt/ml`` layouts) are further modules beside it.
 """
+
+COMMAND = ["python", "-m", "kubesage.runtime"]  # how every compiled step starts the runtime

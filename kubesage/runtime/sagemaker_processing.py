@@ -28,11 +28,12 @@ from typing import Any
 
 from kubesage.dsl.types import parse_value
 from kubesage.fsutil import write_json_atomic
+from kubesage.runtime import COMMAND
 from kubesage.runtime.context import world
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 
 ROOT_ENV = "KUBESAGE_SAGEMAKER_ROOT"  # /opt/ml unless a test runs the contract in place
-ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_processing"]
+ENTRYPOINT = [*COMMAND, "sagemaker_processing"]
 PROCESSING = "/opt/ml/processing"
 RESULT_OUTPUT = "kubesage-result"  # every processing step: returns, metrics, artifact metadata
 RESULT_FILE = "result.json"

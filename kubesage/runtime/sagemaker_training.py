@@ -27,6 +27,7 @@ import os
 import sys
 import traceback
 
+from kubesage.runtime import COMMAND
 from kubesage.runtime.context import CHECKPOINT_ENV, world
 from kubesage.runtime.distributed import Layout, inside_worker, launch
 from kubesage.runtime.invoke import Invocation, invoke, load_component
@@ -39,7 +40,7 @@ from kubesage.runtime.sagemaker_processing import (
     typed_parameters,
 )
 
-ENTRYPOINT = ["python", "-m", "kubesage.runtime", "sagemaker_training"]
+ENTRYPOINT = [*COMMAND, "sagemaker_training"]
 ENTRY_ENV = "KUBESAGE_ENTRY"
 INPUTS_ENV = "KUBESAGE_INPUTS"
 METADATA_ENV = "KUBESAGE_METADATA"

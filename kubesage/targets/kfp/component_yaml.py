@@ -19,11 +19,8 @@ from kubesage.dsl.container import ContainerSpec, check_placeholders
 from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import NO_DEFAULT, ArtifactSpec, ComponentSpec, ParameterSpec
 from kubesage.targets.kfp.compiler import write_compiled
-from kubesage.targets.kfp.components import IR_PARAMETER_TYPES, container_component
+from kubesage.targets.kfp.components import IR_PARAMETER_TYPES, SCHEMA_TITLES, container_component
 from kubesage.targets.kfp.config import KfpConfig
-
-ARTIFACT_TYPES = {"system.Dataset": "Dataset", "system.Model": "Model",
-                  "system.Metrics": "Metrics", "system.Artifact": "Artifact"}
 
 
 def export_component(spec: ComponentSpec, output: str, config: KfpConfig) -> str:
@@ -119,4 +116,4 @@ def _parameter_type(path: str, name: str, d: dict[str, Any]) -> str:
 
 
 def _artifact_type(d: dict[str, Any]) -> str:
-    return ARTIFACT_TYPES.get(d.get("artifactType", {}).get("schemaTitle", ""), "Artifact")
+    return SCHEMA_TITLES.get(d.get("artifactType", {}).get("schemaTitle", ""), "Artifact")

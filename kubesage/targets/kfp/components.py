@@ -16,17 +16,26 @@ from kfp import dsl
 
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.dsl.types import PARAM_TYPES as KUBESAGE_TYPES
+from kubesage.runtime import COMMAND
 from kubesage.runtime.kfp import kfp_output_name
 from kubesage.targets.kfp.config import KfpConfig
 from kubesage.targets.kfp.trainjob import trainjob_template
 
+# Kubeflow's names of kubesage's types, declared once: parameter type -> (IR ``parameterType``,
+# v1 component YAML type); artifact type -> (kfp.dsl class, IR ``schemaTitle``, v1 type).
+KFP_PARAMETER_TYPES = {"str": ("STRING", "String"), "int": ("NUMBER_INTEGER", "Integer"),
+                       "float": ("NUMBER_DOUBLE", "Float"), "bool": ("BOOLEAN", "Boolean"),
+                       "list": ("LIST", "List"), "dict": ("STRUCT", "Dict")}
+KFP_ARTIFACT_TYPES = {"Artifact": (dsl.Artifact, "system.Artifact"),
+                      "Dataset": (dsl.Dataset, "system.Dataset"),
+                      "Model": (dsl.Model, "system.Model"),
+                      "Metrics": (dsl.Metrics, "system.Metrics")}
 PARAM_TYPES: dict[str, type] = {name: t.python for name, t in KUBESAGE_TYPES.items()}
-ARTIFACT_TYPES: dict[str, type] = {"Artifact": dsl.Artifact, "Dataset": dsl.Dataset,
-                                   "Model": dsl.Model, "Metrics": dsl.Metrics}
-ENTRY_COMMAND = ["python", "-m", "kubesage.runtime"]
-# KFP IR parameter types (``parameterType``) -> kubesage's
-IR_PARAMETER_TYPES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float",
-                      "BOOLEAN": "bool", "LIST": "list", "STRUCT": "dict"}
+ARTIFACT_TYPES: dict[str, type] = {name: cls for name, (cls, _) in KFP_ARTIFACT_TYPES.items()}
+IR_PARAMETER_TYPES = {ir: name for name, (ir, _) in KFP_PARAMETER_TYPES.items()}
+SCHEMA_TITLES = {title: name for name, (_, title) in KFP_ARTIFACT_TYPES.items()}
+V1_TYPES = {**{name: v1 for name, (_, v1) in KFP_PARAMETER_TYPES.items()},
+            **{name: name for name in KFP_ARTIFACT_TYPES}}
 
 
 def is_distributed(distribution: Distribution) -> bool:
@@ -80,7 +89,7 @@ def container_component(name: str, spec: ComponentSpec, resources: Resources,
     args = container_args(spec, resources, distribution, config)
 
     def body(*_: Any) -> dsl.ContainerSpec:
-        return dsl.ContainerSpec(image=image, command=list(ENTRY_COMMAND), args=list(args))
+        return dsl.ContainerSpec(image=image, command=list(COMMAND), args=list(args))
 
     body.__signature__ = _signature(spec)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = name
@@ -94,9 +103,6 @@ def container_component(name: str, spec: ComponentSpec, resources: Resources,
     return component
 
 
-V1_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "list": "List",
-            "dict": "Dict", "Artifact": "Artifact", "Dataset": "Dataset", "Model": "Model",
-            "Metrics": "Metrics"}
 
 
 def imported_component(name: str, spec: ComponentSpec, image: str) -> Any:

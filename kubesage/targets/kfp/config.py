@@ -12,17 +12,15 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from kubesage.configfile import read_mapping
-from kubesage.dsl.errors import KubesageError
+from kubesage.configfile import ConfigError, ConfigReader
 
 DEFAULT_PATH = os.path.join("config", "kfp.yaml")
 _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_QUANTITY = re.compile(r"^$|^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")  # "": none
 
 
-class KfpConfigError(KubesageError):
+class KfpConfigError(ConfigError):
     """The Kubeflow target config is missing, malformed, or has a wrong value."""
 
 
@@ -107,22 +105,9 @@ class KfpConfig:
                                    data_versions=dict(data_versions))
 
 
-_SCHEMA: dict[str, Any] = {
-    "image": {"registry": str, "tag": str},
-    "namespace": str,
-    "service_account": str,
-    "host": str,
-    "experiment": str,
-    "volumes": dict,
-    "checkpoints": {"claim": str, "path": str},
-    "shm": {"size": str},
-    "scheduling": {"node_selector": dict, "tolerations": list},
-    "env": dict,
-    "retry": {"backoff": str, "factor": float, "max": str},
-    "trainer": {"runtime": str, "poll_seconds": int},
-    "local": {"config": str},
-    "wait": {"poll_seconds": float},
-}
+_KEYS = ("image", "namespace", "service_account", "host", "experiment", "volumes", "checkpoints",
+         "shm", "scheduling", "env", "retry", "trainer", "local", "wait")
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 def load_kfp_config(path: str | None = None) -> KfpConfig:
@@ -131,106 +116,58 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
         if not os.path.exists(DEFAULT_PATH):
             return KfpConfig()
         path = DEFAULT_PATH
-    if not os.path.isfile(path):
-        raise KfpConfigError(f"config file {path} does not exist; pass an existing --config file "
-                             "(config/kfp.yaml is the example)")
-    doc = read_mapping(path, KfpConfigError)
-    _check(path, doc, _SCHEMA, "")
-    return _build(path, doc)
-
-
-def _check(path: str, doc: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
-    for key, value in doc.items():
-        where = prefix + str(key)
-        if key not in schema:
-            raise KfpConfigError(
-                f"{path}: unknown key '{where}'; known keys here: {', '.join(schema)}")
-        expected = schema[key]
-        if isinstance(expected, dict):
-            if not isinstance(value, dict):
-                raise KfpConfigError(f"{path}: '{where}' must be a mapping with keys "
-                                     f"{', '.join(expected)}, got {value!r}")
-            _check(path, value, expected, where + ".")
-            continue
-        ok = isinstance(value, expected) and not isinstance(value, bool)
-        if expected is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-            ok = False
-        if not ok:
-            raise KfpConfigError(f"{path}: '{where}' must be a {expected.__name__}, got {value!r}")
-
-
-def _strings(path: str, where: str, value: dict[str, Any]) -> dict[str, str]:
-    for k, v in value.items():
-        if not isinstance(v, str):
-            raise KfpConfigError(f"{path}: '{where}.{k}' must be a string, got {v!r}; quote it")
-    return dict(value)
-
-
-def _build(path: str, doc: dict[str, Any]) -> KfpConfig:
-    image = doc.get("image", {})
-    volumes: dict[str, str] = {}
-    for name, entry in doc.get("volumes", {}).items():
-        if not isinstance(entry, dict) or set(entry) != {"claim"} or not isinstance(entry["claim"], str):
-            raise KfpConfigError(
-                f"{path}: 'volumes.{name}' must be {{claim: <PersistentVolumeClaim name>}}, "
-                f"got {entry!r}")
-        volumes[name] = entry["claim"]
-    tolerations = []
-    for i, t in enumerate(doc.get("scheduling", {}).get("tolerations", [])):
-        known = {"key", "operator", "value", "effect"}
-        if not isinstance(t, dict) or set(t) - known:
-            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}]' must be a mapping of "
-                                 f"{', '.join(sorted(known))}, got {t!r}")
-        if t.get("operator", "Equal") not in ("Equal", "Exists"):
-            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}].operator' must be Equal "
-                                 f"or Exists, got {t['operator']!r}")
-        if t.get("effect") not in (None, "NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise KfpConfigError(f"{path}: 'scheduling.tolerations[{i}].effect' must be NoSchedule, "
-                                 f"PreferNoSchedule or NoExecute, got {t['effect']!r}")
-        tolerations.append(Toleration(t.get("key"), t.get("operator", "Equal"), t.get("value"),
-                                      t.get("effect")))
-    retry = doc.get("retry", {})
-    for key in ("backoff", "max"):
-        if key in retry and not _DURATION.match(retry[key]):
-            raise KfpConfigError(f"{path}: 'retry.{key}' must be a duration like 30s, 5m or 1h, "
-                                 f"got {retry[key]!r}")
-    shm = doc.get("shm", {}).get("size", "")
-    if shm and not _QUANTITY.match(shm):
-        raise KfpConfigError(f"{path}: 'shm.size' must be a Kubernetes quantity like 16Gi, got {shm!r}")
-    trainer = doc.get("trainer", {})
-    if trainer.get("poll_seconds", 30) < 1:
-        raise KfpConfigError(f"{path}: 'trainer.poll_seconds' must be >= 1")
-    if doc.get("wait", {}).get("poll_seconds", 10.0) <= 0:
-        raise KfpConfigError(f"{path}: 'wait.poll_seconds' must be > 0")
-    local = doc.get("local", {}).get("config")
-    base = os.path.dirname(os.path.abspath(path))
-    ckpt = doc.get("checkpoints", {})
+    r = ConfigReader.open(path, KfpConfigError,
+                          "pass an existing --config file (config/kfp.yaml is the example)")
+    r.unknown(_KEYS)
+    image = r.child("image", False, known=("registry", "tag"))
+    volumes = r.child("volumes", False)
+    checkpoints = r.child("checkpoints", False, known=("claim", "path"))
+    scheduling = r.child("scheduling", False, known=("node_selector", "tolerations"))
+    selector, env = scheduling.child("node_selector", False), r.child("env", False)
+    tolerations = scheduling.indexed("tolerations")
+    retry = r.child("retry", False, known=("backoff", "factor", "max"))
+    trainer = r.child("trainer", False, known=("runtime", "poll_seconds"))
+    wait = r.child("wait", False, known=("poll_seconds",))
+    wait_poll_s = wait.get("poll_seconds", float, False, 10.0)
+    if wait_poll_s <= 0:
+        raise wait.fail("poll_seconds", f"must be > 0, got {wait_poll_s}")
     return KfpConfig(
-        registry=image.get("registry", ""),
-        tag=image.get("tag", "latest"),
-        namespace=doc.get("namespace", "kubeflow"),
-        service_account=doc.get("service_account", ""),
-        host=doc.get("host", ""),
-        experiment=doc.get("experiment", "kubesage"),
-        volumes=volumes,
-        checkpoint_claim=ckpt.get("claim", ""),
-        checkpoint_path=ckpt.get("path", "/checkpoints"),
-        shm_size=shm,
-        node_selector=_strings(path, "scheduling.node_selector",
-                               doc.get("scheduling", {}).get("node_selector", {})),
-        tolerations=tuple(tolerations),
-        env=_strings(path, "env", doc.get("env", {})),
-        retry_backoff=_seconds(retry.get("backoff", "30s")),
-        retry_factor=float(retry.get("factor", 2.0)),
-        retry_max=_seconds(retry.get("max", "1h")),
-        trainer_runtime=trainer.get("runtime", "torch-distributed"),
-        trainer_poll_s=trainer.get("poll_seconds", 30),
-        wait_poll_s=float(doc.get("wait", {}).get("poll_seconds", 10.0)),
-        local_config=os.path.normpath(os.path.join(base, local)) if local else None,
+        registry=image.get("registry", str, False, ""),
+        tag=image.get("tag", str, False, "latest"),
+        namespace=r.get("namespace", str, False, "kubeflow"),
+        service_account=r.get("service_account", str, False, ""),
+        host=r.get("host", str, False, ""),
+        experiment=r.get("experiment", str, False, "kubesage"),
+        volumes={name: volumes.child(name, example="{claim: <PersistentVolumeClaim name>}",
+                                     known=("claim",)).get("claim", str, example="fsx-claim")
+                 for name in volumes.doc},
+        checkpoint_claim=checkpoints.get("claim", str, False, ""),
+        checkpoint_path=checkpoints.get("path", str, False, "/checkpoints"),
+        shm_size=r.child("shm", False, known=("size",)).get("size", str, False, "",
+                                                             pattern=_QUANTITY,
+                                                             example="16Gi (a Kubernetes quantity)"),
+        node_selector={k: selector.get(k, str, example='"value"') for k in selector.doc},
+        tolerations=tuple(_toleration(tolerations, item) for item in tolerations.doc),
+        env={k: env.get(k, str, example='"value"') for k in env.doc},
+        retry_backoff=_seconds(retry.get("backoff", str, False, "30s", pattern=_DURATION,
+                                         example="30s, 5m or 1h")),
+        retry_factor=retry.get("factor", float, False, 2.0),
+        retry_max=_seconds(retry.get("max", str, False, "1h", pattern=_DURATION,
+                                     example="30s, 5m or 1h")),
+        trainer_runtime=trainer.get("runtime", str, False, "torch-distributed"),
+        trainer_poll_s=trainer.get("poll_seconds", int, False, 30, least=1),
+        wait_poll_s=wait_poll_s,
+        local_config=r.child("local", False, known=("config",)).path_of("config") or None,
         source=path,
     )
+
+
+def _toleration(tolerations: ConfigReader, item: str) -> Toleration:
+    t = tolerations.child(item, example='{key: spot, operator: Equal, value: "true"}',
+                          known=("key", "operator", "value", "effect"))
+    return Toleration(t.get("key", str, False), t.get("operator", str, False, "Equal",
+                                                      choices=("Equal", "Exists")),
+                      t.get("value", str, False), t.get("effect", str, False, choices=_EFFECTS))
 
 
 def _seconds(duration: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
+from kubesage.runtime import COMMAND
 from kubesage.targets.kfp.config import KfpConfig
 
 TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1"
@@ -23,7 +24,7 @@ TRAINER_RELEASE = "v2.2.0"
 TRAINER_NODE = "node"
 PATCH_MANAGER = "kubesage.io/kfp-launcher"
 # The local contract starts torchrun itself from the runtime's PET_* variables (rank 0 reports).
-TRAINER_COMMAND = ["python", "-m", "kubesage.runtime", "local"]
+TRAINER_COMMAND = [*COMMAND, "local"]
 SHM_VOLUME = "dshm"
 CHECKPOINT_VOLUME = "checkpoints"
 

@@ -15,20 +15,16 @@ webhooks: [https://hooks.slack.com/services/...]      # run and step state chang
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kubesage.configfile import read_mapping
-from kubesage.dsl.errors import KubesageError
+from kubesage.configfile import ConfigError, ConfigReader  # ConfigError: this target's error
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
 
 DEFAULT_PATH = os.path.join("config", "local.yaml")
-
-
-class ConfigError(KubesageError):
-    """A target config file is missing, malformed, or has a wrong value."""
 
 
 @dataclass
@@ -62,8 +58,9 @@ class LocalConfig:
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{self.image_tag}"
 
 
-_KEYS = {"mounts": dict, "store": str, "image_tag": str, "parallelism": int,
-         "warm_start": bool, "mlflow_tracking_uri": str, "webhooks": list}
+_KEYS = ("mounts", "store", "image_tag", "parallelism", "warm_start", "mlflow_tracking_uri",
+         "webhooks")
+_URL = re.compile(r"https?://")
 
 
 def load_local_config(path: str | None = None) -> LocalConfig:
@@ -72,42 +69,21 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         if not os.path.exists(DEFAULT_PATH):
             return LocalConfig()
         path = DEFAULT_PATH
-    if not os.path.exists(path):
-        raise ConfigError(f"config file {path} does not exist; pass an existing --config file")
-    doc = read_mapping(path, ConfigError)
-    for key, value in doc.items():
-        if key not in _KEYS:
-            raise ConfigError(f"{path}: unknown key '{key}'; known keys: {', '.join(_KEYS)}")
-        if not isinstance(value, _KEYS[key]) or (isinstance(value, bool) and _KEYS[key] is not bool):
-            raise ConfigError(
-                f"{path}: '{key}' must be a {_KEYS[key].__name__}, got {value!r}"
-            )
-    base = os.path.dirname(os.path.abspath(path))
-    mounts = {}
-    for name, folder in doc.get("mounts", {}).items():
-        if not isinstance(folder, str):
-            raise ConfigError(f"{path}: 'mounts.{name}' must be a folder path, got {folder!r}")
-        mounts[name] = os.path.normpath(os.path.join(base, folder))
-    parallelism = doc.get("parallelism", 4)
-    if parallelism < 1:
-        raise ConfigError(f"{path}: 'parallelism' must be >= 1, got {parallelism}")
+    r = ConfigReader.open(path, ConfigError, "pass an existing --config file")
+    r.unknown(_KEYS)
+    mounts = r.child("mounts", required=False, example="{fsx: ../data/fsx}")
     return LocalConfig(
-        mounts=mounts,
-        store=os.path.normpath(os.path.join(base, doc.get("store", ".kubesage"))),
-        image_tag=doc.get("image_tag", "latest"),
-        parallelism=parallelism,
-        warm_start=doc.get("warm_start", True),
-        mlflow_tracking_uri=doc.get("mlflow_tracking_uri", ""),
-        webhooks=_webhooks(path, doc.get("webhooks", [])),
+        mounts={name: mounts.path_of(name, required=True, example="../data/fsx")
+                for name in mounts.doc},
+        store=r.path_of("store", ".kubesage"),
+        image_tag=r.get("image_tag", str, False, "latest"),
+        parallelism=r.get("parallelism", int, False, 4, least=1),
+        warm_start=r.get("warm_start", bool, False, True),
+        mlflow_tracking_uri=r.get("mlflow_tracking_uri", str, False, ""),
+        webhooks=list(r.strings("webhooks", _URL, "https://hooks.slack.com/services/...",
+                                required=False)),
         source=path,
     )
-
-
-def _webhooks(path: str, urls: list[Any]) -> list[str]:
-    for i, url in enumerate(urls):
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{path}: 'webhooks[{i}]' must be an http(s) URL, got {url!r}")
-    return list(urls)
 
 
 def data_mounts(pipeline: Pipeline, config: LocalConfig,

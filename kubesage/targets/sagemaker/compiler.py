@@ -313,12 +313,12 @@ class Compiler:
                 max_attempts=inst.task.retries)]
         return out
 
-    # -- steps ------------------------------------------------------------------------
+
 def definition_json(pipeline: Pipeline, config: SageMakerConfig) -> str:
     """The definition as canonical JSON text (sorted keys): the same input, the same bytes."""
-    from kubesage.targets.sagemaker.session import offline, pipeline_session, quiet_sdk_logs
+    from kubesage.targets.sagemaker.session import pipeline_session, quiet_sdk_logs, sdk_context
 
-    with offline():
+    with sdk_context(config.region):
         session = pipeline_session(config)
         sdk_pipeline = Compiler(pipeline, config, session).build()
         quiet_sdk_logs()

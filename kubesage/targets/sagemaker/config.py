@@ -18,10 +18,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from kubesage.configfile import read_mapping
-from kubesage.dsl.errors import KubesageError
+from kubesage.configfile import ConfigError, ConfigReader
 
 DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
 KINDS = ("processing", "training", "register")
@@ -34,10 +32,11 @@ _SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _FSX = re.compile(r"^fs-[0-9a-f]{8,21}$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9-]+$")
 _DURATION = re.compile(r"^P(\d+D)?(T(\d+H)?(\d+M)?)?$")
+_IMAGE = re.compile(r".*/")
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
-class SageMakerConfigError(KubesageError):
+class SageMakerConfigError(ConfigError):
     """The SageMaker target config is missing, malformed, or has a wrong value."""
 
 
@@ -121,58 +120,8 @@ class SageMakerConfig:
 def load_config(path: str | None = None) -> SageMakerConfig:
     """Read and check the target config; without ``path`` read ``config/sagemaker.yaml``."""
     path = path or DEFAULT_PATH
-    if not os.path.exists(path):
-        raise SageMakerConfigError(
-            f"SageMaker target config {path} does not exist; pass --config FILE or copy "
-            "config/sagemaker.yaml and fill in your account's values"
-        )
-    return _parse(read_mapping(path, SageMakerConfigError), path)
-
-
-class _Reader:
-    """Typed access to a YAML mapping; every error names the dotted key and the fix."""
-
-    def __init__(self, doc: dict[str, Any], path: str, where: str = "") -> None:
-        self.doc, self.path, self.where = doc, path, where
-
-    def key(self, name: str) -> str:
-        return f"{self.where}{name}"
-
-    def fail(self, name: str, problem: str) -> SageMakerConfigError:
-        return SageMakerConfigError(f"{self.path}: '{self.key(name)}' {problem}")
-
-    def get(self, name: str, kind: type, required: bool = True, default: Any = None,
-            pattern: re.Pattern[str] | None = None, example: str = "") -> Any:
-        if name not in self.doc or self.doc[name] is None:
-            if required:
-                raise self.fail(name, f"is missing; add it, e.g. {name}: {example}")
-            return default
-        value = self.doc[name]
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.fail(name, f"must be an integer, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"must be a {kind.__name__}, got {value!r}")
-        if pattern is not None and not pattern.match(str(value)):
-            raise self.fail(name, f"is malformed: {value!r}; expected something like {example}")
-        return value
-
-    def child(self, name: str, required: bool = True, example: str = "") -> _Reader:
-        sub = self.get(name, dict, required, {}, example=example)
-        return _Reader(sub, self.path, f"{self.key(name)}.")
-
-    def strings(self, name: str, pattern: re.Pattern[str], example: str) -> tuple[str, ...]:
-        values = self.get(name, list, example=f"[{example}]")
-        if not values:
-            raise self.fail(name, f"is empty; list at least one, e.g. [{example}]")
-        for i, v in enumerate(values):
-            if not isinstance(v, str) or not pattern.match(v):
-                raise self.fail(f"{name}[{i}]", f"is malformed: {v!r}; expected e.g. {example}")
-        return tuple(values)
-
-    def unknown(self, known: tuple[str, ...]) -> None:
-        for name in self.doc:
-            if name not in known:
-                raise self.fail(str(name), f"is not a known setting; known here: {', '.join(known)}")
+    return _parse(ConfigReader.open(path, SageMakerConfigError, (
+        "pass --config FILE, or copy config/sagemaker.yaml and fill in your account's values")))
 
 
 _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
@@ -181,20 +130,15 @@ _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "n
 UNMET = ("skip", "fail")
 
 
-def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
-    r = _Reader(doc, path)
+def _parse(r: ConfigReader) -> SageMakerConfig:
     r.unknown(_TOP)
-    images = r.get("images", dict, example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
-                   "amazonaws.com/kubesage/torch:1.0}")
-    for name, uri in images.items():
-        if not isinstance(uri, str) or "/" not in uri:
-            raise r.fail(f"images.{name}", f"must be an image URI (registry/repository:tag), got {uri!r}")
-    types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}")
-    types.unknown(("processing", "training"))
-    net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}")
-    net.unknown(("subnets", "security_groups"))
-    spot = r.child("spot", required=False)
-    spot.unknown(("enabled", "max_run_s", "max_wait_s"))
+    images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
+                     "amazonaws.com/kubesage/torch:1.0}")
+    types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}",
+                    known=("processing", "training"))
+    net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}",
+                  known=("subnets", "security_groups"))
+    spot = r.child("spot", required=False, known=("enabled", "max_run_s", "max_wait_s"))
     max_run = spot.get("max_run_s", int, False, 86400)
     max_wait = spot.get("max_wait_s", int, False, 2 * max_run)
     enabled = spot.get("enabled", bool, False, False)
@@ -203,8 +147,8 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
     mounts_r = r.child("mounts", required=False)
     mounts = {}
     for name in mounts_r.doc:
-        m = mounts_r.child(name, example="{file_system_id: fs-..., directory_path: /abcdefgh/data}")
-        m.unknown(("file_system_id", "directory_path", "s3_uri"))
+        m = mounts_r.child(name, example="{file_system_id: fs-..., directory_path: /abcdefgh/data}",
+                           known=("file_system_id", "directory_path", "s3_uri"))
         mounts[name] = MountConfig(
             file_system_id=m.get("file_system_id", str, pattern=_FSX, example="fs-0123456789abcdef0"),
             directory_path=m.get("directory_path", str, pattern=re.compile(r"^/\S*$"),
@@ -212,8 +156,7 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
             s3_uri=m.get("s3_uri", str, pattern=re.compile(r"^s3://[a-z0-9.-]+(/\S*)?$"),
                          example="s3://my-datasets/"),
         )
-    conditions = r.child("conditions", required=False)
-    conditions.unknown(("unmet",))
+    conditions = r.child("conditions", required=False, known=("unmet",))
     unmet = conditions.get("unmet", str, False, "skip")
     if unmet not in UNMET:
         raise conditions.fail("unmet", f"is {unmet!r}; use skip (the guarded steps are skipped) "
@@ -221,38 +164,31 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:
-        c = comps_r.child(name)
-        c.unknown(("kind", "instance_type", "instance_count", "volume_size_gb", "returns"))
-        kind = c.get("kind", str, False)
-        if kind is not None and kind not in KINDS:
-            raise c.fail("kind", f"is {kind!r}; use one of: {', '.join(KINDS)}")
-        count = c.get("instance_count", int, False)
-        if count is not None and count < 1:
-            raise c.fail("instance_count", f"must be >= 1, got {count}")
+        c = comps_r.child(name, known=("kind", "instance_type", "instance_count", "volume_size_gb",
+                                       "returns"))
         returns = {}
         rets = c.child("returns", required=False)
         for ret in rets.doc:
-            rr = rets.child(ret, example="{output: report, file: evaluation.json, path: a.b}")
-            rr.unknown(("output", "file", "path"))
+            rr = rets.child(ret, example="{output: report, file: evaluation.json, path: a.b}",
+                            known=("output", "file", "path"))
             returns[ret] = (rr.get("output", str, example="report"),
                             rr.get("file", str, example="evaluation.json"),
                             rr.get("path", str, example="metrics.accuracy.value"))
         components[name] = ComponentHints(
-            kind=kind,
+            kind=c.get("kind", str, False, choices=KINDS),
             instance_type=c.get("instance_type", str, False, pattern=_INSTANCE, example="ml.g5.2xlarge"),
-            instance_count=count,
+            instance_count=c.get("instance_count", int, False, least=1),
             volume_size_gb=c.get("volume_size_gb", int, False),
             returns=returns,
         )
-    base = os.path.dirname(os.path.abspath(path))
-    local = r.get("local_config", str, False)
     return SageMakerConfig(
         region=r.get("region", str, pattern=_REGION, example="us-east-1"),
         role_arn=r.get("role_arn", str, pattern=_ROLE,
                        example="arn:aws:iam::111122223333:role/kubesage-sagemaker"),
         bucket=r.get("bucket", str, pattern=_BUCKET, example="my-kubesage-bucket"),
         prefix=r.get("prefix", str, False, "kubesage"),
-        images=dict(images),
+        images={name: images.get(name, str, pattern=_IMAGE, example="<registry>/<repository>:<tag>")
+                for name in images.doc},
         processing_instance_type=types.get("processing", str, pattern=_INSTANCE, example="ml.m5.xlarge"),
         training_instance_type=types.get("training", str, pattern=_INSTANCE, example="ml.g5.2xlarge"),
         subnets=net.strings("subnets", _SUBNET, "subnet-0123456789abcdef0"),
@@ -266,6 +202,6 @@ def _parse(doc: dict[str, Any], path: str) -> SageMakerConfig:
                                  example="P30D"),
         unmet_condition=unmet,
         components=components,
-        local_config=os.path.normpath(os.path.join(base, local)) if local else None,
-        source=path,
+        local_config=r.path_of("local_config") or None,
+        source=r.path,
     )

@@ -29,7 +29,7 @@ from kubesage.runs.lifecycle import Run, new_record, plan_steps
 from kubesage.runs.record import RunRecord, StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.targets.base import RunOptions, Unsupported
-from kubesage.targets.local.config import ConfigError, LocalConfig, load_local_config
+from kubesage.targets.local.config import ConfigError, LocalConfig, data_mounts, load_local_config
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 from kubesage.targets.sagemaker.expressions import references, step_of
 from kubesage.targets.sagemaker.local_s3 import LocalS3
@@ -70,8 +70,8 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     plan = Plan(pipeline, values)
     record = new_record(
         pipeline, options, target="sagemaker", runner="docker", values=values, images=images,
-        data={name: fingerprint_tree(folder) for name, folder in local.mounts.items()
-              if name in config.mounts and os.path.isdir(folder)},
+        data={name: fingerprint_tree(folder) for name, (_, folder) in data_mounts(
+            pipeline, local, "the local config (config/sagemaker.yaml's local_config names it)").items()},
         config=config.source)
     folder = os.path.join(executor.root, "runs", record.run_id)
     os.makedirs(folder, exist_ok=True)

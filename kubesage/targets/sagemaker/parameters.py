@@ -14,6 +14,7 @@ from typing import Any
 from kubesage.dsl.control import ParallelFor
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
+from kubesage.dsl.types import coerce
 
 
 def fan_out_parameters(pipeline: Pipeline) -> dict[str, str]:
@@ -27,6 +28,13 @@ def fan_out_parameters(pipeline: Pipeline) -> dict[str, str]:
     return found
 
 
+# SageMaker's name of each kubesage parameter type, declared once (lists and dicts travel as
+# JSON text in String parameters), and the kubesage type each SageMaker type reads back as.
+SAGEMAKER_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean",
+                   "list": "String", "dict": "String"}
+KUBESAGE_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
+
+
 def compile_parameters(pipeline: Pipeline) -> dict[str, Any]:
     """Name -> SDK parameter, in the pipeline's declaration order."""
     from sagemaker.core.workflow.parameters import (
@@ -36,6 +44,8 @@ def compile_parameters(pipeline: Pipeline) -> dict[str, Any]:
         ParameterString,
     )
 
+    classes = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat,
+               "Boolean": ParameterBoolean}
     fan_out = set(fan_out_parameters(pipeline).values())
     out: dict[str, Any] = {}
     for p in pipeline.parameters:
@@ -50,18 +60,12 @@ def compile_parameters(pipeline: Pipeline) -> dict[str, Any]:
                         f"items strings (got {type(default).__name__})"
                     )
             out[p.name] = ParameterString(name=p.name, default_value=default or None)
-        elif p.type == "str":
-            out[p.name] = ParameterString(name=p.name, default_value=default)
-        elif p.type == "int":
-            out[p.name] = ParameterInteger(name=p.name, default_value=default)
-        elif p.type == "float":
-            out[p.name] = ParameterFloat(
-                name=p.name, default_value=None if default is None else float(default))
-        elif p.type == "bool":
-            out[p.name] = ParameterBoolean(name=p.name, default_value=default)
-        else:  # list, dict: JSON text
-            out[p.name] = ParameterString(
-                name=p.name, default_value=None if default is None else json.dumps(default))
+            continue
+        if default is not None:
+            default = coerce(p.type, default)
+            if p.type in ("list", "dict"):  # JSON text
+                default = json.dumps(default)
+        out[p.name] = classes[SAGEMAKER_TYPES[p.type]](name=p.name, default_value=default)
     return out
 
 

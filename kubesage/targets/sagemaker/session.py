@@ -2,7 +2,8 @@
 
 The SDK creates boto3 clients when ``sagemaker.mlops`` is imported, validates the role, asks for
 the default bucket and account, and sends telemetry; each of those would reach the network. This
-module sets the environment first, then imports the SDK (only here, only when compiling).
+module sets the environment first, then imports the SDK (only here, only when compiling), and
+puts everything back afterwards.
 """
 
 from __future__ import annotations
@@ -19,37 +20,42 @@ if TYPE_CHECKING:
 
 SDK_VERSION = "3.27.0"
 _SDK_LOGGERS = ("sagemaker", "botocore", "boto3")
-_IMDS = "AWS_EC2_METADATA_DISABLED"
+_VALIDATED: set[str] = set()  # the SDK config dicts checked in this process (JSON text)
 TELEMETRY_OPT_OUT = {
     "SchemaVersion": "1.0",
     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
 }
 
 
-def prepare_environment(region: str) -> None:
-    """Environment the SDK reads at import: a region and no role check."""
-    os.environ.setdefault("AWS_DEFAULT_REGION", region)
-    os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    warnings.filterwarnings("ignore", module=r"sagemaker\..*")
-    warnings.filterwarnings("ignore", message=".*PipelineSession.*")
-    for name in ("sagemaker", "botocore", "boto3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 @contextmanager
-def offline() -> Iterator[None]:
-    """No instance-metadata lookups while compiling: without credentials, every client the SDK
-    creates (at import, per step) would ask 169.254.169.254. Restored afterwards, so that
-    submission on an EC2 instance still finds its role's credentials."""
-    saved = os.environ.get(_IMDS)
-    os.environ[_IMDS] = "true"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(_IMDS, None)
-        else:
-            os.environ[_IMDS] = saved
+def sdk_context(region: str) -> Iterator[None]:
+    """Inside: what the SDK needs to build definitions offline. A region (unless one is set; the
+    SDK creates clients when ``sagemaker.mlops`` is first imported, so import it only in here),
+    no role check, no instance-metadata lookups (without credentials every client would ask
+    169.254.169.254), its warnings and logs quiet, its config validated once per process.
+    Afterwards every one of these is as it was: submission on an EC2 instance still finds its
+    role's credentials, and nothing of the SDK's set-up leaks into the rest of the process."""
+    check_sdk_version()
+    env = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", region),
+           "SAGEMAKER_VALIDATE_ROLE": "false", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved_env = {name: os.environ.get(name) for name in env}
+    saved_levels = {name: logging.getLogger(name).level for name in _sdk_loggers()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"sagemaker\..*")
+        warnings.filterwarnings("ignore", message=".*PipelineSession.*")
+        os.environ.update(env)
+        try:
+            with _validated_once():  # imports the SDK's config module, which sets its loggers
+                quiet_sdk_logs()
+                yield
+        finally:
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            for name in _sdk_loggers():  # one first made in here: back to no level of its own
+                logging.getLogger(name).setLevel(saved_levels.get(name, logging.NOTSET))
 
 
 def check_sdk_version() -> None:
@@ -66,14 +72,12 @@ def check_sdk_version() -> None:
 
 
 def pipeline_session(config: SageMakerConfig) -> Any:
-    """A ``PipelineSession`` whose bucket and account are the config's: nothing is looked up."""
-    prepare_environment(config.region)
-    check_sdk_version()
+    """A ``PipelineSession`` whose bucket and account are the config's: nothing is looked up.
+    Use it inside ``sdk_context``."""
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
     quiet_sdk_logs()
-    _validate_sdk_config_once()
 
     class OfflinePipelineSession(PipelineSession):  # type: ignore[misc]
         def default_bucket(self) -> str:
@@ -83,37 +87,41 @@ def pipeline_session(config: SageMakerConfig) -> Any:
             return config.account_id
 
     boto_session = boto3.Session(region_name=config.region)
-    session = OfflinePipelineSession(
-        boto_session=boto_session, default_bucket=config.bucket,
-        sagemaker_config=TELEMETRY_OPT_OUT,
-    )
-    return session
+    return OfflinePipelineSession(boto_session=boto_session, default_bucket=config.bucket,
+                                  sagemaker_config=TELEMETRY_OPT_OUT)
 
 
 def quiet_sdk_logs() -> None:
-    """The SDK logs every default it applies (and configures handlers at import)."""
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _SDK_LOGGERS]
-    for name in [*_SDK_LOGGERS, *names]:
+    """The SDK logs every default it applies (and configures its loggers at import): call it
+    again inside ``sdk_context`` once more of the SDK is imported."""
+    for name in _sdk_loggers():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _validate_sdk_config_once() -> None:
+def _sdk_loggers() -> list[str]:
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _SDK_LOGGERS]
+    return sorted({*_SDK_LOGGERS, *names})
+
+
+@contextmanager
+def _validated_once() -> Iterator[None]:
     """The SDK re-validates its config dict against a large JSON schema on every lookup
-    (about 40 per definition, 0.2 s each); the dict never changes here, so check it once."""
+    (about 40 per definition, 0.2 s each); the dict never changes here, so check each one once
+    per process (``_VALIDATED``), with the SDK's method patched only inside."""
     import json
 
     from sagemaker.core.config.config_manager import SageMakerConfig
 
     original = SageMakerConfig.__dict__["validate_sagemaker_config"]
-    if getattr(original, "kubesage_once", False):
-        return
-    seen: set[str] = set()
 
     def validate_once(sagemaker_config: dict[str, Any] | None = None) -> None:
         key = json.dumps(sagemaker_config, sort_keys=True, default=str)
-        if key not in seen:
+        if key not in _VALIDATED:
             original.__func__(sagemaker_config)
-            seen.add(key)
+            _VALIDATED.add(key)
 
-    validate_once.kubesage_once = True  # type: ignore[attr-defined]
     SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+    try:
+        yield
+    finally:
+        SageMakerConfig.validate_sagemaker_config = original
