@@ -8,6 +8,11 @@
    reference pipeline, uncached on both sides.
 
     .venv/bin/python benchmarks/orchestration.py [--steps 5] [--repeats 3] [--skip-kfp]
+        [--against CHECKOUT]
+
+``--against CHECKOUT`` (another checkout of kubesage, e.g. ``git worktree add /tmp/old <commit>``)
+also times the chain in that checkout's code, in turns with this one's, in the same run: the
+ratio says whether a change made orchestration slower.
 
 Targets: <= 0.3 s added per step; cached re-run <= 1 s; kubesage >= 2x faster than kfp.local.
 """
@@ -72,7 +77,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-kfp", action="store_true", help="leave out the kfp.local comparison")
+    ap.add_argument("--against", metavar="CHECKOUT", help="time the chain in this checkout too")
     args = ap.parse_args()
+    if args.against:
+        against(os.path.abspath(args.against), args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "store")
         os.makedirs(store)
@@ -115,6 +124,41 @@ def main() -> None:
             kfp_local_versus_kubesage(tmp, fsx, pipe, args)
 
 
+_CHAIN_IN = """
+import io, os, sys, tempfile, time
+sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "benchmarks")]
+import orchestration as o
+try:
+    from kubesage.targets.local.config import LocalConfig
+    from kubesage.targets.local.runner import runner_for
+except ImportError:  # the layout before kubesage.targets.local
+    from kubesage.local.config import LocalConfig
+    from kubesage.local.runner import runner_for
+with tempfile.TemporaryDirectory() as tmp:
+    pipe = o.chain(int(sys.argv[2]))
+    runner_for("docker", LocalConfig(store=tmp), sys.argv[1], log=io.StringIO()).run(pipe)
+    start = time.perf_counter()
+    for i in range(int(sys.argv[3])):
+        config = LocalConfig(store=os.path.join(tmp, str(i)), parallelism=4)
+        record = runner_for("docker", config, sys.argv[1], log=io.StringIO()).run(pipe)
+        assert record.status == "succeeded"
+    print((time.perf_counter() - start) / int(sys.argv[3]) / int(sys.argv[2]))
+"""
+
+
+def against(other: str, args: argparse.Namespace) -> None:
+    """Time per step of the chain in this checkout and in ``other``, in turns."""
+    times: dict[str, list[float]] = {ROOT: [], other: []}
+    for _ in range(args.repeats):
+        for root in (other, ROOT):
+            proc = subprocess.run([sys.executable, "-c", _CHAIN_IN, root, str(args.steps), "3"],
+                                  cwd=root, check=True, capture_output=True, text=True)
+            times[root].append(float(proc.stdout.split()[-1]))
+    ours, theirs = statistics.median(times[ROOT]), statistics.median(times[other])
+    print(f"per step, chain of {args.steps} probe steps: {other} {theirs:.3f} s, this checkout "
+          f"{ours:.3f} s ({ours / theirs:.2f}x; {args.repeats} turns each)")
+
+
 def kfp_local_versus_kubesage(tmp: str, fsx: str, pipe, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """kfp.local DockerRunner on the compiled YAML against kubesage's Docker runner, no caching."""
     from kubesage.loader import load_pipeline
@@ -129,8 +173,8 @@ def kfp_local_versus_kubesage(tmp: str, fsx: str, pipe, args: argparse.Namespace
         "MLFLOW_TRACKING_URI": "sqlite:////mlflow/mlflow.db",
         "KUBESAGE_MLFLOW_ARTIFACTS": "/mlflow/artifacts"})
     reference = load_pipeline(os.path.join(ROOT, "pipelines", "image_classification.py"))[0].build()
-    runner, _ = docker_runner({"fsx": ("/fsx", fsx)}, {IMAGE},
-                              {"/mlflow": os.path.join(tmp, "kfp-mlflow")})
+    runner = docker_runner("benchmark", {"fsx": ("/fsx", fsx)},
+                           {"/mlflow": os.path.join(tmp, "kfp-mlflow")})
     results = {}
     for label, graph, repeats in (("chain", pipe, args.repeats), ("reference", reference, 1)):
         compiled = compile_to_file(graph, os.path.join(tmp, f"{graph.name}.yaml"), config)
