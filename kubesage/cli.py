@@ -178,10 +178,11 @@ def _component_from(ref: str, version: str | None = None) -> Any:
     root = project_root(path)
     if root not in sys.path:
         sys.path.insert(0, root)
-    component = getattr(import_file(path, root), attr, None)
-    if not isinstance(component, Component):
-        raise KubesageError(f"{path} has no component '{attr}'")
-    return component
+    found = [c for name, c in vars(import_file(path, root)).items()
+             if isinstance(c, Component) and attr in (name, c.name)]
+    if not found:
+        raise KubesageError(f"{path} has no component '{attr}' (by name or by its function)")
+    return found[0]
 
 
 def _local_image_id(logical: str) -> str:
@@ -208,7 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = targets.get(args.target)
     options = targets.RunOptions(
         params=_params(args.param), config=args.config, pipeline_file=path, runner=args.runner,
-        tags=_pairs(args.tag, "--tag"), use_cache=not args.no_cache)
+        tags=_pairs(args.tag, "--tag"), use_cache=not args.no_cache,
+        inputs=_pairs(args.input, "--input"))
     target.check(pipeline, options)
     _store(args.config, args.target)
     record = target.run(pipeline, options)
@@ -250,6 +252,8 @@ def _print_record(r: dict[str, Any]) -> None:
     for s in r["steps"]:
         extra = " (cached)" if s["cached"] else ""
         print(f"  {s['name']:28} {s['status']:10}{extra:9} {s['duration_s'] or 0:>7.1f}s")
+        for name, out in sorted(s["outputs"].items()):
+            print(f"      -> {name}: {out['path']}")
         shown = sorted(s["metrics"].items(), key=lambda kv: ("_" in kv[0], kv[0]))
         for name, value in shown[:4]:
             print(f"      {name} = {value:.4f}")
@@ -261,21 +265,36 @@ def _print_record(r: dict[str, Any]) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from kubesage.images import build_images
+    from kubesage.loader import project_root
 
-    built = build_images(os.getcwd(), tag=args.tag, base=args.base, wheelhouse=args.wheelhouse,
-                         only=args.only or None,
-                         on_line=lambda line: print(line, file=sys.stderr))
+    if args.push and not args.target:
+        raise KubesageError("--push needs --target kfp|sagemaker: the registry is in that "
+                            "target's config")
+    root = project_root(os.getcwd())
+    built = build_images(root, tag=args.tag, base=args.base, wheelhouse=args.wheelhouse,
+                         only=args.only or None, on_line=lambda line: print(line, file=sys.stderr))
     for ref, image_id in built.items():
         print(f"{ref} {image_id}")
+    if args.push:
+        from kubesage.images import content_refs, push_images
+
+        refs = content_refs(root, [ref.rsplit(":", 1)[0] for ref in built])
+        remote = targets.get(args.target).registry_refs(refs, args.config)
+        for name, pushed in push_images(refs, remote, lambda line: print(line, file=sys.stderr)).items():
+            print(f"{name} {pushed}")
     return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from kubesage.loader import load_pipeline
 
-    definition, _ = load_pipeline(args.pipeline)
+    definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()  # definition errors come first, whatever the target
-    targets.get(args.target).compile(pipeline, args.output, args.config)
+    if pipeline.artifacts:
+        raise targets.Unsupported(
+            f"'{pipeline.name}' is a component on its own; it runs with 'kubesage run', and "
+            "compiles as a step of a pipeline that calls it")
+    targets.get(args.target).compile(pipeline, args.output, args.config, path)
     print(f"{args.output}: {pipeline.name} compiled for {args.target}", file=sys.stderr)
     return 0
 
@@ -300,6 +319,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from kubesage.project import init_project
+
+    files = init_project(args.dir)
+    print(f"{args.dir}: a new kubesage project ({len(files)} files); next: cd {args.dir} && "
+          "kubesage run pipelines/example.py")
+    return 0
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from kubesage.sample_data import write_digits
 
@@ -315,8 +343,11 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a pipeline locally")
-    run.add_argument("pipeline", help="pipeline file (pipelines/x.py or pipelines/x.py:name)")
+    run.add_argument("pipeline", help="pipeline file (pipelines/x.py or pipelines/x.py:name), or "
+                     "one component on its own (components/x.py:component)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FOLDER|RUN:STEP/OUTPUT",
+                     help="an input artifact of a component run on its own")
     run.add_argument("--runner", help="how steps execute; local: docker (default) or subprocess")
     run.add_argument("--target", default="local",
                      help=f"where: {', '.join(targets.names())} (default: local)")
@@ -380,9 +411,15 @@ def parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build the images under containers/")
     build.add_argument("--tag", default="latest")
-    build.add_argument("--base", help="base image (default: the Dockerfile's, python:3.11-slim)")
-    build.add_argument("--wheelhouse", help="folder of wheels to install from instead of PyPI")
+    build.add_argument("--base", help="base image (default: the one given before, remembered; "
+                       "else the Dockerfile's, python:3.11-slim)")
+    build.add_argument("--wheelhouse", help="folder of wheels to install from instead of PyPI "
+                       "(remembered, like --base)")
     build.add_argument("--only", action="append", default=[], metavar="IMAGE")
+    build.add_argument("--push", action="store_true",
+                       help="push the images to the registry of --target's config, by content tag")
+    build.add_argument("--target", help="kfp or sagemaker: whose registry --push pushes to")
+    build.add_argument("--config", help="that target's config (default: config/<target>.yaml)")
     build.set_defaults(func=cmd_build)
 
     comp = sub.add_parser("compile", help="compile a pipeline for a target")
@@ -404,6 +441,11 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--clients", help="comma-separated clients: one execution each")
     submit.add_argument("--wait", action="store_true", help="stream status until the run ends")
     submit.set_defaults(func=cmd_submit)
+
+    init = sub.add_parser("init", help="write a new project: components, a pipeline, an image, "
+                          "target configs, a test")
+    init.add_argument("dir", help="a new (or empty) folder")
+    init.set_defaults(func=cmd_init)
 
     sample = sub.add_parser("sample-data", help="write the built-in sample image set")
     sample.add_argument("dest", nargs="?", default="data/fsx")

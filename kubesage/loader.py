@@ -8,8 +8,9 @@ import sys
 import traceback
 from types import ModuleType
 
+from kubesage.dsl.component import Component
 from kubesage.dsl.errors import KubesageError
-from kubesage.dsl.pipeline import PipelineDefinition
+from kubesage.dsl.pipeline import ComponentRun, PipelineDefinition
 
 
 class LoadError(KubesageError):
@@ -61,8 +62,9 @@ def import_file(path: str, root: str) -> ModuleType:
                         "pipeline file") from None
 
 
-def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
-    """Import the file and return its ``@pipeline`` (and the file path)."""
+def load_pipeline(ref: str) -> tuple[PipelineDefinition | ComponentRun, str]:
+    """Import the file and return its ``@pipeline`` (and the file path); ``FILE.py:NAME`` picks
+    a pipeline, or a component to run on its own."""
     path, _, name = ref.partition(":")
     if not os.path.isfile(path):
         raise LoadError(f"pipeline file {path} does not exist; pass e.g. pipelines/image_classification.py")
@@ -78,12 +80,18 @@ def load_pipeline(ref: str) -> tuple[PipelineDefinition, str]:
     if name:
         matches = [p for attr, p in vars(module).items()
                    if isinstance(p, PipelineDefinition) and name in (attr, p.name)]
-        if not matches:
-            raise LoadError(f"{path} has no pipeline '{name}'; it has: {', '.join(found) or 'none'}")
-        return matches[0], path
+        if matches:
+            return matches[0], path
+        component = next((c for attr, c in vars(module).items()
+                          if isinstance(c, Component) and name in (attr, c.name)), None)
+        if component is not None:  # a component on its own: a pipeline of one task
+            return ComponentRun(component), path
+        components = sorted({c.name for c in vars(module).values() if isinstance(c, Component)})
+        raise LoadError(f"{path} has no pipeline or component '{name}'; it has pipelines: "
+                        f"{', '.join(found) or 'none'}; components: {', '.join(components) or 'none'}")
     if len(found) != 1:
         raise LoadError(
             f"{path} defines {len(found)} pipelines ({', '.join(found) or 'none'}); "
-            f"pick one with {path}:<name>"
+            f"pick one with {path}:<name> (or a component: {path}:<component>)"
         )
     return next(iter(found.values())), path

@@ -18,9 +18,15 @@ CLIENTS = ("client-a", "client-b", "client-c")
 def write_digits(dest: str) -> str:
     """Write the digits set under ``dest/digits`` and ``dest/clients`` (each atomically);
     returns the ``digits`` folder."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    try:
+        import numpy as np
+        from PIL import Image
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        from kubesage.dsl.errors import KubesageError
+
+        raise KubesageError(f"the sample data needs {e.name}, which a light install leaves out; "
+                            "pip install 'kubesage[components]'") from None
 
     final = os.path.join(dest, "digits")
     clients = os.path.join(dest, "clients")

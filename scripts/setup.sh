@@ -25,6 +25,13 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { say "the Docker engine does not answer; start it"; exit 1; }
 fi
 
+# A container registry for the tests of `kubesage build --push` (started by the tests, on loopback).
+if ! command -v docker-registry >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing Debian's docker-registry (the tests push images to one on loopback)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+fi
+
 # 2. The Python environment, reinstalled when pyproject.toml changes.
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
@@ -32,7 +39,7 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
   say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
   "$py" -m venv .venv
   .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/pip install -q -e '.[components,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c 'import kubesage, torch, kfp, docker' || { say "install failed"; exit 1; }
   echo "$want" >.venv/.installed
 fi

@@ -41,6 +41,13 @@ def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     return root
 
 
+def content_tag_of(image: str = "kubesage/torch") -> str:
+    """``code-<hash>``: the tag naming this repository's image by the working tree's code."""
+    from kubesage.images import code_hash, content_tag, image_dirs
+
+    return content_tag(code_hash(REPO, image_dirs(REPO)[image]))
+
+
 def write_config(path: str, fsx: str, store: str, **extra: Any) -> str:
     import yaml
 
@@ -112,3 +119,70 @@ def quality(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
     """Metrics without throughput (images/s), which differs between any two runs."""
     return {step: {k: v for k, v in values.items() if "per_s" not in k}
             for step, values in metrics.items()}
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real container registry on loopback (Debian's docker-registry, distribution 2.8),
+    started for the session and stopped after: ``127.0.0.1:PORT``. The Docker engine trusts
+    loopback registries without TLS."""
+    import socket
+    import time
+    import urllib.request
+
+    folder = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = folder / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).read()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("docker-registry did not start; run 'make setup' (it installs it)")
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def push_stand_in(client: Any, refs: list[str]) -> None:
+    """Push a tiny image under each of ``refs``: a stand-in for the real images in tests whose
+    subject is submission, not the image (the real push is tested on its own)."""
+    import io
+    import tarfile
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", b"FROM scratch\nCOPY stand-in /stand-in\n"),
+                           ("stand-in", b"a stand-in image\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    image = client.images.build(fileobj=context, custom_context=True, rm=True)[0]
+    for ref in refs:
+        repo, tag = ref.rsplit(":", 1)
+        image.tag(repo, tag)
+        for chunk in client.images.push(repo, tag, stream=True, decode=True):
+            assert "error" not in chunk, chunk
+
+
+@pytest.fixture(scope="session")
+def pushed_images(registry: str, docker_client: Any) -> str:
+    """The loopback registry holding this repository's images under the content tags of the
+    working tree's code (stand-ins: what submission checks is that they are there); its host."""
+    from kubesage.images import code_hash, content_tag, image_dirs
+
+    refs = [f"{registry}/{name}:{content_tag(code_hash(REPO, dockerfile))}"
+            for name, dockerfile in image_dirs(REPO).items()]
+    push_stand_in(docker_client, refs)
+    return registry

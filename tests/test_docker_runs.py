@@ -116,15 +116,26 @@ def test_invalid_pipeline_fails_before_any_container(docker_client: Any, config_
     assert containers_created(docker_client, t0, time.time()) == []
 
 
-def test_missing_image_fails_before_any_container(
+def test_an_image_the_project_builds_is_built_when_missing(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
     config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"),
-                          image_tag="not-built")
+                          image_tag="built-on-demand")
+    try:
+        proc = run_cli("run", "tests/pipelines/probes.py:chain", "--config", config)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "image kubesage/torch:built-on-demand is not built; building it" in proc.stderr
+    finally:
+        docker_client.images.remove("kubesage/torch:built-on-demand", noprune=True)
+
+
+def test_a_missing_image_the_project_does_not_build_fails_before_any_container(
+    docker_client: Any, config_file: str
+) -> None:
     t0 = time.time()
-    proc = run_cli("run", REFERENCE, "--config", config)
+    proc = run_cli("run", "tests/pipelines/probes.py:foreign", "--config", config_file)
     assert proc.returncode == 2
-    assert "image kubesage/torch:not-built is not built; run 'kubesage build'" in proc.stderr
+    assert "image elsewhere/not-built:1 is not built; run 'kubesage build'" in proc.stderr
     assert containers_created(docker_client, t0, time.time()) == []
 
 

@@ -14,10 +14,11 @@ import yaml
 from kubesage.loader import load_pipeline
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.platform import MountConfigError
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, content_tag_of, run_cli
 
 CONFIG = os.path.join(REPO, "config", "kfp.yaml")
-IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/kubesage/torch:0.1.0"
+# the image by the code it holds (compile refuses when no local image holds it)
+IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/kubesage/torch:{content_tag_of()}"
 
 
 def compiled(ref: str, tmp_path: Any, config: str = CONFIG) -> tuple[dict[str, Any], dict[str, Any]]:

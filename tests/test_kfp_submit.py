@@ -108,10 +108,20 @@ def api() -> Iterator[KfpApiRecorder]:
         yield recorder
 
 
+@pytest.fixture(autouse=True)
+def _registry(pushed_images: str) -> None:
+    """Submission checks that the images are in their registry: the loopback one."""
+    REGISTRY[:] = [pushed_images]
+
+
+REGISTRY: list[str] = []
+
+
 def config(tmp_path: Any, host: str) -> str:
     with open(os.path.join(REPO, "config", "kfp.yaml")) as f:
         doc = yaml.safe_load(f)
     doc["host"] = host
+    doc["image"] = {"registry": REGISTRY[0]}
     doc["wait"] = {"poll_seconds": 0.05}
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -150,7 +160,7 @@ def test_submit_pipeline_file_and_stream_status(tmp_path, api: KfpApiRecorder) -
 def test_submit_compiled_yaml_with_env_overrides(tmp_path, api: KfpApiRecorder, monkeypatch) -> None:
     package = tmp_path / "ic.yaml"
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(package),
-            check=True)
+            "--config", config(tmp_path, "http://unused.invalid"), check=True)
     monkeypatch.setenv("KFP_HOST", api.url)
     monkeypatch.setenv("KFP_NAMESPACE", "team-a")
     monkeypatch.setenv("KFP_EXPERIMENT", "nightly")

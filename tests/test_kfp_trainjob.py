@@ -21,10 +21,11 @@ from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.config import load_kfp_config
 from kubesage.targets.kfp.trainjob import TRAINER_API_VERSION, trainjob_template
-from tests.conftest import REPO
+from tests.conftest import REPO, content_tag_of
 
 CONFIG = os.path.join(REPO, "config", "kfp.yaml")
-IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/kubesage/torch:0.1.0"
+# the image by the code it holds (compile refuses when no local image holds it)
+IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/kubesage/torch:{content_tag_of()}"
 
 # Field names of the pinned API (pkg/apis/trainer/v1alpha1/trainjob_types.go, Trainer v2.2).
 TRAINJOB_SPEC = {"runtimeRef", "initializer", "trainer", "runtimePatches", "suspend",

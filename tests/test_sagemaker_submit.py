@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, run_cli
 
@@ -63,7 +64,23 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return client
 
 
+CONFIG: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _config(pushed_images: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The example config with its images in the loopback registry (submission checks that
+    they are there)."""
+    from tests.sagemaker_fixtures import write_sagemaker_config
+
+    folder = str(tmp_path_factory.mktemp("sagemaker-submit"))
+    CONFIG[:] = [write_sagemaker_config(folder, images={
+        "kubesage/torch": f"{pushed_images}/kubesage/torch"})]
+
+
 def submit(*args: str) -> dict[str, Any]:
+    if "--config" not in args:
+        args = (*args, "--config", CONFIG[0])
     proc = run_cli("submit", "--target", "sagemaker", *args)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -114,28 +131,28 @@ def test_one_execution_per_client_and_wait(aws) -> None:
 def test_fan_out_defaults_to_the_parameter_list(aws, tmp_path) -> None:
     compiled = tmp_path / "fanned.json"
     run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--target", "sagemaker",
-            "-o", str(compiled), check=True)
+            "-o", str(compiled), "--config", CONFIG[0], check=True)
     result = submit(str(compiled), "--clients", "x,y")  # a compiled file knows its fan-out too
     assert result["pipeline"] == "fanned"
     assert [r["parameters"]["clients"] for r in result["executions"]] == ["x", "y"]
     result = submit("tests/pipelines/sagemaker_pipelines.py:clients-probe")
     assert [r["client"] for r in result["executions"]] == ["acme", "globex"]
     # a compiled file holds only one client as the default: it must be told the clients
-    proc = run_cli("submit", "--target", "sagemaker", str(compiled))
+    proc = run_cli("submit", "--target", "sagemaker", str(compiled), "--config", CONFIG[0])
     assert proc.returncode == 2
     assert "fans out over 'clients'; name the clients with --clients a,b,..." in proc.stderr
 
 
 def test_clients_without_fan_out_is_refused(aws) -> None:
     proc = run_cli("submit", "--target", "sagemaker", "pipelines/image_classification.py",
-                   "--clients", "a,b")
+                   "--clients", "a,b", "--config", CONFIG[0])
     assert proc.returncode == 2
     assert "--clients given, but pipeline 'image-classification' does not fan out" in proc.stderr
 
 
 def test_bad_parameter_is_refused_before_anything_is_sent(aws) -> None:
     proc = run_cli("submit", "--target", "sagemaker", "pipelines/image_classification.py",
-                   "--param", "epoch=3")
+                   "--param", "epoch=3", "--config", CONFIG[0])
     assert proc.returncode == 2
     assert "has no parameter 'epoch' (did you mean 'epochs'?)" in proc.stderr
     names = [p["PipelineName"] for p in aws.list_pipelines()["PipelineSummaries"]]
@@ -145,7 +162,8 @@ def test_bad_parameter_is_refused_before_anything_is_sent(aws) -> None:
 def test_service_error_is_reported(aws, tmp_path) -> None:
     from tests.sagemaker_fixtures import write_sagemaker_config
 
-    config = write_sagemaker_config(str(tmp_path), region="eu-west-1")
+    config = write_sagemaker_config(str(tmp_path), region="eu-west-1",
+                                    images=yaml.safe_load(open(CONFIG[0]))["images"])
     proc = subprocess.run([sys.executable, "-m", "kubesage.cli", "submit", "--target", "sagemaker",
                            "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--config", config],
                           cwd=REPO, capture_output=True, text=True, timeout=300,

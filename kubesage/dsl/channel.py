@@ -77,6 +77,23 @@ class PipelineParam(Channel):
         return {"param": self.name}
 
 
+class PipelineArtifact(Channel):
+    """An artifact given to the pipeline from outside, e.g. a folder or another run's output
+    (``kubesage run FILE.py:component --input data=...`` runs one component this way)."""
+
+    is_artifact = True
+
+    def __init__(self, name: str, type_name: str) -> None:
+        self.name = name
+        self.type = type_name
+
+    def describe(self) -> str:
+        return f"pipeline input artifact '{self.name}'"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.name}
+
+
 class TaskOutput(Channel):
     """An output (artifact or parameter) of a task."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesage.dsl.channel import Channel, LoopItem, PipelineParam, TaskOutput
+from kubesage.dsl.channel import Channel, LoopItem, PipelineArtifact, PipelineParam, TaskOutput
 from kubesage.dsl.control import Group
 from kubesage.dsl.errors import (
     DefinitionError,
@@ -26,7 +26,7 @@ from kubesage.dsl.errors import (
     TypeMismatchError,
     UnknownInputError,
 )
-from kubesage.dsl.interface import NO_DEFAULT, ParameterSpec
+from kubesage.dsl.interface import NO_DEFAULT, ArtifactSpec, ParameterSpec
 from kubesage.dsl.task import Task
 from kubesage.dsl.types import PARAM_TYPES, check_value, coerce, compatible, param_type_name, parse_value
 
@@ -59,6 +59,7 @@ class Pipeline:
     parameters: list[ParameterSpec]
     tasks: list[Task]
     groups: list[Group] = field(default_factory=list)
+    artifacts: list[ArtifactSpec] = field(default_factory=list)  # input artifacts from outside
 
     def task(self, name: str) -> Task:
         for task in self.tasks:
@@ -74,6 +75,7 @@ class Pipeline:
             "parameters": [p.to_dict() for p in self.parameters],
             "groups": [g.to_dict() for g in self.groups],
             "tasks": [t.to_dict() for t in self.tasks],
+            **({"artifacts": [a.to_dict() for a in self.artifacts]} if self.artifacts else {}),
         }
 
     def digest(self) -> str:
@@ -300,3 +302,24 @@ def pipeline(
         )
 
     return wrap(func) if func is not None else wrap
+
+
+class ComponentRun:
+    """One component run on its own (``kubesage run FILE.py:component``): a pipeline of one
+    task whose parameters are the component's and whose input artifacts come from outside."""
+
+    def __init__(self, component: Component[Any, Any]) -> None:
+        self.component = component
+        self.name = component.spec.name
+
+    def build(self) -> Pipeline:
+        from kubesage.dsl.validate import validate
+
+        spec = self.component.spec
+        arguments: dict[str, Any] = {p.name: PipelineParam(p.name, p.type) for p in spec.parameters}
+        arguments.update({a.name: PipelineArtifact(a.name, a.type) for a in spec.inputs})
+        task = Task(spec.name, spec, arguments, ())
+        pipeline = Pipeline(spec.name, spec.description, list(spec.parameters), [task],
+                            artifacts=list(spec.inputs))
+        validate(pipeline)
+        return pipeline

@@ -45,10 +45,12 @@ def new_run_id(pipeline: str) -> str:
 
 def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: str,
                values: dict[str, Any], data: dict[str, str], images: dict[str, str],
-               compiled: str = "", config: str = "") -> RunRecord:
+               code: dict[str, str] | None = None, compiled: str = "",
+               config: str = "") -> RunRecord:
     """A record with every lineage field, whichever target runs the pipeline.
 
-    ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``compiled``: the
+    ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``code``: logical
+    image -> hash of the code it holds (``kubesage.images``); ``compiled``: the
     compiled file the target executes (its sha256 is kept); ``config``: the target config file.
     """
     path = options.pipeline_file
@@ -67,6 +69,7 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
         compiled_sha256=file_sha256(compiled) if compiled else "",
         git=git_state(root),
         images=images,
+        code=dict(code or {}),
         tags=dict(options.tags),
         rerun_of=options.rerun_of,
         config=os.path.abspath(config) if config else "",

@@ -81,9 +81,12 @@ class RunRecord:
     compiled_sha256: str = ""  # the compiled artifact, for runs of a compiled target
     git: dict[str, Any] = field(default_factory=dict)  # {"commit", "dirty"} of the project
     images: dict[str, str] = field(default_factory=dict)  # logical image -> image ID / code hash
+    code: dict[str, str] = field(default_factory=dict)  # logical image -> hash of the code in it
     tags: dict[str, str] = field(default_factory=dict)
     rerun_of: str = ""
     config: str = ""  # the target config file the run used (a re-run uses it again)
+    # input artifacts given from outside: name -> {path, sha256, metadata, from}
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     owner: dict[str, Any] = field(default_factory=dict)  # the process running it: host, pid, start
 
     @property
@@ -116,9 +119,11 @@ class RunRecord:
             "compiled_sha256": self.compiled_sha256,
             "git": self.git,
             "images": self.images,
+            "code": self.code,
             "tags": self.tags,
             "rerun_of": self.rerun_of,
             "config": self.config,
+            "inputs": self.inputs,
             "owner": self.owner,
             "steps": [s.to_dict() for s in self.steps],
         }
@@ -127,8 +132,8 @@ class RunRecord:
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
-        optional = ("source_sha256", "compiled_sha256", "git", "images", "tags", "rerun_of", "config",
-                    "owner")
+        optional = ("source_sha256", "compiled_sha256", "git", "images", "code", "tags", "rerun_of",
+                    "config", "inputs", "owner")
         record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

@@ -9,6 +9,7 @@ from typing import TextIO
 from kubesage.dsl.errors import KubesageError
 from kubesage.loader import load_pipeline
 from kubesage.runs.artifacts import fingerprint_tree
+from kubesage.runs.inputs import resolve
 from kubesage.runs.record import RunRecord
 from kubesage.runs.store import RunStore
 from kubesage.targets import base as targets
@@ -47,12 +48,26 @@ def rerun(store: RunStore, run_id: str, log: TextIO | None = None) -> RunRecord:
                 f"run {old.run_id}: the data under mounts.{name} ({folder or 'not configured'}) "
                 f"has changed since it ran (fingerprint {fingerprint[:12]} -> {current[:12]}); "
                 "restore that data to re-run it")
+    for name, given in old.inputs.items():
+        now = resolve(name, given["from"], store) if _exists(given["from"], store) else None
+        if now is None or now["sha256"] != given["sha256"]:
+            raise RerunError(f"run {old.run_id}: its input artifact '{name}' ({given['from']}) "
+                             "has changed or is gone since it ran; restore it to re-run the run")
     pins = _pins(old, path, at_commit)
     runner = old.runner if old.target == "local" else None
     options = targets.RunOptions(params=old.parameters, config=config, pipeline_file=path,
                                  runner=runner, tags=old.tags, use_cache=False, images=pins,
-                                 rerun_of=old.run_id, log=log)
+                                 rerun_of=old.run_id, log=log,
+                                 inputs={name: given["from"] for name, given in old.inputs.items()})
     return target.run(pipeline, options)
+
+
+def _exists(source: str, store: RunStore) -> bool:
+    try:
+        resolve("input", source, store)
+    except KubesageError:
+        return False
+    return True
 
 
 def _pins(old: RunRecord, path: str, at_commit: str) -> dict[str, str]:

@@ -45,12 +45,15 @@ class RunOptions:
     use_cache: bool = True
     images: dict[str, str] = field(default_factory=dict)  # logical image -> pinned image ID
     rerun_of: str = ""
+    # A pipeline's input artifacts (a component run on its own): name -> folder or
+    # RUN_ID:step/output
+    inputs: dict[str, str] = field(default_factory=dict)
     log: TextIO | None = None  # progress lines (default: stderr)
 
     # CLI names of the options a target may not support (the rest every target honours)
     FLAGS: ClassVar[dict[str, str]] = {"runner": "--runner", "tags": "--tag",
                                        "use_cache": "--no-cache", "images": "pinned images",
-                                       "rerun_of": "rerun"}
+                                       "rerun_of": "rerun", "inputs": "--input"}
 
     def given(self) -> list[str]:
         """Names of the optional fields set to something other than their default."""
@@ -98,10 +101,17 @@ class Target:
 
         return load_local_config()
 
-    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
-        """Write the compiled artifact to ``output`` (atomically)."""
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
+                source: str = "") -> None:
+        """Write the compiled artifact to ``output`` (atomically). ``source`` (the pipeline
+        file) names the project whose images hold the code compiled (default: this folder's)."""
         raise Unsupported(f"target '{self.name}' has nothing to compile; "
                           f"{self._others('compile')}")
+
+    def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
+        """Where the project's images go for this target: ``refs`` maps a logical image to its
+        local content tag (``kubesage/torch:code-<hash>``); the registry reference of each."""
+        raise Unsupported(f"target '{self.name}' pulls no images from a registry")
 
     def validate(self, path: str) -> str:
         """Check a compiled file strictly; a one-line summary, or a ``KubesageError``."""
@@ -110,6 +120,11 @@ class Target:
     def check(self, pipeline: Pipeline, options: RunOptions) -> None:
         """Refuse, by name, every option this target cannot honour and every feature of
         ``pipeline`` it cannot run the way the other paths do."""
+        if pipeline.artifacts and "inputs" not in self.honours:
+            raise Unsupported(
+                f"'{pipeline.name}' takes input artifacts from outside (a component run on its "
+                f"own), which target '{self.name}' cannot give it; run it with --target local, "
+                "or call the component in a pipeline")
         if options.runner is not None and options.runner not in self.runners:
             raise Unsupported(
                 f"target '{self.name}' runs steps with {' or '.join(self.runners) or 'its own runner'}"

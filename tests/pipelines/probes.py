@@ -1,7 +1,7 @@
 """Small pipelines of ``probe`` steps used by the runner tests."""
 
 from components.diagnostics import probe
-from kubesage import Condition, ParallelFor, pipeline
+from kubesage import Condition, ParallelFor, component, pipeline
 
 
 @pipeline(name="failing")
@@ -31,3 +31,14 @@ def chain(seconds: float = 1.0) -> None:
     previous = probe(message="0", seconds=seconds).set_caching(False)
     for i in range(1, 3):
         previous = probe(message=str(i), seconds=seconds).set_caching(False).after(previous)
+
+
+@component(image="elsewhere/not-built:1")
+def foreign_probe() -> str:
+    """A component whose image this project does not build (and nobody built)."""
+    return "never"
+
+
+@pipeline(name="foreign")
+def foreign() -> None:
+    foreign_probe()

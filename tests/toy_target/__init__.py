@@ -44,7 +44,8 @@ class ToyTarget(Target):
     def local_config(self, config_path: str | None = None) -> LocalConfig:
         return self.load_config(config_path)
 
-    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
+                source: str = "") -> None:
         plan = Plan(pipeline, pipeline.resolve_parameters({}))
         doc = {"format": FORMAT, "pipeline": pipeline.name,
                "steps": [{"name": s.name, "component": s.task.spec.entry,

@@ -8,6 +8,7 @@ Kubeflow Trainer), ``compiler``, ``validate``, ``local_run`` (kfp.local DockerRu
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from kubesage.targets.base import RunOptions, SubmitOptions, Target
@@ -40,11 +41,19 @@ class KfpTarget(Target):
 
         return load_local_config(self.load_config(config_path).local_config)
 
-    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
-        """Write the pipeline's KFP v2 IR YAML to ``output`` (atomically)."""
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
+                source: str = "") -> None:
+        """Write the pipeline's KFP v2 IR YAML to ``output`` (atomically), the project's images
+        named by the code they hold."""
+        from kubesage.images import content_refs
+        from kubesage.loader import project_root
         from kubesage.targets.kfp.compiler import compile_to_file
 
-        compile_to_file(pipeline, output, self.load_config(config_path))
+        refs = content_refs(project_root(source or os.getcwd()), {t.spec.image for t in pipeline.tasks})
+        compile_to_file(pipeline, output, self.load_config(config_path).with_content_tags(refs))
+
+    def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
+        return dict(self.load_config(config_path).with_content_tags(refs).pinned)
 
     def validate(self, path: str) -> str:
         """Check a compiled YAML strictly; a one-line summary, or a ``KfpValidationError``."""

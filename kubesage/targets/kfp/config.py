@@ -70,14 +70,16 @@ class KfpConfig:
     # Local runs only: data mount -> fingerprint, set as an environment variable of the tasks
     # that mount it, so that kfp.local's step cache misses when the data changed.
     data_versions: dict[str, str] = field(default_factory=dict)
-    local_images: dict[str, str] = field(default_factory=dict)  # local runs: image -> local tag
+    # logical image -> the exact reference tasks run: a content tag (compile, submit) or, in local
+    # runs, the local tag of an image ID
+    pinned: dict[str, str] = field(default_factory=dict)
     source: str = "(defaults)"
 
     def image(self, logical: str) -> str:
         """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins;
         a full reference pinned by digest, ``host/repo@sha256:...``, is used as it is)."""
-        if logical in self.local_images:
-            return self.local_images[logical]
+        if logical in self.pinned:
+            return self.pinned[logical]
         if logical.startswith("sha256:"):
             raise KfpConfigError(
                 f"image {logical[:19]}... is a local image ID, which a cluster cannot pull; "
@@ -98,10 +100,17 @@ class KfpConfig:
                 "config")
         return claim
 
+    def with_content_tags(self, refs: dict[str, str]) -> KfpConfig:
+        """The same settings naming the project's images by the code they hold: ``refs`` maps a
+        logical image to ``<image>:code-<hash>``, pulled from the config's registry."""
+        registry = self.registry.rstrip("/")
+        return dataclasses.replace(self, pinned={
+            name: f"{registry}/{ref}" if registry else ref for name, ref in refs.items()})
+
     def for_local_run(self, images: dict[str, str], data_versions: dict[str, str]) -> KfpConfig:
         """The same settings for a kfp.local run: ``images`` maps a logical image to the local
         tag it runs as (no registry); ``data_versions`` the data mounts' fingerprints."""
-        return dataclasses.replace(self, registry="", local_images=dict(images),
+        return dataclasses.replace(self, registry="", pinned=dict(images),
                                    data_versions=dict(data_versions))
 
 

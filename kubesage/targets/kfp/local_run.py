@@ -26,7 +26,9 @@ from kubesage.containers import labels, remove_run
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.types import coerce
+from kubesage.images import ensure_fresh
 from kubesage.lineage import file_sha256
+from kubesage.loader import project_root
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
@@ -147,12 +149,15 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
     mounts = data_mounts(pipeline, local, "the local config (config/kfp.yaml's local.config names it)")
     data = {name: fingerprint_tree(src) for name, (_, src) in mounts.items()}
     client = docker_client()
-    images = local_images(client, {t.spec.image for t in pipeline.tasks}, local.image_tag,
-                          options.images)
+    logical = {t.spec.image for t in pipeline.tasks}
+    code = ensure_fresh(project_root(options.pipeline_file or os.getcwd()),
+                        logical - set(options.images), local.image_tag,
+                        lambda text: print(text, file=options.out(), flush=True))
+    images = local_images(client, logical, local.image_tag, options.images)
     local_config = config.for_local_run({k: tag for k, (_, tag) in images.items()}, data)
     store = RunStore(local.store)
     record = new_record(pipeline, options, target="kfp", runner=RUNNER, values=values, data=data,
-                        images={k: image_id for k, (image_id, _) in images.items()},
+                        images={k: image_id for k, (image_id, _) in images.items()}, code=code,
                         config=config.source if config.source != "(defaults)" else "")
     run_dir = os.path.abspath(os.path.join(local.store, "kfp", record.run_id))
     compiled = compile_to_file(pipeline, os.path.join(run_dir, "pipeline.yaml"), local_config)

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from kubesage.dsl.errors import KubesageError, ParameterError
 from kubesage.dsl.types import check_value, parse_value
+from kubesage.images import check_pushed
 from kubesage.targets.kfp.components import IR_PARAMETER_TYPES
 from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
 
@@ -68,6 +69,16 @@ def declared_parameters(path: str) -> tuple[str, dict[str, str]]:
                                          for n, p in params.items()}
 
 
+def images_of(path: str) -> list[str]:
+    """Every image a compiled pipeline YAML runs."""
+    import yaml
+
+    with open(path) as f:
+        doc = next(yaml.safe_load_all(f))
+    return sorted({e["container"]["image"] for e in doc.get("deploymentSpec", {})
+                   .get("executors", {}).values() if "container" in e})
+
+
 def typed_arguments(path: str, given: dict[str, Any]) -> dict[str, Any]:
     """Parse command-line values against the compiled pipeline's declared parameters."""
     name, declared = declared_parameters(path)
@@ -107,12 +118,15 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
     with tempfile.TemporaryDirectory(prefix="kubesage-kfp-") as tmp:
         path = ref.partition(":")[0]
         if path.endswith(".py"):
-            from kubesage.loader import load_pipeline
+            from kubesage.images import content_refs
+            from kubesage.loader import load_pipeline, project_root
             from kubesage.targets.kfp.compiler import compile_to_file
 
             pipeline = load_pipeline(ref)[0].build()
             arguments = pipeline.resolve_parameters(params)
-            package = compile_to_file(pipeline, os.path.join(tmp, f"{pipeline.name}.yaml"), config)
+            refs = content_refs(project_root(path), {t.spec.image for t in pipeline.tasks})
+            package = compile_to_file(pipeline, os.path.join(tmp, f"{pipeline.name}.yaml"),
+                                      config.with_content_tags(refs))
         elif path.endswith((".yaml", ".yml")):
             from kubesage.targets.kfp.validate import validate_file
 
@@ -122,6 +136,7 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
         else:
             raise SubmitError(f"{ref}: expected a pipeline (.py) or a compiled Kubeflow pipeline "
                               "(.yaml)")
+        check_pushed(images_of(package))
         name, declared = declared_parameters(package)
         where = endpoint(config, name)
         client = _client(where)

@@ -9,6 +9,7 @@ ahead of their turn), ``docker_executor`` and ``process_executor`` (where a step
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from kubesage.targets.base import RunOptions, Target
@@ -26,7 +27,7 @@ class LocalTarget(Target):
     description = "each step in a Docker container (or a process) on this machine"
     contracts = ("local",)
     runners = ("docker", "subprocess")
-    honours = frozenset({"runner", "tags", "use_cache", "images", "rerun_of"})
+    honours = frozenset({"runner", "tags", "use_cache", "images", "rerun_of", "inputs"})
 
     def load_config(self, path: str | None = None) -> LocalConfig:
         from kubesage.targets.local.config import load_local_config
@@ -41,7 +42,7 @@ class LocalTarget(Target):
         from kubesage.targets.local.runner import runner_for
 
         self.check(pipeline, options)
-        root = project_root(options.pipeline_file) if options.pipeline_file else "."
+        root = project_root(options.pipeline_file or os.getcwd())
         runner = runner_for(options.runner or "docker", self.load_config(options.config), root,
                             log=options.out())
         return runner.run(pipeline, options)

@@ -20,8 +20,10 @@ from typing import Any, TextIO
 from kubesage.dsl.channel import Channel, evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
+from kubesage.images import ensure_fresh
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import ArtifactStore, fingerprint_tree
+from kubesage.runs.inputs import resolve_inputs
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
 from kubesage.runs.record import RunRecord, StepRecord
 from kubesage.runs.store import RunStore
@@ -40,8 +42,9 @@ class LocalRunner:
     """Runs pipelines with one executor, recording every run in ``config.store``."""
 
     def __init__(self, config: LocalConfig, executor: Executor, *, log: TextIO = sys.stderr,
-                 path_rewrite: bool = False) -> None:
+                 path_rewrite: bool = False, project_root: str = ".") -> None:
         self.config = config
+        self.project_root = project_root  # where the images' code comes from (containers/)
         self.executor = executor
         self.store = RunStore(config.store)
         self.artifacts = ArtifactStore(config.store)
@@ -70,14 +73,24 @@ class LocalRunner:
         def image(logical: str) -> str:
             return options.images.get(logical) or self.config.image(logical)
 
+        logical = {s.task.spec.image for s in plan.steps}
+        out = options.log or self.log
+        if self.executor.kind == "docker":  # the code a step runs is the working tree's
+            code = ensure_fresh(self.project_root, logical - set(options.images),
+                                self.config.image_tag, lambda text: print(text, file=out, flush=True))
+        else:
+            code = {name: self.executor.environment_id(name) for name in logical}
         # Fail before anything runs: every image must exist, every mount folder too.
         env_ids = {name: self.executor.environment_id(image(name))
                    for name in sorted({s.task.spec.image for s in plan.steps})}
+        inputs = resolve_inputs(pipeline, options.inputs, self.store)
         record = new_record(pipeline, options, target="local", runner=self.executor.kind,
-                            values=values, images=env_ids, config=self.config.source_file,
+                            values=values, images=env_ids, code=code,
+                            config=self.config.source_file,
                             data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()})
+        record.inputs = inputs
         record.steps = plan_steps(plan, image)
-        run = Run(record, self.store, webhooks=self.config.webhooks, log=options.log or self.log)
+        run = Run(record, self.store, webhooks=self.config.webhooks, log=out)
         return LocalRun(self, run, plan, mounts, options).execute()
 
 
@@ -172,4 +185,5 @@ def runner_for(kind: str, config: LocalConfig, project_root: str,
         executor = ProcessExecutor(project_root)
     else:
         raise KubesageError(f"unknown runner '{kind}'; use {' or '.join(RUNNERS)}")
-    return LocalRunner(config, executor, log=log, path_rewrite=kind == "subprocess")
+    return LocalRunner(config, executor, log=log, path_rewrite=kind == "subprocess",
+                       project_root=project_root)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubesage.dsl.channel import TaskOutput
+from kubesage.dsl.channel import PipelineArtifact, TaskOutput
 from kubesage.dsl.types import coerce
 from kubesage.plan import Step
 from kubesage.runs import cache
@@ -38,8 +38,15 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
     task, spec = step.task, step.task.spec
     params = {p.name: p.default for p in spec.parameters if not p.required}
     inputs: dict[str, tuple[str, dict[str, Any]]] = {}
+    extra_mounts = {}
     for arg, value in task.arguments.items():
-        if isinstance(value, TaskOutput) and value.is_artifact:
+        if isinstance(value, PipelineArtifact):  # given from outside: read-only, where it is
+            given = run.record.inputs[value.name]
+            inputs[arg] = (given["path"], given["metadata"])
+            record.inputs[arg] = {"path": given["path"], "sha256": given["sha256"]}
+            if not given["path"].startswith(os.path.abspath(run.config.store) + os.sep):
+                extra_mounts[given["path"]] = given["path"]
+        elif isinstance(value, TaskOutput) and value.is_artifact:
             producer = run.plan.producer(value, step)
             out = run.records[producer.name].outputs[value.output]
             path = out["path"]
@@ -61,7 +68,7 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
         {name: run.record.data[name] for name, _ in spec.mounts},
         {"distribution": task.distribution.to_dict()},
     )
-    return StepCall(params, inputs, step_mounts(spec.mounts, run.mounts), image)
+    return StepCall(params, inputs, {**step_mounts(spec.mounts, run.mounts), **extra_mounts}, image)
 
 
 def from_cache(run: LocalRun, step: Step) -> bool:

@@ -46,11 +46,17 @@ class SageMakerTarget(Target):
 
         return load_local_config(self.load_config(config_path).local_config)
 
-    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None) -> None:
-        """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call)."""
+    def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
+                source: str = "") -> None:
+        """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call), the
+        project's images named by the code they hold."""
         from kubesage.targets.sagemaker.compiler import definition_json
 
-        write_atomic(output, definition_json(pipeline, self.load_config(config_path)))
+        config = with_content_tags(self.load_config(config_path), pipeline, source)
+        write_atomic(output, definition_json(pipeline, config))
+
+    def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
+        return dict(self.load_config(config_path).with_content_tags(refs).pinned)
 
     def validate(self, path: str) -> str:
         """Check a definition against botocore's SageMaker service model; a one-line summary."""
@@ -76,6 +82,17 @@ class SageMakerTarget(Target):
         from kubesage.targets.sagemaker.submit import submit_pipeline
 
         return submit_pipeline(ref, options.params, options.config, options.wait, options.clients)
+
+
+def with_content_tags(config: SageMakerConfig, pipeline: Pipeline, source: str) -> SageMakerConfig:
+    """``config`` naming the project's images by the code compiled (refused if not built)."""
+    import os
+
+    from kubesage.images import content_refs
+    from kubesage.loader import project_root
+
+    refs = content_refs(project_root(source or os.getcwd()), {t.spec.image for t in pipeline.tasks})
+    return config.with_content_tags(refs)
 
 
 TARGET = SageMakerTarget()

@@ -84,6 +84,8 @@ class SageMakerConfig:
     # execution with a FailStep that says which condition missed.
     unmet_condition: str = "skip"
     components: dict[str, ComponentHints] = field(default_factory=dict)
+    # logical image -> the exact URI its steps run (a content tag of the code compiled)
+    pinned: dict[str, str] = field(default_factory=dict)
     local_config: str | None = None  # local target config for `run --target sagemaker`
     source: str = "(defaults)"
 
@@ -96,6 +98,8 @@ class SageMakerConfig:
     def image_uri(self, image: str, component: str) -> str:
         """The registry URI of a logical image name (``kubesage/torch``); a reference pinned
         by digest in a registry (``host/repo@sha256:...``, as a catalog pins) is used as it is."""
+        if image in self.pinned:
+            return self.pinned[image]
         if "@sha256:" in image and "." in image.split("/", 1)[0]:
             return image
         name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
@@ -107,6 +111,19 @@ class SageMakerConfig:
                 f"amazonaws.com/{name}:<tag>}}'"
             )
         return uri
+
+    def with_content_tags(self, refs: dict[str, str]) -> SageMakerConfig:
+        """The same settings naming the project's images by the code they hold: ``refs`` maps a
+        logical image to ``<image>:code-<hash>``; its URI is the configured repository with
+        that tag."""
+        import dataclasses
+
+        pinned = {}
+        for name, ref in refs.items():
+            uri = self.image_uri(name, name)
+            repo = uri.rsplit(":", 1)[0] if ":" in uri.rsplit("/", 1)[-1] else uri
+            pinned[name] = f"{repo}:{ref.rsplit(':', 1)[1]}"
+        return dataclasses.replace(self, pinned=pinned)
 
     def hints(self, component: str) -> ComponentHints:
         return self.components.get(component, ComponentHints())

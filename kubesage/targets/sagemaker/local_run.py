@@ -22,7 +22,9 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
+from kubesage.images import ensure_fresh
 from kubesage.lineage import file_sha256
+from kubesage.loader import project_root
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import fingerprint_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
@@ -50,6 +52,7 @@ def refusals(pipeline: Pipeline) -> None:
 
 def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     """Compile ``pipeline`` for SageMaker, then execute the definition JSON locally."""
+    from kubesage.targets.sagemaker import with_content_tags
     from kubesage.targets.sagemaker.compiler import definition_json
     from kubesage.targets.sagemaker.parameters import fan_out_parameters
     from kubesage.targets.sagemaker.validate import DefinitionInvalid, validate_definition
@@ -57,6 +60,10 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     config = load_config(options.config)
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(options.params)
+    root = project_root(options.pipeline_file or os.getcwd())
+    code = ensure_fresh(root, {t.spec.image for t in pipeline.tasks} - set(options.images),
+                        local.image_tag, lambda text: print(text, file=options.out(), flush=True))
+    config = with_content_tags(config, pipeline, options.pipeline_file)
     text = definition_json(pipeline, config)
     doc = json.loads(text)
     problems = validate_definition(doc)
@@ -70,6 +77,7 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     plan = Plan(pipeline, values)
     record = new_record(
         pipeline, options, target="sagemaker", runner="docker", values=values, images=images,
+        code=code,
         data={name: fingerprint_tree(folder) for name, (_, folder) in data_mounts(
             pipeline, local, "the local config (config/sagemaker.yaml's local_config names it)").items()},
         config=config.source)
@@ -197,7 +205,7 @@ class DefinitionExecutor:
 
     def local_image_of(self, uri: str) -> str:
         """The local image an image URI of the definition runs as (a pinned ID in a re-run)."""
-        for name, mapped in self.config.images.items():
+        for name, mapped in [*self.config.pinned.items(), *self.config.images.items()]:
             if mapped == uri:
                 return self.pins.get(name) or self.local.image(name)
         return uri
@@ -219,7 +227,8 @@ class DefinitionExecutor:
             uri = image_uri(step)
             if uri is None:
                 continue
-            logical = next((n for n, mapped in self.config.images.items() if mapped == uri), uri)
+            logical = next((n for n, mapped in [*self.config.pinned.items(),
+                                                *self.config.images.items()] if mapped == uri), uri)
             found[logical] = self.image_id(self.local_image_of(uri))
         return dict(sorted(found.items()))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import text_form
+from kubesage.images import check_pushed
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -34,11 +35,12 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
     path = ref.partition(":")[0]
     if path.endswith(".py"):
         from kubesage.loader import load_pipeline
+        from kubesage.targets.sagemaker import with_content_tags
         from kubesage.targets.sagemaker.compiler import definition_json
         from kubesage.targets.sagemaker.parameters import fan_out_parameters
 
         pipeline = load_pipeline(ref)[0].build()
-        text = definition_json(pipeline, config)
+        text = definition_json(pipeline, with_content_tags(config, pipeline, path))
         types = {p["Name"]: p["Type"] for p in json.loads(text)["Parameters"]}
         return pipeline.name, text, types, sorted(set(fan_out_parameters(pipeline).values())), pipeline
     if not path.endswith(".json"):
@@ -52,6 +54,24 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
     name = re.sub(r"[^a-zA-Z0-9-]", "-", os.path.splitext(os.path.basename(path))[0])[:256]
     types = {p["Name"]: p.get("Type", "String") for p in doc.get("Parameters", [])}
     return name, text, types, fan_out_from_definition(doc), None
+
+
+def images_of(doc: Any) -> list[str]:
+    """Every image a definition's jobs and models run (literal URIs)."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("ImageUri", "TrainingImage", "Image") and isinstance(item, str):
+                    found.add(item)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(doc.get("Steps", []))
+    return sorted(found)
 
 
 def fan_out_from_definition(doc: dict[str, Any]) -> list[str]:
@@ -121,6 +141,7 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     """Upsert the pipeline and start its executions; what was created and started."""
     config = load_config(config_path)
     name, text, types, fan_out, pipeline = _load(ref, config)
+    check_pushed(images_of(json.loads(text)))
     values = _values(params, types, pipeline)
     if clients and not fan_out:
         raise SubmitError(f"--clients given, but pipeline '{name}' does not fan out; loop over a "
