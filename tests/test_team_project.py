@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from kubesage.images import CODE_LABEL, code_hash, image_dirs
+from kubesage.images import CODE_LABEL, code_hash, image_dirs, runtime_image
 from kubesage.project import init_project
 
 pytestmark = pytest.mark.docker
@@ -58,8 +60,23 @@ def point_configs_at(project: str, registry: str) -> None:
     yaml.safe_dump(doc, open(sm, "w"))
 
 
-def test_a_new_team_from_an_empty_folder(tmp_path, registry: str, docker_client: Any) -> None:
-    team = str(tmp_path / "team-a")
+@pytest.fixture
+def names(docker_client: Any) -> Iterator[tuple[str, str]]:
+    """Two new teams' names (new each time: their images are built from nothing), whose images
+    are removed after the test."""
+    token = secrets.token_hex(3)
+    pair = (f"team-{token}", f"other-{token}")
+    yield pair
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if any(name in tag for name in pair):
+                docker_client.images.remove(tag, noprune=True)
+
+
+def test_a_new_team_from_an_empty_folder(tmp_path, registry: str, docker_client: Any,
+                                         names: tuple[str, str]) -> None:
+    name, other_name = names
+    team = str(tmp_path / name)
     files = init_project(team)
     assert {"README.md", "pyproject.toml", "components/text.py", "pipelines/example.py",
             "containers/main/Dockerfile", "config/local.yaml", "config/kfp.yaml",
@@ -74,10 +91,11 @@ def test_a_new_team_from_an_empty_folder(tmp_path, registry: str, docker_client:
     alone = run_json(team, "components/text.py:count-words", "--input", "text=data",
                      "--param", "min_length=4")
     assert alone["status"] == "succeeded" and alone["steps"][0]["returns"] == {"output": 8}
-    assert "building kubesage/runtime:" in alone["_stderr"]  # the base, from the installed kubesage
-    image = docker_client.images.get("team-a/main:latest")
-    assert image.labels[CODE_LABEL] == code_hash(team, image_dirs(team)["team-a/main"])
-    assert alone["code"]["team-a/main"] == image.labels[CODE_LABEL]
+    assert f"image {name}/main:latest is not built; building it" in alone["_stderr"]
+    docker_client.images.get(runtime_image())  # its base, made from the installed kubesage
+    image = docker_client.images.get(f"{name}/main:latest")
+    assert image.labels[CODE_LABEL] == code_hash(team, image_dirs(team)[f"{name}/main"])
+    assert alone["code"][f"{name}/main"] == image.labels[CODE_LABEL]
     assert alone["inputs"]["text"]["path"] == os.path.join(team, "data")
 
     # the README's first command: the example pipeline
@@ -105,33 +123,43 @@ def test_a_new_team_from_an_empty_folder(tmp_path, registry: str, docker_client:
         assert counted["returns"] == {"output": 11 + n * 1000}, (extra, counted["returns"])
         edit(components, f"    words += {n * 1000}  # edit {n}\n", "")
 
+    # where the image cannot be rebuilt, the run stops before any step, saying why
+    requirements = os.path.join(team, "containers", "main", "requirements.txt")
+    with open(requirements, "a") as f:
+        f.write("no-such-package-kubesage-test==1.0\n")
+    stopped = kubesage(team, "run", "pipelines/example.py")
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+    assert "must be built from the working tree's code, and that failed" in stopped.stderr
+    assert "> load-text started" not in stopped.stderr
+    edit(requirements, "no-such-package-kubesage-test==1.0\n", "")
+
     # images you can trust on the cloud: compile names the content tag, submit wants it pushed
     point_configs_at(team, registry)
-    hash_ = code_hash(team, image_dirs(team)["team-a/main"])
+    hash_ = code_hash(team, image_dirs(team)[f"{name}/main"])
     out = str(tmp_path / "team-a.yaml")
     assert kubesage(team, "compile", "pipelines/example.py", "--target", "kfp", "-o", out).returncode == 0
-    assert f"image: {registry}/team-a/main:code-{hash_[:16]}" in open(out).read()
+    assert f"image: {registry}/{name}/main:code-{hash_[:16]}" in open(out).read()
     refused = kubesage(team, "submit", out, "--target", "kfp", env={"KFP_HOST": "http://127.0.0.1:9"})
     assert refused.returncode == 2 and "is not in its registry" in refused.stderr
     assert "kubesage build --push" in refused.stderr and "Traceback" not in refused.stderr
     pushed = kubesage(team, "build", "--push", "--target", "kfp")
     assert pushed.returncode == 0, pushed.stderr[-2000:]
-    digest_ref = dict(line.split() for line in pushed.stdout.splitlines())["team-a/main"]
-    assert digest_ref.startswith(f"{registry}/team-a/main@sha256:")
-    docker_client.images.get_registry_data(f"{registry}/team-a/main:code-{hash_[:16]}")
+    digest_ref = dict(line.split() for line in pushed.stdout.splitlines())[f"{name}/main"]
+    assert digest_ref.startswith(f"{registry}/{name}/main@sha256:")
+    docker_client.images.get_registry_data(f"{registry}/{name}/main:code-{hash_[:16]}")
 
     # reuse across teams: publish, then a second project uses it and compiles both targets
     catalog = str(tmp_path / "catalog")
     published = kubesage(team, "components", "--catalog", catalog, "publish",
                          "components/text.py:count-words", "--image", digest_ref)
     assert published.returncode == 0, published.stderr
-    other = str(tmp_path / "team-b")
+    other = str(tmp_path / other_name)
     init_project(other)
     with open(os.path.join(other, "pipelines", "shared.py"), "w") as f:
         f.write('from components.text import load_text\nfrom kubesage import pipeline\n'
                 'from kubesage.catalog import use\n\n'
                 'count_words = use("count-words@0.1.0")\n\n\n'
-                '@pipeline(name="team-b-shared")\ndef shared(min_length: int = 2) -> None:\n'
+                f'@pipeline(name="{other_name}-shared")\ndef shared(min_length: int = 2) -> None:\n'
                 '    text = load_text().outputs["text"]\n'
                 '    count_words(text=text, min_length=min_length)\n')
     point_configs_at(other, registry)
@@ -148,5 +176,5 @@ def test_a_new_team_from_an_empty_folder(tmp_path, registry: str, docker_client:
         assert "is valid" in kubesage(other, "validate", compiled).stdout
         text = open(compiled).read()
         assert digest_ref in text  # the used component runs the image the catalog pinned
-        assert "team-b/main:code-" in text  # its own components, by content tag
+        assert f"{other_name}/main:code-" in text  # its own components, by content tag
     assert os.path.exists(os.path.join(other, "kubesage.lock"))

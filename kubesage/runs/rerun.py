@@ -4,6 +4,7 @@ and images (pinned by ID), with the cache off, after checking that nothing chang
 from __future__ import annotations
 
 import os
+import sys
 from typing import TextIO
 
 from kubesage.dsl.errors import KubesageError
@@ -54,6 +55,10 @@ def rerun(store: RunStore, run_id: str, log: TextIO | None = None) -> RunRecord:
             raise RerunError(f"run {old.run_id}: its input artifact '{name}' ({given['from']}) "
                              "has changed or is gone since it ran; restore it to re-run the run")
     pins = _pins(old, path, at_commit)
+    if pins:  # the code the run ran, not the working tree's: say so
+        print(f"re-running {old.run_id} with the images it ran, pinned by ID (their code is as "
+              f"of that run{', git ' + commit[:12] if commit else ''}, not the working tree's)",
+              file=log or sys.stderr, flush=True)
     runner = old.runner if old.target == "local" else None
     options = targets.RunOptions(params=old.parameters, config=config, pipeline_file=path,
                                  runner=runner, tags=old.tags, use_cache=False, images=pins,
