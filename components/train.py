@@ -146,4 +146,7 @@ def train(
             for name in ("loss", "accuracy", "images_per_s"):
                 metrics.log_metric(f"train_{name}", row[name], step=row["epoch"])
     if me.distributed:
+        # Every rank leaves together: a rank tearing gloo down while rank 0 still writes the
+        # model aborted now and then ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
