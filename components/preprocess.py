@@ -58,12 +58,20 @@ def preprocess(
     classes = sorted(d for d in os.listdir(raw_dir) if os.path.isdir(os.path.join(raw_dir, d)))
     if not classes:
         raise ValueError(f"{raw_dir} has no class folders; expected {raw_dir}/<class>/<image>")
-    files = [
-        (os.path.join(raw_dir, c, f), label)
-        for label, c in enumerate(classes)
-        for f in sorted(os.listdir(os.path.join(raw_dir, c)))
-        if f.lower().endswith(EXTENSIONS)
-    ]
+    files, misnamed = [], []
+    for label, c in enumerate(classes):
+        found = [f for f in sorted(os.listdir(os.path.join(raw_dir, c)))
+                 if f.lower().endswith(EXTENSIONS)]
+        if not found:
+            raise ValueError(f"class folder {os.path.join(raw_dir, c)} has no images; add images "
+                             f"or remove it (images end in {', '.join(EXTENSIONS)})")
+        for f in found:
+            try:
+                f.encode("utf-8")
+            except UnicodeEncodeError:  # a name from another system's encoding
+                misnamed.append(os.path.join(c, f))
+                continue
+            files.append((os.path.join(raw_dir, c, f), label))
     fingerprint = hashlib.sha256()
     for path, _ in files:
         st = os.stat(path)
@@ -80,7 +88,12 @@ def preprocess(
     quarantined = [{"path": os.path.relpath(p, raw_dir), "problem": why}
                    for p, arr, why in decoded if arr is None]
     for q in quarantined:
-        print(f"preprocess: quarantined {q['path']}: {q['problem']}", flush=True)
+        print(f"preprocess: quarantined {q['path']}: {q['problem']}; replace or remove it",
+              flush=True)
+    for name in misnamed:
+        shown = name.encode("utf-8", "backslashreplace").decode()
+        print(f"preprocess: quarantined {shown}: its name is not UTF-8; rename it", flush=True)
+        quarantined.append({"path": shown, "problem": "the name is not UTF-8"})
     good = [(arr, label) for (_, arr, _), (_, label) in zip(decoded, files, strict=True) if arr is not None]
     # Deterministic stratified split: shuffle each class with the seed, cut val_fraction off.
     rng = random.Random(seed)

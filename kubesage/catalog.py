@@ -14,7 +14,9 @@ locked interface, so the mistake surfaces when the pipeline is compiled, not whe
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -47,10 +49,18 @@ class Entry:
     image: str  # pinned: an image ID (sha256:...) or repo@sha256:digest
     publisher: str
     published: float
+    digest: str = ""  # sha256 of name, version, interface and image: a changed entry shows
 
     @property
     def spec(self) -> ComponentSpec:
         return ComponentSpec.from_dict({**self.interface, "image": self.image})
+
+    def expected_digest(self) -> str:
+        """What ``digest`` must be: the entry's identity, interface and pinned image."""
+        doc = {"name": self.name, "version": self.version, "interface": self.interface,
+               "image": self.image}
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def breaking_changes(old: ComponentSpec, new: ComponentSpec) -> list[str]:
@@ -157,7 +167,7 @@ class Catalog:
             raise CatalogError(
                 f"{name}@{version} is not in catalog {self.location}; "
                 + (f"published versions: {', '.join(have)}" if have else f"no '{name}' is published"))
-        return Entry(**json.loads(text))
+        return _entry(f"{self.location}/{name}/{version}.json", text)
 
     def versions(self, name: str) -> list[str]:
         found = [k.split("/", 1)[1].removesuffix(".json") for k in self._store.keys()
@@ -185,6 +195,7 @@ class Catalog:
         interface = {k: v for k, v in spec.to_dict().items() if k != "image"}
         entry = Entry(spec.name, spec.version, spec.description, interface, image,
                       publisher or getpass.getuser(), time.time())
+        entry = dataclasses.replace(entry, digest=entry.expected_digest())
         try:
             existing = self.get(spec.name, spec.version)
         except CatalogError:
@@ -209,6 +220,29 @@ class Catalog:
         return entry
 
 
+def _entry(where: str, text: str) -> Entry:
+    """A catalog entry read from ``where``, checked: valid, complete, and unchanged since it was
+    published (its digest binds its interface to its pinned image)."""
+    fix = "ask its publisher to publish it again as a new version"
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CatalogError(f"catalog entry {where} is not valid JSON ({e}); {fix}") from None
+    fields = {f.name for f in dataclasses.fields(Entry)}
+    if not isinstance(doc, dict) or not {"name", "version", "interface", "image"} <= set(doc):
+        raise CatalogError(f"catalog entry {where} is not a component entry (it needs name, "
+                           f"version, interface and image); {fix}")
+    entry = Entry(**{k: v for k, v in doc.items() if k in fields})
+    if entry.digest != entry.expected_digest():
+        raise CatalogError(f"catalog entry {where} was changed after it was published: its "
+                           "interface or image does not match its digest; refusing it; " + fix)
+    try:
+        _ = entry.spec  # the interface parses
+    except (KeyError, TypeError, ValueError) as e:
+        raise CatalogError(f"catalog entry {where} has a malformed interface ({e}); {fix}") from None
+    return entry
+
+
 def _lock_path() -> str:
     from kubesage.loader import project_root
 
@@ -223,6 +257,9 @@ def _read_lock(path: str) -> dict[str, Any]:
             doc: dict[str, Any] = json.load(f)
         except json.JSONDecodeError as e:
             raise CatalogError(f"{path}: not valid JSON ({e}); fix or delete it") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("components"), dict):
+        raise CatalogError(f"{path}: not a kubesage lock file (it needs a 'components' mapping); "
+                           "fix it, or delete it to pin the versions in use again")
     return doc
 
 

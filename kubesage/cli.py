@@ -300,7 +300,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    if os.path.splitext(args.file)[1].lower() == ".py":
+    if os.path.splitext(args.file.partition(":")[0])[1].lower() == ".py":
         from kubesage.loader import load_pipeline
 
         definition, _ = load_pipeline(args.file)
@@ -453,6 +453,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(error: Exception) -> str:
+    """An error on one line: a message listing several problems joins them with '; '."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     from kubesage.runs.signals import Interrupted, stop_on_signals
 
@@ -461,10 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             return int(args.func(args))
     except targets.Unsupported as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_REFUSED
     except KubesageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except Interrupted as e:
         return e.exit_code

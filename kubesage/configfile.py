@@ -42,7 +42,8 @@ class ConfigReader:
             try:
                 doc: Any = yaml.safe_load(f) or {}
             except yaml.YAMLError as e:
-                raise error(f"{path}: not valid YAML: {e}") from None
+                raise error(f"{path}: not valid YAML ({yaml_problem(e)}); fix the syntax there"
+                            ) from None
         if not isinstance(doc, dict):
             raise error(f"{path}: expected a mapping of settings, got {type(doc).__name__}")
         return cls(doc, path, error)
@@ -119,3 +120,10 @@ class ConfigReader:
                 hint = f" (did you mean '{self.key(close[0])}'?)" if close else ""
                 raise self.fail(str(name), f"is not a known setting{hint}; known here: "
                                 f"{', '.join(known)}")
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML parse error in one line: what and where (``expected ',' or '}' at line 1, column 9``)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

@@ -134,7 +134,7 @@ def code_hash(root: str, dockerfile: str) -> str:
             dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED)
             files += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.endswith(".pyc")]
     for path in files:
-        digest.update(os.path.relpath(path, root).encode() + b"\0")
+        digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0")
         with open(path, "rb") as f:
             digest.update(hashlib.sha256(f.read()).digest())
     if uses_runtime(dockerfile):  # on kubesage's runtime image: its code is the image's too
@@ -153,7 +153,7 @@ def package_hash() -> str:
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED)
         for name in sorted(f for f in filenames if not f.endswith(".pyc")):
             path = os.path.join(dirpath, name)
-            digest.update(os.path.relpath(path, package).encode() + b"\0")
+            digest.update(os.fsencode(os.path.relpath(path, package)) + b"\0")
             with open(path, "rb") as f:
                 digest.update(hashlib.sha256(f.read()).digest())
     return digest.hexdigest()

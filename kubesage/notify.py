@@ -17,6 +17,14 @@ ICONS = {"running": ":arrow_forward:", "succeeded": ":white_check_mark:", "faile
          "skipped": ":fast_forward:", "not_run": ":white_circle:", "cancelled": ":stop_sign:"}
 
 
+def redact(text: str) -> str:
+    """A webhook URL (or a message holding one) without its path and query, where the tokens
+    are (``https://hooks.slack.com/services/T0/B0/xyz`` -> ``https://hooks.slack.com/...``)."""
+    import re
+
+    return re.sub(r"(https?://[^/\s?#]+)[^\s'\"]*", r"\1/...", text)
+
+
 def message(event: dict[str, Any]) -> dict[str, Any]:
     """The JSON posted for ``event``: Slack's ``text`` plus the event itself under ``kubesage``."""
     what = f"step {event['step']}" if event.get("step") else "run"
@@ -65,4 +73,5 @@ class Notifier:
                 except Exception as e:  # any failure: report once per webhook, carry on
                     if url not in self._failed:
                         self._failed.add(url)
-                        self.warn(f"! webhook {url} failed ({e}); the run goes on")
+                        self.warn(f"! webhook {redact(url)} failed ({redact(str(e))}); the run "
+                                  "goes on")

@@ -21,6 +21,8 @@ from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.task import Task
 from kubesage.dsl.validate import topological_order
 
+MAX_STEPS = 10_000  # in one run: beyond it, a fan-out is a mistake (or one run per part)
+
 
 class PlanError(DefinitionError):
     """A pipeline cannot be expanded into steps (a loop over an unknown list, say)."""
@@ -69,6 +71,14 @@ class Plan:
         for task in topological_order(pipeline):
             loops = tuple(g for g in task.groups if isinstance(g, ParallelFor) and expand(g))
             sizes = [len(self.loop_items(g)) for g in loops]
+            count = 1
+            for size in sizes:
+                count *= size
+            if count > MAX_STEPS:
+                raise PlanError(
+                    f"task '{task.name}' in {', '.join(g.id for g in loops)} expands to {count} "
+                    f"steps, more than {MAX_STEPS} in one run; loop over a list parameter and "
+                    "run a part at a time")
             copies: dict[tuple[int, ...], Step] = {}
             for index in itertools.product(*(range(n) for n in sizes)):
                 step = Step(task, index, step_name(task, index), loops)

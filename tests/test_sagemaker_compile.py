@@ -211,3 +211,20 @@ def test_literal_loops_are_unrolled(tmp_path) -> None:
                 for s in doc["Steps"]}
     assert messages == {"probe-0": "red", "probe-1": "green"}
     assert doc["Parameters"] == []
+
+
+def test_network_isolation_and_a_kms_key_reach_every_job(tmp_path) -> None:
+    key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    path = write_sagemaker_config(str(tmp_path), security={"network_isolation": True, "kms_key": key})
+    out = tmp_path / "secured.json"
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), "--config", path,
+            check=True)
+    assert "is valid" in run_cli("validate", str(out), check=True).stdout  # botocore's model
+    steps = {s["Name"]: s["Arguments"] for s in json.loads(out.read_text())["Steps"]}
+    train, prep = steps["train"], steps["preprocess"]
+    assert train["EnableNetworkIsolation"] is True
+    assert train["ResourceConfig"]["VolumeKmsKeyId"] == key
+    assert train["OutputDataConfig"]["KmsKeyId"] == key
+    assert prep["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert prep["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
+    assert prep["ProcessingOutputConfig"]["KmsKeyId"] == key

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kubesage.dsl.errors import ChannelUseError
+
 if TYPE_CHECKING:
     from kubesage.dsl.task import Task
 
@@ -30,7 +32,7 @@ class Channel:
 
     def _compare(self, op: str, other: Any) -> Comparison:
         if self.is_artifact:
-            raise TypeError(
+            raise ChannelUseError(
                 f"{self.describe()} is a {self.type} artifact and cannot be compared; return the "
                 "value from the component (e.g. '-> float') and compare that output"
             )
@@ -57,7 +59,7 @@ class Channel:
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
-        raise TypeError(
+        raise ChannelUseError(
             f"{self.describe()} has no value while the pipeline is defined; use "
             "'with Condition(...)' to branch on it at run time"
         )
@@ -153,7 +155,7 @@ class Comparison:
         return {"left": self.left.to_dict(), "op": self.op, "right": right}
 
     def __bool__(self) -> bool:
-        raise TypeError(
+        raise ChannelUseError(
             "a comparison of run-time values has no truth value while the pipeline is defined; "
             "use 'with Condition(a >= b):'"
         )

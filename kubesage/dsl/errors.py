@@ -34,5 +34,9 @@ class DuplicateNameError(DefinitionError):
     """Two tasks (or two parameters) share a name."""
 
 
+class ChannelUseError(DefinitionError, TypeError):
+    """A run-time value (channel) was used like a Python value while the pipeline was built."""
+
+
 class ParameterError(DefinitionError):
     """A pipeline parameter value is missing, unknown or of the wrong type."""

@@ -277,6 +277,15 @@ class PipelineDefinition:
         token = _BUILDER.set(builder)
         try:
             self.func(**{p.name: PipelineParam(p.name, p.type) for p in params})
+        except DefinitionError:
+            raise
+        except Exception as e:  # the pipeline function's own mistake: where, in one line
+            import traceback
+
+            frames = traceback.extract_tb(e.__traceback__)
+            at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            raise DefinitionError(f"pipeline '{self.name}': building it raised "
+                                  f"{type(e).__name__}: {e}{at}; fix the pipeline function") from None
         finally:
             _BUILDER.reset(token)
         pipeline = Pipeline(self.name, self.description, params, builder.tasks, builder.groups)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 # Kubernetes object names and KFP task names must be DNS-1123 labels.
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# The names of the groups kubesage and the compilers make (Condition, ParallelFor, KFP's loops).
+RESERVED_RE = re.compile(r"^(condition|loop|for-loop|exit-handler)-[0-9]+(-.*)?$")
 
 
 def validate(pipeline: Pipeline) -> None:
@@ -33,6 +35,10 @@ def validate(pipeline: Pipeline) -> None:
                 f"'{seen[task.name].spec.name}' and '{task.spec.name}'); give one another name "
                 "with .set_name('...')"
             )
+        if RESERVED_RE.match(task.name):
+            raise DefinitionError(
+                f"task name '{task.name}' is reserved for the names of Condition and ParallelFor "
+                "groups; rename it with .set_name('...')")
         if not NAME_RE.match(task.name):
             raise DefinitionError(
                 f"task name '{task.name}' must be lowercase letters, digits and '-'; rename it "

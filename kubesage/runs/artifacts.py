@@ -55,7 +55,7 @@ def sha256_tree(path: str) -> str:
         dirnames.sort()
         for fname in sorted(filenames):
             full = os.path.join(dirpath, fname)
-            digest.update(os.path.relpath(full, path).encode() + b"\0")
+            digest.update(os.fsencode(os.path.relpath(full, path)) + b"\0")
             digest.update(_sha256_file(full).encode())
     return digest.hexdigest()
 
@@ -80,5 +80,7 @@ def fingerprint_tree(path: str) -> str:
         for fname in sorted(filenames):
             full = os.path.join(dirpath, fname)
             st = os.stat(full)
-            digest.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # file names as the file system has them: a name that is not UTF-8 hashes too
+            digest.update(os.fsencode(os.path.relpath(full, path))
+                          + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from typing import Any
 
 from kubesage.fsutil import write_json_atomic
@@ -28,6 +29,7 @@ from kubesage.runtime.invoke import Invocation, invoke, load_component
 
 TASK_FILE = "task.json"  # in the step's folder: what to run, written by the runner
 RESULT_FILE = "result.json"  # beside it: returns, artifact metadata, metrics (written atomically)
+TRACEBACK_FILE = "traceback.txt"  # beside it when the component raised: where, in full
 PRELOAD_SUFFIX = ".preload"  # beside the task file: import the heavy modules now
 AWAIT_POLL_S = (0.005, 0.05)  # for the first seconds (a short upstream step), then
 AWAIT_FAST_S = 5.0
@@ -89,7 +91,17 @@ def main(*argv: str) -> None:
         inputs={k: (v["path"], v["metadata"]) for k, v in doc["inputs"].items()},
         outputs=doc["outputs"],
     )
-    result = invoke(load_component(doc["entry"]), call)
+    component = load_component(doc["entry"])
+    try:
+        result = invoke(component, call)
+    except Exception as e:  # the component's own failure: one line here, the traceback beside
+        where = os.path.join(os.path.dirname(doc["result"]), TRACEBACK_FILE)
+        if world().is_main:
+            with open(where, "w") as f:
+                f.write("".join(traceback.format_exception(e)))
+        print(f"kubesage: {component.spec.name} failed: {type(e).__name__}: {e} (traceback: "
+              f"{where})", file=sys.stderr, flush=True)
+        sys.exit(1)
     if not world().is_main:
         return  # rank 0 reports for the whole step
     write_json_atomic(doc["result"], result.to_dict())

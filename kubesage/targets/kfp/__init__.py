@@ -49,8 +49,9 @@ class KfpTarget(Target):
         from kubesage.loader import project_root
         from kubesage.targets.kfp.compiler import compile_to_file
 
+        config = self.load_config(config_path)  # a mistake in the config first
         refs = content_refs(project_root(source or os.getcwd()), {t.spec.image for t in pipeline.tasks})
-        compile_to_file(pipeline, output, self.load_config(config_path).with_content_tags(refs))
+        compile_to_file(pipeline, output, config.with_content_tags(refs))
 
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)

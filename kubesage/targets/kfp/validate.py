@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from kubesage.configfile import yaml_problem
 from kubesage.dsl.errors import KubesageError
 
 FIX = "recompile it with 'kubesage compile PIPELINE --target kfp -o FILE'"
@@ -30,7 +31,7 @@ def _load_documents(path: str) -> list[Any]:
         try:
             docs = [d for d in yaml.safe_load_all(f) if d is not None]
         except yaml.YAMLError as e:
-            raise KfpValidationError(f"{path}: not valid YAML: {e}") from None
+            raise KfpValidationError(f"{path}: not valid YAML ({yaml_problem(e)}); {FIX}") from None
     if not docs:
         raise KfpValidationError(f"{path}: the file is empty; {FIX}")
     if len(docs) > 2:

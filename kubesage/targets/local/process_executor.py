@@ -23,7 +23,7 @@ def code_hash(roots: list[str]) -> str:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
             for fname in sorted(f for f in filenames if f.endswith(".py")):
                 full = os.path.join(dirpath, fname)
-                digest.update(os.path.relpath(full, root).encode())
+                digest.update(os.fsencode(os.path.relpath(full, root)))
                 with open(full, "rb") as f:
                     digest.update(f.read())
     return "code:" + digest.hexdigest()

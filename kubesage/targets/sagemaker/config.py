@@ -86,6 +86,10 @@ class SageMakerConfig:
     components: dict[str, ComponentHints] = field(default_factory=dict)
     # logical image -> the exact URI its steps run (a content tag of the code compiled)
     pinned: dict[str, str] = field(default_factory=dict)
+    # Jobs without outbound network access (EnableNetworkIsolation), and the KMS key that
+    # encrypts their volumes and outputs ("" = the service's default encryption).
+    network_isolation: bool = False
+    kms_key: str = ""
     local_config: str | None = None  # local target config for `run --target sagemaker`
     source: str = "(defaults)"
 
@@ -142,8 +146,11 @@ def load_config(path: str | None = None) -> SageMakerConfig:
 
 
 _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
-        "mounts", "model_package_group", "cache_expire_after", "conditions", "components",
-        "local_config")
+        "mounts", "model_package_group", "cache_expire_after", "conditions", "security",
+        "components", "local_config")
+# A KMS key: its ARN, an alias ARN, a key ID or an alias name (the forms SageMaker accepts).
+_KMS = re.compile(r"^(arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:(key|alias)/[\w/+=,.@-]+"
+                  r"|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|alias/[\w/+=,.@-]+)$")
 UNMET = ("skip", "fail")
 
 
@@ -178,6 +185,17 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
     if unmet not in UNMET:
         raise conditions.fail("unmet", f"is {unmet!r}; use skip (the guarded steps are skipped) "
                               "or fail (a FailStep fails the execution)")
+    security = r.child("security", required=False, known=("network_isolation", "kms_key"))
+    isolated = security.get("network_isolation", bool, False, False)
+    kms_key = security.get("kms_key", str, False, "", pattern=_KMS,
+                           example="arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-"
+                                   "1234567890ab")
+    region = r.get("region", str, pattern=_REGION, example="us-east-1")
+    matched = _KMS.match(kms_key) if kms_key else None
+    key_region = matched.group("region") if matched else None
+    if key_region and key_region != region:
+        raise security.fail("kms_key", f"is a key in {key_region}, but the jobs run in {region} "
+                                       f"(region); use a key of {region}")
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:
@@ -199,7 +217,7 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
             returns=returns,
         )
     return SageMakerConfig(
-        region=r.get("region", str, pattern=_REGION, example="us-east-1"),
+        region=region,
         role_arn=r.get("role_arn", str, pattern=_ROLE,
                        example="arn:aws:iam::111122223333:role/kubesage-sagemaker"),
         bucket=r.get("bucket", str, pattern=_BUCKET, example="my-kubesage-bucket"),
@@ -218,6 +236,8 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
         cache_expire_after=r.get("cache_expire_after", str, False, "P30D", pattern=_DURATION,
                                  example="P30D"),
         unmet_condition=unmet,
+        network_isolation=isolated,
+        kms_key=kms_key,
         components=components,
         local_config=r.path_of("local_config") or None,
         source=r.path,

@@ -125,7 +125,10 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
         max_runtime_in_seconds=c.config.max_run_s,
         base_job_name=inst.name,
         env={**env, STEP_ENV: inst.name},
-        network_config=NetworkConfig(subnets=list(c.config.subnets),
+        volume_kms_key=c.config.kms_key or None,
+        output_kms_key=c.config.kms_key or None,
+        network_config=NetworkConfig(enable_network_isolation=c.config.network_isolation or None,
+                                     subnets=list(c.config.subnets),
                                      security_group_ids=list(c.config.security_groups)),
         sagemaker_session=c.session,
     )

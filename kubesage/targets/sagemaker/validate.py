@@ -211,8 +211,8 @@ def validate_definition_file(path: str) -> str:
     problems = validate_definition(doc, path)
     if problems:
         raise DefinitionInvalid(
-            f"{path}: {len(problems)} problem(s) the SageMaker service would refuse:\n  "
-            + "\n  ".join(problems))
+            f"{path}: {len(problems)} problem(s) the SageMaker service would refuse: "
+            + "; ".join(problems) + "; fix them (or compile the definition again)")
     steps = Counter(s.get("Type") for s in _all_steps(doc["Steps"]))
     import botocore
 

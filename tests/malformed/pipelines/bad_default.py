@@ -1,0 +1,6 @@
+from kubesage import component
+
+
+@component
+def scaled(factor: float = "double") -> float:
+    return 2.0

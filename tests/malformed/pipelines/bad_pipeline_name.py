@@ -1,0 +1,7 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="Image_Classification")
+def bad_name() -> None:
+    probe()

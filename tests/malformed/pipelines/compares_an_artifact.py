@@ -1,0 +1,9 @@
+from components.diagnostics import probe
+from kubesage import Condition, pipeline
+
+
+@pipeline(name="compares-artifact")
+def compares_artifact() -> None:
+    made = probe()
+    with Condition(made.outputs["result"] == "ok"):
+        probe()

@@ -1,0 +1,9 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="cycle")
+def cycle() -> None:
+    a = probe(message="a")
+    b = probe(message="b").after(a)
+    a.after(b)

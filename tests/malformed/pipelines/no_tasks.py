@@ -1,0 +1,6 @@
+from kubesage import pipeline
+
+
+@pipeline(name="empty")
+def empty() -> None:
+    pass

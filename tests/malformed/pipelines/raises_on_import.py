@@ -1,0 +1,2 @@
+SETTINGS = {"epochs": 3}
+EPOCHS = SETTINGS["epoch"]

@@ -1,0 +1,7 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="reserved")
+def reserved() -> None:
+    probe().set_name("condition-1")

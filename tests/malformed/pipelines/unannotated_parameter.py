@@ -1,0 +1,7 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="unannotated")
+def unannotated(message="hi") -> None:  # type: ignore[no-untyped-def]
+    probe(message=message)

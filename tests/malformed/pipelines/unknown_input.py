@@ -1,0 +1,7 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="unknown-input")
+def unknown_input() -> None:
+    probe(mesage="x")

@@ -1,0 +1,7 @@
+from components.diagnostics import probe
+from kubesage import pipeline
+
+
+@pipeline(name="wrong-type")
+def wrong_type() -> None:
+    probe(message="x", seconds="soon")
