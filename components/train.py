@@ -146,7 +146,6 @@ def train(
             for name in ("loss", "accuracy", "images_per_s"):
                 metrics.log_metric(f"train_{name}", row[name], step=row["epoch"])
     if me.distributed:
-        # Every rank leaves together: a rank tearing gloo down while rank 0 still writes the
-        # model aborted now and then ("terminate called without an active exception").
+        # Every rank leaves together, once rank 0 has written the model; the process group goes
+        # with the process (the runtime ends a finished worker without teardown).
         dist.barrier()
-        dist.destroy_process_group()

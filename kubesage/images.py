@@ -68,6 +68,8 @@ def load_settings(root: str) -> BuildSettings:
             wheelhouse = doc.get("wheelhouse")
             if wheelhouse and not os.path.isabs(wheelhouse):
                 wheelhouse = os.path.join(root, wheelhouse)
+            if wheelhouse and not os.path.isdir(wheelhouse):
+                wheelhouse = None  # a folder since removed: packages come from the index
             return BuildSettings(doc.get("base"), wheelhouse)
     return BuildSettings()
 

@@ -47,6 +47,16 @@ def inside_worker() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def leave_worker() -> None:
+    """End a torchrun worker whose work is done, without interpreter teardown: gloo's threads,
+    torn down at exit, aborted a finished rank now and then ("terminate called without an
+    active exception"), failing a step that had succeeded."""
+    if inside_worker():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def launch(layout: Layout, module_args: list[str]) -> int:
     """Run ``python -m <module_args>`` as ``layout.nproc_per_node`` torchrun workers here."""
     cmd = [sys.executable, "-m", "torch.distributed.run",

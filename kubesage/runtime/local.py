@@ -24,7 +24,7 @@ from typing import Any
 
 from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import world
-from kubesage.runtime.distributed import Layout, inside_worker, launch
+from kubesage.runtime.distributed import Layout, inside_worker, launch, leave_worker
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 
 TASK_FILE = "task.json"  # in the step's folder: what to run, written by the runner
@@ -102,6 +102,6 @@ def main(*argv: str) -> None:
         print(f"kubesage: {component.spec.name} failed: {type(e).__name__}: {e} (traceback: "
               f"{where})", file=sys.stderr, flush=True)
         sys.exit(1)
-    if not world().is_main:
-        return  # rank 0 reports for the whole step
-    write_json_atomic(doc["result"], result.to_dict())
+    if world().is_main:  # rank 0 reports for the whole step
+        write_json_atomic(doc["result"], result.to_dict())
+    leave_worker()

@@ -29,7 +29,7 @@ import traceback
 
 from kubesage.runtime import COMMAND
 from kubesage.runtime.context import CHECKPOINT_ENV, world
-from kubesage.runtime.distributed import Layout, inside_worker, launch
+from kubesage.runtime.distributed import Layout, inside_worker, launch, leave_worker
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 from kubesage.runtime.sagemaker_processing import (
     METADATA_DIR,
@@ -105,6 +105,7 @@ def main(*args: str) -> None:
                 raise SystemExit(code)
             return
         _run()
+        leave_worker()
     except BaseException as e:
         if not inside_worker() or world().is_main:
             failure = os.path.join(root(), "output", "failure")
