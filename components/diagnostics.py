@@ -43,7 +43,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
-from kubesage import Dataset, Distribution, Input, Metrics, Model  # noqa: E402
+from kubesage import Dataset, Distribution, Input, Metrics, Model, Secret  # noqa: E402
 
 
 def _tree(path: str) -> dict[str, str]:
@@ -303,3 +303,23 @@ def diag_fail(reason: str = "on purpose") -> str:
     """Diagnostic a team can run to check a target end to end: a step that always fails, so
     the run fails and the steps after it do not run."""
     raise RuntimeError(f"diag-fail: failing {reason}")
+
+
+@component(version="1.0.0")
+def uses_secret(token: Secret, checked: Output[Artifact], label: str = "public") -> int:
+    """Use a secret the way a step would (here: only its length), to check that kubesage never
+    writes it down: not in records, logs, MLflow, webhooks or compiled files."""
+    with open(checked.file("label.txt"), "w") as f:
+        f.write(label)
+    checked.metadata["label"] = label
+    return len(token)
+
+
+@component(version="1.0.0")
+def fill(data: Output[Dataset], megabytes: int = 1) -> int:
+    """Write ``megabytes`` MB into a dataset: checks how a target behaves when its disk fills."""
+    block = b"\0" * (1 << 20)
+    with open(data.file("fill.bin"), "wb") as f:
+        for _ in range(megabytes):
+            f.write(block)
+    return megabytes

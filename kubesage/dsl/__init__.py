@@ -16,12 +16,12 @@ from kubesage.dsl.errors import (
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.dsl.pipeline import Pipeline, PipelineDefinition, pipeline
 from kubesage.dsl.task import Task
-from kubesage.dsl.types import Artifact, Dataset, Input, Metrics, Model, Output
+from kubesage.dsl.types import Artifact, Dataset, Input, Metrics, Model, Output, Secret
 
 __all__ = [
     "Artifact", "Comparison", "Component", "ComponentSpec", "Condition", "CycleError", "Dataset",
     "DefinitionError", "Distribution", "DuplicateNameError", "Input", "KubesageError", "Metrics",
     "MissingInputError", "Model", "Output", "ParallelFor", "ParameterError", "Pipeline",
-    "PipelineDefinition", "Resources", "Task", "TypeMismatchError", "UnknownInputError",
+    "PipelineDefinition", "Resources", "Secret", "Task", "TypeMismatchError", "UnknownInputError",
     "component", "pipeline",
 ]

@@ -148,6 +148,9 @@ def _spec_from_function(f: Callable[..., Any], **options: Any) -> ComponentSpec:
             raise DefinitionError(
                 f"{where}: default {default!r} of '{pname}' is not a {type_name}; fix the default"
             )
+        if type_name == "secret" and default not in (NO_DEFAULT, None, ""):
+            raise DefinitionError(f"{where}: secret '{pname}' has a default in code; a secret "
+                                  "never lives in code: drop the default, pass it at run time")
         parameters.append(ParameterSpec(pname, type_name, default))
     returns = _return_specs(hints.get("return", None), where)
     return ComponentSpec(

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,14 +110,22 @@ class Pipeline:
                         f"pipeline parameter '{p.name}' expects a {p.type}, got {value!r}"
                     )
                 values[p.name] = coerce(p.type, value)
+            elif p.type == "secret" and os.environ.get(secret_env(p.name)):
+                values[p.name] = os.environ[secret_env(p.name)]
             elif p.required:
+                also = f" or set {secret_env(p.name)}" if p.type == "secret" else ""
                 raise ParameterError(
                     f"pipeline parameter '{p.name}' ({p.type}) has no default; "
-                    f"pass --param {p.name}={_example(p.type)}"
+                    f"pass --param {p.name}={_example(p.type)}{also}"
                 )
             else:
                 values[p.name] = p.default
         return values
+
+
+def secret_env(name: str) -> str:
+    """The environment variable a secret parameter's value may come from."""
+    return "KUBESAGE_SECRET_" + name.upper()
 
 
 def _example(type_name: str) -> str:
@@ -263,6 +272,10 @@ class PipelineDefinition:
                     f"pipeline '{self.name}': default {default!r} of parameter '{pname}' is not "
                     f"a {type_name}"
                 )
+            if type_name == "secret" and default not in (NO_DEFAULT, None, ""):
+                raise DefinitionError(
+                    f"pipeline '{self.name}': secret '{pname}' has a default in code; a secret "
+                    "never lives in code: drop the default, pass it at run time")
             specs.append(ParameterSpec(pname, type_name, default))
         return specs
 

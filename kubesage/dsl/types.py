@@ -27,6 +27,8 @@ class ParamType:
     name: str
     python: type
     example: str  # a command-line value, for error messages
+    annotation: type | None = None  # what a function annotates it with, when not ``python``
+    secret: bool = False  # its values are never written down (records, logs, MLflow, files)
 
     def check(self, value: Any) -> bool:
         """Whether ``value`` is a valid literal of this type (an int is a valid float)."""
@@ -66,6 +68,17 @@ class ParamType:
         return value
 
 
+class Secret(str):
+    """A parameter that carries a secret (a token, a password): ``token: Secret``.
+
+    The step gets the value; run records, MLflow, webhooks and kubesage's logs show ``***``, a
+    step's task file is removed when it ends, and a secret has no default in code: pass it at
+    run time (``--param token=...``, or ``$KUBESAGE_SECRET_TOKEN``).
+    """
+
+
+MASK = "***"
+
 PARAM_TYPES: dict[str, ParamType] = {t.name: t for t in (
     ParamType("str", str, "text"),
     ParamType("int", int, "3"),
@@ -73,7 +86,14 @@ PARAM_TYPES: dict[str, ParamType] = {t.name: t for t in (
     ParamType("bool", bool, "true"),
     ParamType("list", list, '["a","b"]'),
     ParamType("dict", dict, '{"k":1}'),
+    ParamType("secret", str, "$TOKEN", annotation=Secret, secret=True),
 )}
+
+
+def masked(values: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
+    """``values`` with the value of every secret parameter (by ``types``) shown as ``***``."""
+    return {k: (MASK if v is not None and PARAM_TYPES.get(types.get(k, ""), PARAM_TYPES["str"]).secret
+                else v) for k, v in values.items()}
 
 
 def text_form(value: Any) -> str:
@@ -192,7 +212,7 @@ def param_type_name(annotation: Any) -> str | None:
     """Map a Python annotation onto a parameter type name, or None if it is not one."""
     origin = typing.get_origin(annotation) or annotation
     for name, kind in PARAM_TYPES.items():
-        if origin is kind.python:
+        if origin is (kind.annotation or kind.python):
             return name
     return None
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kubesage.dsl.types import masked
 from kubesage.lineage import file_sha256, git_state
 from kubesage.notify import Notifier
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
@@ -62,7 +63,7 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
         pipeline_hash=pipeline.digest(),
         runner=runner,
         target=target,
-        parameters=values,
+        parameters=masked(values, {p.name: p.type for p in pipeline.parameters}),
         data=data,
         started=time.time(),
         source_sha256=file_sha256(path) if path else "",

@@ -14,6 +14,7 @@ when the step starts.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -97,10 +98,16 @@ def main(*argv: str) -> None:
     except Exception as e:  # the component's own failure: one line here, the traceback beside
         where = os.path.join(os.path.dirname(doc["result"]), TRACEBACK_FILE)
         if world().is_main:
-            with open(where, "w") as f:
-                f.write("".join(traceback.format_exception(e)))
-        print(f"kubesage: {component.spec.name} failed: {type(e).__name__}: {e} (traceback: "
-              f"{where})", file=sys.stderr, flush=True)
+            try:
+                with open(where, "w") as f:
+                    f.write("".join(traceback.format_exception(e)))
+            except OSError:  # a full disk, say: the one line below still says what happened
+                where = "not kept: " + where
+        hint = ("; the disk that holds the step's outputs is full: free space there, or point "
+                "the target config's store at a bigger disk"
+                if isinstance(e, OSError) and e.errno == errno.ENOSPC else "")
+        print(f"kubesage: {component.spec.name} failed: {type(e).__name__}: {e}{hint} "
+              f"(traceback: {where})", file=sys.stderr, flush=True)
         sys.exit(1)
     if world().is_main:  # rank 0 reports for the whole step
         write_json_atomic(doc["result"], result.to_dict())

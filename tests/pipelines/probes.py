@@ -42,3 +42,11 @@ def foreign_probe() -> str:
 @pipeline(name="foreign")
 def foreign() -> None:
     foreign_probe()
+
+
+@pipeline(name="fills-the-disk")
+def fills_the_disk(megabytes: int = 1) -> None:
+    from components.diagnostics import fill
+
+    made = fill(megabytes=megabytes)
+    probe(message="after").after(made)

@@ -25,14 +25,16 @@ from kubesage.targets.kfp.trainjob import trainjob_template
 # v1 component YAML type); artifact type -> (kfp.dsl class, IR ``schemaTitle``, v1 type).
 KFP_PARAMETER_TYPES = {"str": ("STRING", "String"), "int": ("NUMBER_INTEGER", "Integer"),
                        "float": ("NUMBER_DOUBLE", "Float"), "bool": ("BOOLEAN", "Boolean"),
-                       "list": ("LIST", "List"), "dict": ("STRUCT", "Dict")}
+                       "list": ("LIST", "List"), "dict": ("STRUCT", "Dict"),
+                       "secret": ("STRING", "String")}
 KFP_ARTIFACT_TYPES = {"Artifact": (dsl.Artifact, "system.Artifact"),
                       "Dataset": (dsl.Dataset, "system.Dataset"),
                       "Model": (dsl.Model, "system.Model"),
                       "Metrics": (dsl.Metrics, "system.Metrics")}
 PARAM_TYPES: dict[str, type] = {name: t.python for name, t in KUBESAGE_TYPES.items()}
 ARTIFACT_TYPES: dict[str, type] = {name: cls for name, (cls, _) in KFP_ARTIFACT_TYPES.items()}
-IR_PARAMETER_TYPES = {ir: name for name, (ir, _) in KFP_PARAMETER_TYPES.items()}
+IR_PARAMETER_TYPES = {ir: name for name, (ir, _) in KFP_PARAMETER_TYPES.items()
+                      if name != "secret"}
 SCHEMA_TITLES = {title: name for name, (_, title) in KFP_ARTIFACT_TYPES.items()}
 V1_TYPES = {**{name: v1 for name, (_, v1) in KFP_PARAMETER_TYPES.items()},
             **{name: name for name in KFP_ARTIFACT_TYPES}}

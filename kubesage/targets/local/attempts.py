@@ -82,6 +82,8 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
                 log(problem)
                 code = 1
         run.released(step)
+        if any(p.type == "secret" for p in spec.parameters) and os.path.exists(tf):
+            os.remove(tf)  # it held the step's secrets: read, no longer written down
         tail = list(log.tail)
         if code == 0 and os.path.exists(result_path):
             _finish(run, step, partial, result_path)
@@ -151,8 +153,11 @@ class _StepLog:
         self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
 
     def __call__(self, line: str) -> None:
-        self.file.write(line + "\n")
-        self.file.flush()
+        try:
+            self.file.write(line + "\n")
+            self.file.flush()
+        except OSError:  # the store's disk is full: the lines still reach the run's log
+            pass
         self.tail.append(line)
         self.echo(line)
 
@@ -160,4 +165,7 @@ class _StepLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # what could not be flushed is in the run's log
+            pass

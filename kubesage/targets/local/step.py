@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.channel import PipelineArtifact, TaskOutput
-from kubesage.dsl.types import coerce
+from kubesage.dsl.types import coerce, masked
 from kubesage.plan import Step
 from kubesage.runs import cache
 
@@ -59,7 +59,7 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
     for p in spec.parameters:
         if p.name in params and params[p.name] is not None:
             params[p.name] = coerce(p.type, params[p.name])
-    record.parameters = params
+    record.parameters = masked(params, {p.name: p.type for p in spec.parameters})
     image = run.image(spec.image)
     record.environment_id = run.executor.environment_id(image)
     record.cache_key = cache.cache_key(

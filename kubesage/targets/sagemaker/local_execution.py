@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kubesage.dsl.channel import evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.dsl.types import parse_value
+from kubesage.dsl.types import masked, parse_value
 from kubesage.plan import Step
 from kubesage.runs.artifacts import sha256_tree
 from kubesage.runs.lifecycle import Run
@@ -173,11 +173,15 @@ class Execution:
                        "Request": request, "RunId": self.run_.run_id}, f, indent=2)
         self.properties[step["Name"]] = {"ModelPackageArn": arn}
         record.returns = {"model_package_arn": arn}
-        record.parameters = dict(request.get("CustomerMetadataProperties", {}))
+        planned = self.planned.get(step["Name"])
+        types = {p.name: p.type for p in planned[0].task.spec.parameters} if planned else {}
+        record.parameters = masked(dict(request.get("CustomerMetadataProperties", {})), types)
 
     def _job(self, step: dict[str, Any], record: StepRecord) -> None:
         args = self.evaluate(step["Arguments"])
-        record.parameters = _parameters(step["Type"], args)
+        planned = self.planned.get(step["Name"])
+        types = {p.name: p.type for p in planned[0].task.spec.parameters} if planned else {}
+        record.parameters = masked(_parameters(step["Type"], args), types)
         record.environment_id = self.owner.image_id(record.image) if record.image else ""
         key = local_cache.cache_key(step, args, record.environment_id, self.owner.s3,
                                     self.owner.filesystem_for)

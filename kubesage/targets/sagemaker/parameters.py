@@ -31,7 +31,7 @@ def fan_out_parameters(pipeline: Pipeline) -> dict[str, str]:
 # SageMaker's name of each kubesage parameter type, declared once (lists and dicts travel as
 # JSON text in String parameters), and the kubesage type each SageMaker type reads back as.
 SAGEMAKER_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean",
-                   "list": "String", "dict": "String"}
+                   "list": "String", "dict": "String", "secret": "String"}
 KUBESAGE_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
 
 

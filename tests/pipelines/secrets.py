@@ -1,0 +1,9 @@
+"""A pipeline that takes a secret: the step uses it, nothing kubesage writes shows it."""
+
+from components.diagnostics import uses_secret
+from kubesage import Secret, pipeline
+
+
+@pipeline(name="with-secret")
+def with_secret(token: Secret, label: str = "public") -> None:
+    uses_secret(token=token, label=label)
