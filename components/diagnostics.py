@@ -323,3 +323,20 @@ def fill(data: Output[Dataset], megabytes: int = 1) -> int:
         for _ in range(megabytes):
             f.write(block)
     return megabytes
+
+
+@component(version="1.0.0", mounts={"fsx": "/fsx"})
+def diag_identity(seen: Output[Artifact]) -> str:
+    """Who a step runs as and what it may write: ``uid=<n> gid=<n> data=read-only|writable
+    outputs=writable``. It tries to create a file on the data mount (and removes it if it could)."""
+    probe_file = "/fsx/.kubesage-write-probe"
+    try:
+        with open(probe_file, "w"):
+            pass
+        os.remove(probe_file)
+        data = "writable"
+    except OSError:
+        data = "read-only"
+    with open(seen.file("seen.txt"), "w") as f:
+        f.write("written by the step")
+    return f"uid={os.getuid()} gid={os.getgid()} data={data} outputs=writable"

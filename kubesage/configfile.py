@@ -77,7 +77,8 @@ class ConfigReader:
         if choices and value not in choices:
             raise self.fail(name, f"is {value!r}; use one of: {', '.join(choices)}")
         if least is not None and value < least:
-            raise self.fail(name, f"must be >= {least}, got {value}")
+            fix = f"; use e.g. {name}: {example}" if example else f"; use {least} or more"
+            raise self.fail(name, f"must be >= {least}, got {value}{fix}")
         return float(value) if kind is float else value
 
     def child(self, name: str, required: bool = True, example: str = "",

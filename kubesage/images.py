@@ -199,6 +199,10 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
 WORKDIR /app
 COPY kubesage /app/kubesage
+# Steps run as a non-root user (uid 1000, group 0: OpenShift's convention for arbitrary users);
+# a team's Dockerfile switches to root to install packages, then back.
+RUN useradd --uid 1000 --gid 0 --create-home --home-dir /home/kubesage kubesage
+USER 1000:0
 LABEL io.kubesage.warm-start="1"
 ENTRYPOINT ["python", "-m", "kubesage.runtime"]
 """

@@ -141,10 +141,13 @@ _DOCKERFILE = """\
 ARG RUNTIME=kubesage/runtime:{version}
 FROM ${{RUNTIME}}
 ARG PIP_ARGS=""
+USER root
 COPY containers/main/requirements.txt /tmp/requirements.txt
 RUN pip install $PIP_ARGS -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY components /app/components
 COPY pipelines /app/pipelines
+# steps run as the runtime image's non-root user
+USER 1000:0
 """
 
 _TEST = '''\

@@ -39,6 +39,7 @@ def write_digits(dest: str) -> str:
         if os.path.isdir(target):
             continue
         tmp = tempfile.mkdtemp(prefix=".sample-", dir=dest)
+        os.chmod(tmp, 0o755)  # mkdtemp's folder is private; steps read it as another user
         try:
             for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
                 folder = os.path.join(tmp, folder_of(i, label))

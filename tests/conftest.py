@@ -37,6 +37,7 @@ def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     from kubesage.sample_data import write_digits
 
     root = str(tmp_path_factory.mktemp("fsx"))
+    os.chmod(root, 0o755)  # steps run as a non-root user; pytest's folders are private
     write_digits(root)
     return root
 
@@ -186,3 +187,8 @@ def pushed_images(registry: str, docker_client: Any) -> str:
             for name, dockerfile in image_dirs(REPO).items()]
     push_stand_in(docker_client, refs)
     return registry
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` (the fault campaign restarts the Docker engine) run at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -115,8 +115,13 @@ def test_fsx_is_mounted_on_every_node_at_the_declared_path() -> None:
     pod = pod_patch(manifest)
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data-fsx"]["persistentVolumeClaim"] == {"claimName": "fsx-lustre-claim"}
-    assert {"name": "data-fsx", "mountPath": "/fsx"} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "data-fsx", "mountPath": "/fsx", "readOnly": True} in \
+        pod["containers"][0]["volumeMounts"]
     assert manifest["spec"]["trainer"]["numNodes"] == 4
+    # every node runs as the images' non-root user, without privilege escalation
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 0}
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 @pytest.mark.parametrize("status,expected", [

@@ -10,6 +10,8 @@ import hashlib
 import os
 import shutil
 
+from kubesage.containers import hand_to_steps
+
 PARTIAL = ".partial"
 
 
@@ -30,7 +32,7 @@ class ArtifactStore:
             partial = os.path.join(base, name + PARTIAL)
             shutil.rmtree(partial, ignore_errors=True)
             os.makedirs(partial)
-            paths[name] = partial
+            paths[name] = hand_to_steps(partial)
         return paths
 
     @staticmethod

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from kubesage.containers import share_existing, share_with_steps
 from kubesage.runs.record import RunRecord
 
 _SCHEMA = """
@@ -34,6 +35,8 @@ class RunStore:
 
     def __init__(self, root: str) -> None:
         os.makedirs(root, exist_ok=True)
+        share_with_steps()  # steps that run as a non-root user write into it
+        share_existing(root)
         self.root = root
         self._lock = threading.Lock()
         self._db = sqlite3.connect(os.path.join(root, "runs.db"), check_same_thread=False,

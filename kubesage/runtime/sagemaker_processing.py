@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+import tempfile
 from typing import Any
 
 from kubesage.dsl.types import parse_value
@@ -150,10 +151,11 @@ def _parse(args: tuple[str, ...]) -> tuple[str, dict[str, str], dict[str, str], 
 def main(*args: str) -> None:
     entry, input_folders, metadata, mounts, texts = _parse(args)
     base = os.path.join(root(), "processing")
+    scratch = tempfile.mkdtemp(prefix="kubesage-scratch-")  # /opt/ml belongs to root
     component = load_component(entry)
     inputs = {
         name: open_input(
-            os.path.join(base, "input", name), folder, os.path.join(base, "kubesage-scratch", name),
+            os.path.join(base, "input", name), folder, os.path.join(scratch, name),
             (os.path.join(base, "input", name + METADATA_SUFFIX, RESULT_FILE), metadata[name])
             if name in metadata else None)
         for name, folder in input_folders.items()

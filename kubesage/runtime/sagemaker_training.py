@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import traceback
 
 from kubesage.runtime import COMMAND
@@ -71,11 +72,12 @@ def _run() -> None:
     folders = json.loads(os.environ.get(INPUTS_ENV, "{}"))
     metadata = json.loads(os.environ.get(METADATA_ENV, "{}"))
     component = load_component(entry)
+    scratch = tempfile.mkdtemp(prefix="kubesage-scratch-")  # /opt/ml belongs to root
     data = os.path.join(base, "input", "data")
     inputs = {
         name: open_input(
             os.path.join(data, name), folder,
-            os.path.join(base, "kubesage-scratch", str(world().rank), name),
+            os.path.join(scratch, name),
             (_result_file(os.path.join(data, name + METADATA_SUFFIX)), metadata[name])
             if name in metadata else None)
         for name, folder in folders.items()

@@ -50,3 +50,10 @@ def fills_the_disk(megabytes: int = 1) -> None:
 
     made = fill(megabytes=megabytes)
     probe(message="after").after(made)
+
+
+@pipeline(name="identity")
+def identity() -> None:
+    from components.diagnostics import diag_identity
+
+    diag_identity()

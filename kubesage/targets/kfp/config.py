@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from kubesage.configfile import ConfigError, ConfigReader
+from kubesage.containers import RUN_AS_GID, RUN_AS_UID
 
 DEFAULT_PATH = os.path.join("config", "kfp.yaml")
 _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
@@ -66,6 +67,10 @@ class KfpConfig:
     trainer_runtime: str = "torch-distributed"
     trainer_poll_s: int = 30
     wait_poll_s: float = 10.0  # `submit --wait`: seconds between status reads
+    # Every pod runs as this non-root user (runAsNonRoot always); None leaves it to the cluster
+    # (OpenShift assigns one per namespace).
+    run_as_user: int | None = RUN_AS_UID
+    run_as_group: int | None = RUN_AS_GID
     local_config: str | None = None  # local.yaml whose mounts and store `run --target kfp` uses
     # Local runs only: data mount -> fingerprint, set as an environment variable of the tasks
     # that mount it, so that kfp.local's step cache misses when the data changed.
@@ -115,7 +120,7 @@ class KfpConfig:
 
 
 _KEYS = ("image", "namespace", "service_account", "host", "experiment", "volumes", "checkpoints",
-         "shm", "scheduling", "env", "retry", "trainer", "local", "wait")
+         "shm", "scheduling", "env", "retry", "trainer", "local", "wait", "security")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
@@ -138,6 +143,14 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
     trainer = r.child("trainer", False, known=("runtime", "poll_seconds"))
     wait = r.child("wait", False, known=("poll_seconds",))
     wait_poll_s = wait.get("poll_seconds", float, False, 10.0)
+    security = r.child("security", False, known=("run_as_user", "run_as_group"))
+    # ``null`` leaves the user to the cluster; 0 (root) is refused: pods run as non-root
+    users = {key: (security.get(key, int, False, default, least=least, example=example)
+                   if security.doc.get(key, default) is not None else None)
+             for key, default, least, example in (
+                 ("run_as_user", RUN_AS_UID, 1,
+                  f"{RUN_AS_UID} (pods never run as root; null lets the cluster choose)"),
+                 ("run_as_group", RUN_AS_GID, 0, f"{RUN_AS_GID}"))}
     if wait_poll_s <= 0:
         raise wait.fail("poll_seconds", f"must be > 0, got {wait_poll_s}")
     return KfpConfig(
@@ -166,6 +179,8 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
         trainer_runtime=trainer.get("runtime", str, False, "torch-distributed"),
         trainer_poll_s=trainer.get("poll_seconds", int, False, 30, least=1),
         wait_poll_s=wait_poll_s,
+        run_as_user=users["run_as_user"],
+        run_as_group=users["run_as_group"],
         local_config=r.child("local", False, known=("config",)).path_of("config") or None,
         source=path,
     )

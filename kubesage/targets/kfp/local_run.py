@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from kubesage.containers import labels, remove_run
+from kubesage.containers import labels, remove_run, share_with_steps, step_user
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.types import coerce
@@ -45,6 +45,8 @@ RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root
 _ITERATION = re.compile(r"^for-loop-[0-9]+-iteration-([0-9]+)$")  # kfp.local's folder per loop item
 _CACHE_HIT = re.compile(r"^Task (\S+) cache hit \(key=([0-9a-f]+)\)")  # kfp.local's log line
+_TASK_FAILED = re.compile(r"^Task '?([^' ]+)'? finished with status FAILURE")  # its colours removed
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class KfpLocalError(KubesageError):
@@ -132,7 +134,7 @@ def docker_runner(run_id: str, mounts: dict[str, tuple[str, str]],
         # The compiled command is the full command line, as on Kubernetes, where it replaces the
         # image's ENTRYPOINT; docker would otherwise prepend the ENTRYPOINT to it.
         entrypoint=[""],
-        user=f"{os.getuid()}:{os.getgid()}",
+        user=step_user(),
         environment={"HOME": "/tmp"},
         shm_size="1g",
         labels=labels(run_id),
@@ -142,6 +144,7 @@ def docker_runner(run_id: str, mounts: dict[str, tuple[str, str]],
 def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
     """Compile ``pipeline``, run the YAML under kfp.local DockerRunner, return the run record."""
     refusals(pipeline)
+    share_with_steps()
     config = load_kfp_config(options.config)
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(options.params)
@@ -173,29 +176,36 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
     outputs_root = os.path.join(run_dir, "outputs")
     cache_root = os.path.join(os.path.abspath(local.store), "kfp-cache")
     hits: list[tuple[str, str]] = []
+    failed: set[str] = set()
+    os.makedirs(outputs_root, exist_ok=True)  # else Docker creates the bind source, root-only
     with run.active(on_cancel=lambda: remove_run(client, record.run_id)):
         try:
-            with _cache_hits(hits):
+            with _watch_log(hits, failed):
                 execute_compiled(compiled, values, runner, outputs_root, options.out(),
                                  os.path.join(run_dir, "log.txt"),
                                  cache_root if options.use_cache else None)
         except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
-            collect_steps(plan, run.record.steps, outputs_root, hits, cache_root)
+            collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root)
             raise KfpLocalError(f"kfp.local stopped run {record.run_id}: {type(e).__name__}: {e}; "
                                 f"the log is {os.path.join(run_dir, 'log.txt')}") from None
-        collect_steps(plan, run.record.steps, outputs_root, hits, cache_root)
+        collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root)
     return run.finish()
 
 
 @contextlib.contextmanager
-def _cache_hits(found: list[tuple[str, str]]) -> Iterator[None]:
-    """Collect kfp.local's cache hits, (task name, key prefix), from its log while running."""
+def _watch_log(found: list[tuple[str, str]], failed: set[str]) -> Iterator[None]:
+    """Collect from kfp.local's log while it runs: its cache hits, (task name, key prefix), and
+    the names of the tasks it reports failed."""
 
     class Hits(logging.Handler):
         def emit(self, rec: logging.LogRecord) -> None:
-            match = _CACHE_HIT.match(rec.getMessage())
+            message = _COLOUR.sub("", rec.getMessage())
+            match = _CACHE_HIT.match(message)
             if match:
                 found.append((match[1], match[2]))
+            match = _TASK_FAILED.match(message)
+            if match:
+                failed.add(match[1])
 
     handler = Hits(logging.INFO)
     root = logging.getLogger()
@@ -226,11 +236,12 @@ def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs
 
 
 def collect_steps(plan: Plan, records: list[StepRecord], outputs_root: str,
-                  hits: list[tuple[str, str]], cache_root: str) -> None:
+                  hits: list[tuple[str, str]], failed: set[str], cache_root: str) -> None:
     """Fill the step records from what kfp.local left in each task root, or in its cache.
 
     Item ``i`` of a ``ParallelFor`` ran under ``for-loop-N-iteration-i/``; a step taken from the
-    cache has no task root, and its outputs are those of the cache entry kfp.local logged.
+    cache has no task root, and its outputs are those of the cache entry kfp.local logged. A
+    task kfp.local reports ``failed`` that left no task root failed before it wrote anything.
     """
     runs = sorted(os.listdir(outputs_root)) if os.path.isdir(outputs_root) else []
     base = os.path.join(outputs_root, runs[-1]) if runs else ""
@@ -249,6 +260,11 @@ def collect_steps(plan: Plan, records: list[StepRecord], outputs_root: str,
             record.cached = True
             _outputs(step, record, _as_executor_output(entry))
             record.status = "succeeded"
+            continue
+        if step.task.name in failed and not step.index:
+            record.status = "failed"
+            record.error = ("kfp.local reports the task failed before it wrote its outputs; "
+                            f"its log is in {os.path.dirname(outputs_root)}/log.txt")
             continue
         upstream = [by_name[d.name].status for d in step.deps]
         if any(s in ("failed", "not_run") for s in upstream):

@@ -20,12 +20,16 @@ LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
 
 
 def apply(kfp_task: Any, task: Task, config: KfpConfig) -> None:
-    """Configure one compiled task: caching, retries, resources, volumes, scheduling, env."""
+    """Configure one compiled task: caching, retries, resources, a non-root user, volumes,
+    scheduling, env. Data claims are mounted as they are bound: kfp-kubernetes has no read-only
+    PVC mount, so the claim's own access mode (ReadOnlyMany) keeps data read-only on Kubeflow."""
     kfp_task.set_caching_options(task.cache)
     if task.retries:
         kfp_task.set_retry(task.retries, backoff_duration=config.retry_backoff,
                            backoff_factor=config.retry_factor, backoff_max_duration=config.retry_max)
     _resources(kfp_task, task)
+    kubernetes.set_security_context(kfp_task, run_as_user=config.run_as_user,
+                                    run_as_group=config.run_as_group, run_as_non_root=True)
     for name, path in task.spec.mounts:
         claim = config.claim(name, f"component '{task.spec.name}' (task '{task.name}')", path)
         kubernetes.mount_pvc(kfp_task, pvc_name=claim, mount_path=path)

@@ -66,7 +66,7 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
         volumes.append({"name": volume_name(mount),
                         "persistentVolumeClaim": {
                             "claimName": config.claim(mount, f"component '{spec.name}'", path)}})
-        mounts.append({"name": volume_name(mount), "mountPath": path})
+        mounts.append({"name": volume_name(mount), "mountPath": path, "readOnly": True})
     volumes.append({"name": CHECKPOINT_VOLUME,
                     "persistentVolumeClaim": {"claimName": config.checkpoint_claim}})
     mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": config.checkpoint_path})
@@ -74,8 +74,14 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
         volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory",
                                                          "sizeLimit": config.shm_size}})
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
-    pod_spec: dict[str, Any] = {"volumes": volumes,
-                                "containers": [{"name": TRAINER_NODE, "volumeMounts": mounts}]}
+    user = {"runAsNonRoot": True, "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_group}
+    pod_spec: dict[str, Any] = {
+        "volumes": volumes,
+        "securityContext": {k: v for k, v in user.items() if v is not None},
+        "containers": [{"name": TRAINER_NODE, "volumeMounts": mounts,
+                        "securityContext": {"allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]}}}]}
     if config.service_account:
         pod_spec["serviceAccountName"] = config.service_account
     if config.node_selector:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kubesage.configfile import ConfigError, ConfigReader  # ConfigError: this target's error
+from kubesage.containers import RUN_AS_GID, RUN_AS_UID
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
@@ -86,6 +88,16 @@ def load_local_config(path: str | None = None) -> LocalConfig:
     )
 
 
+def readable_by_steps(folder: str) -> bool:
+    """Whether steps can list ``folder``: always as a non-root host user (steps run as that
+    user); as root, when its group (0) or everyone may read and enter it."""
+    if os.getuid() != 0:
+        return True
+    st = os.stat(folder)
+    wanted = stat.S_IRGRP | stat.S_IXGRP if st.st_gid == RUN_AS_GID else stat.S_IROTH | stat.S_IXOTH
+    return st.st_mode & wanted == wanted
+
+
 def data_mounts(pipeline: Pipeline, config: LocalConfig,
                 where: str = "the local config") -> dict[str, tuple[str, str]]:
     """mount name -> (path in the container, local folder) for every data mount the pipeline's
@@ -103,5 +115,10 @@ def data_mounts(pipeline: Pipeline, config: LocalConfig,
                 raise ConfigError(
                     f"mounts.{name} in {config.source}: folder {source} does not exist; create "
                     "it (or run 'kubesage sample-data' for the sample set)")
+            if not readable_by_steps(source):
+                raise ConfigError(
+                    f"mounts.{name} in {config.source}: folder {source} is readable by its owner "
+                    f"only, and steps run as the non-root user {RUN_AS_UID}:{RUN_AS_GID}; let "
+                    f"them read it: chmod -R g+rX {source}")
             found[name] = (target, source)
     return found

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubesage.containers import follow_group, labels, remove_run
+from kubesage.containers import follow_group, labels, remove_run, share_with_steps, step_user
 from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
@@ -53,6 +53,7 @@ class DockerExecutor:
     def __init__(self) -> None:
         import docker
 
+        share_with_steps()
         try:
             self.client = docker.from_env()
             self.client.ping()
@@ -164,7 +165,7 @@ class DockerExecutor:
             detach=True,
             volumes=volumes,
             environment={"HOME": "/tmp", **env},
-            user=f"{os.getuid()}:{os.getgid()}",
+            user=step_user(),
             labels=labels(launch.run_id, launch.step),
             shm_size="1g",
             **options,

@@ -23,7 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesage.containers import follow_group, labels, remove_group, remove_run
+from kubesage.containers import (
+    follow_group,
+    hand_to_steps,
+    labels,
+    remove_group,
+    remove_run,
+    share_with_steps,
+    step_user,
+)
 from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.sagemaker_processing import RESULT_FILE, RESULT_OUTPUT
 from kubesage.runtime.sagemaker_training import RESULT_FILE as TRAINING_RESULT_FILE
@@ -61,6 +69,7 @@ class JobRunner:
     def __init__(self, client: Any, s3: LocalS3, run_id: str,
                  image_for: Callable[[str], str], filesystem_for: Callable[[dict[str, Any]], str],
                  say: Callable[[str], None]) -> None:
+        share_with_steps()
         self.client = client
         self.s3 = s3
         self.run_id = run_id
@@ -80,6 +89,7 @@ class JobRunner:
         for out in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
             local = os.path.join(work, "output", out["OutputName"])
             os.makedirs(local, exist_ok=True)
+            hand_to_steps(local)
             volumes.append(f"{local}:{out['S3Output']['LocalPath']}:rw")
             outputs[out["OutputName"]] = (out["S3Output"]["S3Uri"], local)
         count = args["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
@@ -130,6 +140,7 @@ class JobRunner:
                 local = os.path.join(work, name, folder)
                 os.makedirs(os.path.join(local, "data") if folder == "output" else local,
                             exist_ok=True)
+                hand_to_steps(local)
                 volumes.append(f"{local}:/opt/ml/{folder}:rw")
             if checkpoints:
                 local_path = args.get("CheckpointConfig", {}).get("LocalPath", "/opt/ml/checkpoints")
@@ -204,7 +215,7 @@ class JobRunner:
                     image, command=command, entrypoint=entrypoint, name=f"{tag}-{host.name}",
                     hostname=host.name, volumes=host.volumes,
                     environment={"HOME": "/tmp", **host.env},
-                    user=f"{os.getuid()}:{os.getgid()}", shm_size="1g",
+                    user=step_user(), shm_size="1g",
                     labels=labels(self.run_id, step), **options))
             tails: deque[str] = deque(maxlen=30)
 
