@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubesage.containers import follow_group, labels, remove_run, share_with_steps, step_user
+from kubesage.containers import (
+    RUN_LABEL,
+    follow_group,
+    labels,
+    remove_run,
+    share_with_steps,
+    step_user,
+)
 from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
@@ -19,6 +28,7 @@ _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
+ENGINE_WAIT_S = 60  # how long the end of a run waits for an engine that restarts
 WARM_START_LABEL = "io.kubesage.warm-start"  # images whose runtime has `local --await`
 
 
@@ -99,8 +109,28 @@ class DockerExecutor:
 
     def release(self, run_id: str, step: str | None = None) -> None:
         """Remove warm containers that will not be used: of ``step``, or of the whole run (then
-        also wait until the run's finished containers are removed)."""
+        also wait until the run's finished containers are removed, and remove by label whatever
+        of the run the engine still holds)."""
         self._warm.release(run_id, step)
+        if step is None:
+            self._remove_leftovers(run_id)
+
+    def _remove_leftovers(self, run_id: str) -> None:
+        """Remove the run's containers and networks; when the engine does not answer (it
+        restarts), try again for up to ``ENGINE_WAIT_S``, then say what is left and how to
+        remove it."""
+        deadline = time.monotonic() + ENGINE_WAIT_S
+        while True:
+            try:
+                remove_run(self.client, run_id)
+                return
+            except Exception as e:  # the engine's connection errors come in several types
+                if time.monotonic() > deadline:
+                    print(f"! the Docker engine did not answer for {ENGINE_WAIT_S} s ({e}); "
+                          f"containers of run {run_id} may be left: docker rm -f $(docker ps "
+                          f"-aq --filter label={RUN_LABEL}={run_id})", file=sys.stderr)
+                    return
+                time.sleep(1.0)
 
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
         nodes = launch.distribution.nodes
