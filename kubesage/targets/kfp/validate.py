@@ -9,12 +9,23 @@ then every component, executor, task and input reference is resolved.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from kubesage.configfile import yaml_problem
 from kubesage.dsl.errors import KubesageError
 
 FIX = "recompile it with 'kubesage compile PIPELINE --target kfp -o FILE'"
+
+
+#: The prefix of the inputs kfp's compiler adds for pipeline channels (``compiler_utils.
+#: additional_input_name_for_pipeline_channel``); a component never declares them.
+CHANNEL = "pipelinechannel--"
+#: The fields of ``kfp.dsl.structures.ResourceSpec``, and ``base_image``: kfp's compiler passes
+#: one of them to the task as an input of that name when it is set from a pipeline channel.
+MACHINE_FIELDS = frozenset({"cpu_request", "cpu_limit", "memory_request", "memory_limit",
+                            "accelerator_type", "accelerator_count", "base_image"})
+_PLACEHOLDER = re.compile(r"""\{\{\$\.inputs\.parameters\[['"]([^'"\]]+)['"]\]\}\}""")
 
 
 class KfpValidationError(KubesageError):
@@ -126,20 +137,21 @@ def _check_dag(path: str, owner: str, comp: Any, components: dict[str, Any]) -> 
                 raise KfpValidationError(f"{where} depends on task '{dep}', which {owner} does not "
                                          f"have; {FIX}")
         for key, value in task.inputs.parameters.items():
-            if key not in target.input_definitions.parameters:
+            if key not in target.input_definitions.parameters and \
+                    not _compiler_injected(key, value, task.inputs.parameters):
                 raise KfpValidationError(f"{where} passes parameter '{key}', which component "
                                          f"'{ref}' does not declare; {FIX}")
             kind = value.WhichOneof("kind")
             if kind == "component_input_parameter" and \
                     value.component_input_parameter not in inputs.parameters:
-                raise KfpValidationError(
-                    f"{where} reads input parameter '{value.component_input_parameter}', which "
-                    f"{owner} does not declare; {FIX}")
+                read = value.component_input_parameter
+                raise KfpValidationError(f"{where} reads input parameter '{read}', which {owner} "
+                                         f"does not declare; {_missing_input_fix(read)}")
             if kind == "task_output_parameter":
                 _check_producer(where, owner, tasks, components, value.task_output_parameter.producer_task,
                                 value.task_output_parameter.output_parameter_key, "parameters")
         for key, value in task.inputs.artifacts.items():
-            if key not in target.input_definitions.artifacts:
+            if key not in target.input_definitions.artifacts and not key.startswith(CHANNEL):
                 raise KfpValidationError(f"{where} passes artifact '{key}', which component "
                                          f"'{ref}' does not declare; {FIX}")
             kind = value.WhichOneof("kind")
@@ -152,6 +164,38 @@ def _check_dag(path: str, owner: str, comp: Any, components: dict[str, Any]) -> 
                 _check_producer(where, owner, tasks, components, value.task_output_artifact.producer_task,
                                 value.task_output_artifact.output_artifact_key, "artifacts")
     return len(tasks)
+
+
+def _missing_input_fix(name: str) -> str:
+    """The fix of a task that reads an input its group lacks. kfp's compiler emits such files
+    itself for a loop item (or a field of a dict item) used across a nested group: in a dsl.If,
+    or in a format string in an inner loop; the run fails when it reaches the task."""
+    if "loop-item" in name:
+        return ("kfp's compiler misroutes loop items and their fields used in nested groups "
+                "(kubeflow/pipelines#13273); pass the item to a task first and use that task's "
+                "output there")
+    return FIX
+
+
+def _compiler_injected(key: str, value: Any, passed: Any) -> bool:
+    """Whether ``key`` is an input kfp's compiler adds to a task beyond what its component declares.
+
+    Two kinds: ``pipelinechannel--NAME``, the value of a pipeline channel that a format string
+    (``f"{param}-x"``), a condition or a loop of the task reads; and a machine field set from a
+    channel (``set_cpu_limit(param)``, ``set_accelerator_type(task.output)``,
+    ``set_container_image``), a constant whose placeholders read such ``pipelinechannel--``
+    inputs of the same task. A machine field with a plain value or a placeholder that reads an
+    input the task does not pass is still an undeclared input.
+    """
+    if key.startswith(CHANNEL):
+        return True
+    if key not in MACHINE_FIELDS or value.WhichOneof("kind") != "runtime_value":
+        return False
+    constant = value.runtime_value.constant
+    if constant.WhichOneof("kind") != "string_value":
+        return False
+    read = _PLACEHOLDER.findall(constant.string_value)
+    return bool(read) and all(name.startswith(CHANNEL) and name in passed for name in read)
 
 
 def _check_producer(where: str, owner: str, tasks: dict[str, Any], components: dict[str, Any],
