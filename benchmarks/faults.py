@@ -103,8 +103,16 @@ class World:
         return record
 
     def containers_of(self, run_id: str, step: str | None = None) -> list[Any]:
+        """The run's containers (of ``step``) that exist now."""
+        import docker
+
         wanted = [f"{RUN_LABEL}={run_id}"] + ([f"kubesage.step={step}"] if step else [])
-        return self.docker.containers.list(all=True, filters={"label": wanted})
+        for _ in range(10):
+            try:
+                return self.docker.containers.list(all=True, filters={"label": wanted})
+            except docker.errors.NotFound:  # one was removed between listing and inspecting
+                time.sleep(0.1)
+        return []
 
 
 class Started:

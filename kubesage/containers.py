@@ -79,7 +79,8 @@ def remove_run(client: Any, run_id: str) -> int:
     """Remove every container (running or not) and network labelled with ``run_id``; how many
     containers there were. Errors of single objects (already gone) are ignored."""
     wanted = {"label": f"{RUN_LABEL}={run_id}"}
-    containers = client.containers.list(all=True, filters=wanted)
+    # sparse: no inspect per container, which fails for one removed meanwhile (a warm start's)
+    containers = client.containers.list(all=True, filters=wanted, sparse=True)
     for container in containers:
         try:
             container.remove(force=True)
