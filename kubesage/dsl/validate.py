@@ -41,7 +41,8 @@ def validate(pipeline: Pipeline) -> None:
                 "groups; rename it with .set_name('...')")
         if not NAME_RE.match(task.name):
             raise DefinitionError(
-                f"task name '{task.name}' must be lowercase letters, digits and '-'; rename it "
+                f"task name '{task.name}' must be at most 63 lowercase letters, digits and '-' "
+                f"(it names pods and steps; it has {len(task.name)} characters); rename it "
                 "with .set_name('...')"
             )
         seen[task.name] = task

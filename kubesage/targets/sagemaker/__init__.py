@@ -14,6 +14,7 @@ functions below, so importing this package stays as cheap as importing kubesage.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from kubesage.fsutil import write_atomic
@@ -50,10 +51,16 @@ class SageMakerTarget(Target):
                 source: str = "") -> None:
         """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call), the
         project's images named by the code they hold."""
-        from kubesage.targets.sagemaker.compiler import definition_json
+        from kubesage.targets.sagemaker.compiler import CompileError, definition_json
+        from kubesage.targets.sagemaker.limits import definition_limit_problems
 
         config = with_content_tags(self.load_config(config_path), pipeline, source)
-        write_atomic(output, definition_json(pipeline, config))
+        text = definition_json(pipeline, config)
+        problems = definition_limit_problems(json.loads(text))
+        if problems:  # nothing is written: the service would refuse it at run time
+            raise CompileError(f"pipeline '{pipeline.name}' breaks SageMaker service limits: "
+                               + "; ".join(problems))
+        write_atomic(output, text)
 
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)

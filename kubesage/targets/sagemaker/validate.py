@@ -17,6 +17,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.targets.sagemaker.expressions import is_expression, references, step_of
+from kubesage.targets.sagemaker.limits import limit_problems
 
 OPERATIONS = {
     "Processing": "CreateProcessingJob",
@@ -75,7 +76,7 @@ def validate_definition(doc: Any, where: str = "definition") -> list[str]:
     model = _service_model()
     for step in steps:
         problems += _check_step(step, model, params, set(names), property_files)
-    return problems
+    return problems + limit_problems(doc.get("Parameters", []), steps)
 
 
 def _all_steps(steps: list[Any]) -> Any:
@@ -176,23 +177,39 @@ def _typed(shape: Any) -> Any:
 
 
 def _enum_problems(value: Any, shape: Any, path: str) -> list[str]:
+    """What botocore's model says and its ``ParamValidator`` leaves to the service: enums (instance
+    types, ...), the most items of a list (10 processing inputs, 20 training channels, ...), the
+    longest string and the largest number."""
     if shape is None:
         return []
-    if shape.type_name == "string" and shape.enum and isinstance(value, str):
-        if value not in shape.enum:
+    limit = shape.metadata.get("max")
+    if shape.type_name == "string" and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
             close = [e for e in shape.enum if e.split(".")[:2] == value.split(".")[:2]][:6]
             hint = f"; e.g. {', '.join(close or shape.enum[:6])}"
             return [f"{path}: {value!r} is not a valid {shape.name} ({len(shape.enum)} allowed"
                     f"{hint})"]
+        if limit is not None and len(value) > limit:
+            return [f"{path}: {len(value)} characters, more than the {limit} the service takes; "
+                    "shorten it"]
+        return []
+    if shape.type_name in ("integer", "long") and isinstance(value, int) and limit is not None:
+        if value > limit:
+            return [f"{path}: {value} is more than the service's maximum {limit}"]
         return []
     found = []
     if shape.type_name == "structure" and isinstance(value, dict):
         for k, v in value.items():
             found += _enum_problems(v, shape.members.get(k), f"{path}.{k}" if path else k)
     elif shape.type_name == "list" and isinstance(value, list):
+        if limit is not None and len(value) > limit:
+            found.append(f"{path}: {len(value)} items, more than the {limit} the service takes "
+                         "per job; merge some into one artifact or split the step")
         for i, v in enumerate(value):
             found += _enum_problems(v, shape.member, f"{path}[{i}]")
     elif shape.type_name == "map" and isinstance(value, dict):
+        if limit is not None and len(value) > limit:
+            found.append(f"{path}: {len(value)} entries, more than the {limit} the service takes")
         for k, v in value.items():
             found += _enum_problems(v, shape.value, f"{path}.{k}")
     return found

@@ -1,0 +1,109 @@
+"""Service limits of SageMaker Pipelines that neither botocore's model nor the SDK checks.
+
+botocore's model describes each job request (``CreateTrainingJob``, ...), and ``validate``
+checks those requests against it; this module checks what lives outside any request:
+
+- step and parameter names: 1 to 64 characters of ``A-Z a-z 0-9 - _``. Source: the SageMaker
+  Model Building Pipeline definition JSON schema (``definitions.StepName`` and
+  ``definitions.ParameterName``), https://aws-sagemaker-mlops.github.io/sagemaker-model-building-pipeline-definition-JSON-schema/
+- managed spot training: ``StoppingCondition.MaxWaitTimeInSeconds`` is required and must be
+  at least ``MaxRuntimeInSeconds``. Source: CreateTrainingJob, StoppingCondition,
+  https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
+- processes per node no more than the instance's GPUs when the instance has GPUs (one process
+  per GPU, as ``torchrun`` places them). Source: the GPU count of each accelerated instance type,
+  https://aws.amazon.com/sagemaker/pricing/ (instance details) and
+  https://docs.aws.amazon.com/ec2/latest/instancetypes/ac.html
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubesage.runtime.sagemaker_training import PROCS_ENV
+
+NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")  # StepName and ParameterName of the schema
+
+# GPUs per accelerated instance type (``ml.`` prefix left out). A type not listed here is not
+# checked: no false alarm for a family this table does not know yet.
+_GPUS: dict[str, int] = {
+    **{f"p2.{s}": n for s, n in (("xlarge", 1), ("8xlarge", 8), ("16xlarge", 16))},
+    **{f"p3.{s}": n for s, n in (("2xlarge", 1), ("8xlarge", 4), ("16xlarge", 8))},
+    "p3dn.24xlarge": 8, "p4d.24xlarge": 8, "p4de.24xlarge": 8, "p5.48xlarge": 8,
+    "p5e.48xlarge": 8, "p5en.48xlarge": 8,
+    **{f"g4dn.{s}": 1 for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g4dn.12xlarge": 4,
+    **{f"{family}.{s}": 1 for family in ("g5", "g6", "g6e")
+       for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    **{f"{family}.{s}": n for family in ("g5", "g6", "g6e")
+       for s, n in (("12xlarge", 4), ("24xlarge", 4), ("48xlarge", 8))},
+}
+
+
+def gpus_of(instance_type: str) -> int | None:
+    """The GPUs of an ``ml.`` instance type: 0 for the general-purpose, compute- and
+    memory-optimized families, ``None`` where this table does not know the type."""
+    name = instance_type.removeprefix("ml.")
+    if name in _GPUS:
+        return _GPUS[name]
+    family = name.split(".", 1)[0]
+    if family[:1] in ("m", "c", "r", "t") and not family.startswith("trn"):
+        return 0
+    return None
+
+
+def definition_limit_problems(doc: dict[str, Any]) -> list[str]:
+    """``limit_problems`` of a whole definition (the steps inside conditions included)."""
+    steps: list[dict[str, Any]] = []
+    pending = list(doc.get("Steps", []))
+    while pending:
+        step = pending.pop(0)
+        steps.append(step)
+        if step.get("Type") == "Condition":
+            args = step.get("Arguments", {})
+            pending += args.get("IfSteps", []) + args.get("ElseSteps", [])
+    return limit_problems(doc.get("Parameters", []), steps)
+
+
+def limit_problems(parameters: list[Any], steps: list[dict[str, Any]]) -> list[str]:
+    """Every service limit a definition breaks, one message each (empty when none)."""
+    problems = []
+    for p in parameters:
+        name = p.get("Name", "") if isinstance(p, dict) else ""
+        if not NAME.match(str(name)):
+            problems.append(f"parameter {name!r}: a name is 1 to 64 characters of letters, "
+                            "digits, '-' and '_'; rename it")
+    for step in steps:
+        name = step.get("Name", "")
+        where = f"step '{name}'"
+        if not NAME.match(str(name)):
+            problems.append(f"{where}: a step name is 1 to 64 characters of letters, digits, "
+                            "'-' and '_'; rename the task (set_name) or shorten it")
+        if step.get("Type") == "Training":
+            problems += _training(where, step.get("Arguments", {}))
+    return problems
+
+
+def _training(where: str, args: dict[str, Any]) -> list[str]:
+    problems = []
+    stop = args.get("StoppingCondition", {})
+    run, wait = stop.get("MaxRuntimeInSeconds"), stop.get("MaxWaitTimeInSeconds")
+    if args.get("EnableManagedSpotTraining") is True:
+        if wait is None:
+            problems.append(f"{where}: managed spot training needs "
+                            "StoppingCondition.MaxWaitTimeInSeconds; set spot.max_wait_s")
+        elif isinstance(run, int) and isinstance(wait, int) and wait < run:
+            problems.append(f"{where}: MaxWaitTimeInSeconds ({wait}) is less than "
+                            f"MaxRuntimeInSeconds ({run}); spot training waits at least as long "
+                            "as it runs: raise spot.max_wait_s")
+    instance = args.get("ResourceConfig", {}).get("InstanceType")
+    procs = args.get("Environment", {}).get(PROCS_ENV)
+    if isinstance(instance, str) and isinstance(procs, str) and procs.isdigit():
+        gpus = gpus_of(instance)
+        if gpus and int(procs) > gpus:
+            bigger = sorted((n, t) for t, n in _GPUS.items() if n >= int(procs))
+            hint = f", or an instance type with {procs} GPUs (e.g. ml.{bigger[0][1]})" if bigger else ""
+            problems.append(f"{where}: {procs} processes per node on {instance}, which has "
+                            f"{gpus} GPU(s); one process per GPU: lower procs_per_node to "
+                            f"{gpus}{hint}")
+    return problems
