@@ -14,14 +14,16 @@ from kubesage.targets.sagemaker.limits import gpus_of
 from tests.conftest import run_cli
 from tests.sagemaker_fixtures import write_sagemaker_config
 
-REFERENCE = "pipelines/image_classification.py"
-
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def definition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The reference pipeline's definition (compiled in this process, once for the module)."""
+    from kubesage.loader import load_pipeline
+    from kubesage.targets.sagemaker import TARGET
+
     out = tmp_path_factory.mktemp("limits") / "reference.json"
-    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), check=True)
-    return json.loads(out.read_text())
+    TARGET.compile(load_pipeline("pipelines/image_classification.py")[0].build(), str(out))
+    return dict(json.loads(out.read_text()))
 
 
 def validate(tmp_path: Path, doc: dict[str, Any]) -> str:
@@ -39,14 +41,14 @@ def step(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in doc["Steps"] if s["Name"] == name)
 
 
-def test_the_reference_pipeline_breaks_no_limit(tmp_path, reference) -> None:
+def test_the_reference_pipeline_breaks_no_limit(tmp_path, definition: dict[str, Any]) -> None:
     path = tmp_path / "reference.json"
-    path.write_text(json.dumps(reference))
+    path.write_text(json.dumps(definition))
     proc = run_cli("validate", str(path))
     assert proc.returncode == 0, proc.stderr
 
 
-def test_more_processes_per_node_than_gpus(tmp_path, reference) -> None:
+def test_more_processes_per_node_than_gpus(tmp_path, definition: dict[str, Any]) -> None:
     """A 4-node x 8-process train onto a 1-GPU ml.g5.2xlarge: compile refuses it, writing
     nothing; a definition edited that way is refused by validate."""
     config = write_sagemaker_config(str(tmp_path), instance_types={
@@ -58,15 +60,15 @@ def test_more_processes_per_node_than_gpus(tmp_path, reference) -> None:
                 "process per GPU: lower procs_per_node to 1, or an instance type with 8 GPUs")
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
     assert "breaks SageMaker service limits" in proc.stderr and not out.exists()
-    doc = copy.deepcopy(reference)
+    doc = copy.deepcopy(definition)
     args = step(doc, "train")["Arguments"]
     args["ResourceConfig"]["InstanceType"] = "ml.g5.2xlarge"
     args["Environment"]["KUBESAGE_PROCS_PER_NODE"] = "8"
     assert expected in validate(tmp_path, doc)
 
 
-def test_spot_waits_less_than_it_runs(tmp_path, reference) -> None:
-    doc = copy.deepcopy(reference)
+def test_spot_waits_less_than_it_runs(tmp_path, definition: dict[str, Any]) -> None:
+    doc = copy.deepcopy(definition)
     args = step(doc, "train")["Arguments"]
     args["EnableManagedSpotTraining"] = True
     args["StoppingCondition"] = {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 3600}
@@ -77,8 +79,8 @@ def test_spot_waits_less_than_it_runs(tmp_path, reference) -> None:
         validate(tmp_path, doc)
 
 
-def test_a_step_name_longer_than_64_characters(tmp_path, reference) -> None:
-    doc = copy.deepcopy(reference)
+def test_a_step_name_longer_than_64_characters(tmp_path, definition: dict[str, Any]) -> None:
+    doc = copy.deepcopy(definition)
     long = "t" * 65
     for s in doc["Steps"]:
         if s["Name"] == "preprocess":
@@ -86,14 +88,14 @@ def test_a_step_name_longer_than_64_characters(tmp_path, reference) -> None:
     assert f"step '{long}': a step name is 1 to 64 characters" in validate(tmp_path, doc)
 
 
-def test_a_parameter_name_with_spaces(tmp_path, reference) -> None:
-    doc = copy.deepcopy(reference)
+def test_a_parameter_name_with_spaces(tmp_path, definition: dict[str, Any]) -> None:
+    doc = copy.deepcopy(definition)
     doc["Parameters"].append({"Name": "learning rate", "Type": "Float", "DefaultValue": 0.1})
     assert "parameter 'learning rate': a name is 1 to 64 characters" in validate(tmp_path, doc)
 
 
-def test_more_than_ten_processing_inputs(tmp_path, reference) -> None:
-    doc = copy.deepcopy(reference)
+def test_more_than_ten_processing_inputs(tmp_path, definition: dict[str, Any]) -> None:
+    doc = copy.deepcopy(definition)
     inputs = step(doc, "evaluate")["Arguments"]["ProcessingInputs"]
     while len(inputs) <= 10:
         extra = copy.deepcopy(inputs[0])
