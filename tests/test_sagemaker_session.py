@@ -7,6 +7,8 @@ import os
 import warnings
 from typing import Any
 
+import pytest
+
 import kubesage.targets.sagemaker.session as session
 from kubesage.loader import load_pipeline
 from kubesage.targets.sagemaker import TARGET
@@ -16,14 +18,29 @@ _LOGGERS = ("sagemaker", "botocore", "boto3")
 
 
 def _process_state() -> dict[str, Any]:
+    import boto3
+
     return {"environ": dict(os.environ), "warnings": list(warnings.filters),
-            "levels": {name: logging.getLogger(name).level for name in _LOGGERS}}
+            "levels": {name: logging.getLogger(name).level for name in _LOGGERS},
+            "boto3 default session": boto3.DEFAULT_SESSION}
 
 
 def _validator() -> object:
     from sagemaker.core.config.config_manager import SageMakerConfig
 
     return SageMakerConfig.__dict__["validate_sagemaker_config"]
+
+
+def _helper_validator() -> object:
+    from sagemaker.core.helper import session_helper
+
+    return session_helper.validate_sagemaker_config
+
+
+def _local_client() -> object:
+    from sagemaker.mlops.workflow import steps
+
+    return steps.LocalSagemakerClient
 
 
 def test_compile_leaves_the_process_as_it_was(tmp_path, monkeypatch) -> None:
@@ -55,7 +72,47 @@ def test_the_context_restores_what_was_set_before(monkeypatch) -> None:
             assert os.environ["SAGEMAKER_VALIDATE_ROLE"] == "false"
             assert logging.getLogger("botocore").level == logging.ERROR
             patched = _validator()
+            patched_helper = _helper_validator()
+            local_client = _local_client()
         assert _process_state() == before
         assert _validator() is not patched  # the SDK's own method is back
+        assert _helper_validator() is not patched_helper
+        assert _local_client() is not local_client
     finally:
         logging.getLogger("botocore").setLevel(logging.NOTSET)
+
+
+def test_steps_build_no_throwaway_local_session(tmp_path, monkeypatch) -> None:
+    """A processing step builds a ``LocalSagemakerClient`` only to read a method's name; in a
+    compile that client starts no local-mode session (about 0.25 s of boto3 clients each)."""
+    from sagemaker.core.local.local_session import LocalSession
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a compile built a local-mode session")
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(LocalSession, "__init__", refuse)
+    pipeline = load_pipeline("pipelines/image_classification.py")[0].build()
+    TARGET.compile(pipeline, str(tmp_path / "a.json"), None)
+    assert '"Type": "Processing"' in (tmp_path / "a.json").read_text()
+
+
+def test_botocore_models_are_parsed_once_per_process() -> None:
+    first, second = session.botocore_session(), session.botocore_session()
+    assert first is not second  # sessions of their own (config, credentials) ...
+    assert first.get_component("data_loader") is second.get_component("data_loader")  # ... one loader
+
+
+def test_the_sdk_config_is_refused_as_the_sdk_refuses_it() -> None:
+    """The once-per-process check gives the SDK's own verdict and message."""
+    import jsonschema
+    from sagemaker.core.config.config_schema import SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+
+    bad = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
+    with pytest.raises(jsonschema.ValidationError) as ours:
+        session._validate_config(bad)
+    with pytest.raises(jsonschema.ValidationError) as sdks:
+        jsonschema.validate(bad, SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+    assert str(ours.value) == str(sdks.value)
+    session._validate_config(session.TELEMETRY_OPT_OUT)  # what every compile passes is valid
+    jsonschema.validate(session.TELEMETRY_OPT_OUT, SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)

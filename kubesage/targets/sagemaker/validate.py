@@ -10,6 +10,7 @@ reports unknown fields, wrong types and missing required fields; enums (instance
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -46,10 +47,13 @@ class DefinitionInvalid(KubesageError):
     """A compiled SageMaker definition would be refused by the service."""
 
 
+@functools.cache
 def _service_model() -> Any:
-    import botocore.session
+    """botocore's SageMaker service model, parsed once per process (it is several MB of JSON,
+    read again by every new botocore session)."""
+    from kubesage.targets.sagemaker.session import botocore_session
 
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return botocore_session().get_service_model("sagemaker")
 
 
 def validate_definition(doc: Any, where: str = "definition") -> list[str]:
