@@ -5,8 +5,8 @@ in a store, cache and MLflow of its own, trials of four classes:
 
 - ``cli``: the ``kubesage run`` process is killed at a random moment, with SIGKILL, SIGTERM or
   SIGINT (mixed at random);
-- ``container``: a training container is killed at a random moment of training; every other
-  trial trains on two nodes (2 x 2 processes) and a random rank's container is killed;
+- ``container``: a training container is killed at a random moment of training; half the
+  trials (drawn) train on two nodes (2 x 2 processes) and a random rank's container is killed;
 - ``engine``: the Docker engine is restarted at a random moment of the run (needs root);
 - ``concurrent``: 8 runs of different parameters at once, sharing the store, cache and MLflow,
   while ``runs list``, ``compare`` and a ``rerun`` run beside them.
@@ -289,8 +289,9 @@ def cli_kill(world: World, seed: int, base: Baseline) -> Trial:
     return trial
 
 
-def container_kill(world: World, seed: int, base: Baseline) -> Trial:
+def container_kill(world: World, seed: int, one: Baseline, two: Baseline) -> Trial:
     rng = random.Random(seed)
+    base = two if rng.random() < 0.5 else one  # from the trial's seed: a replay is the same
     moment = rng.uniform(0.0, base.train_s)
     started = world.start("run", base.pipeline, *TINY, "--no-cache", "--config", world.config)
     found: list[Any] = []
@@ -455,13 +456,13 @@ def main(argv: list[str] | None = None) -> int:
               + (f", two nodes {two.wall_s:.1f} s (training {two.train_s:.1f} s)" if two else ""),
               flush=True)
         for kind in classes:
-            for i in range(counts[kind]):
+            for _ in range(counts[kind]):
                 trial_seed = args.trial_seed if args.trial_seed is not None else rng.randrange(2**31)
                 if kind == "cli":
                     trial = cli_kill(world, trial_seed, one)
                 elif kind == "container":
                     assert two is not None
-                    trial = container_kill(world, trial_seed, two if i % 2 else one)
+                    trial = container_kill(world, trial_seed, one, two)
                 elif kind == "engine":
                     trial = engine_restart(world, trial_seed, one)
                 else:

@@ -89,6 +89,20 @@ def train(
         say(f"train: resumed from {path} (epoch {epoch + 1}, batch {batch}, step {step})",
             flush=True)
 
+    if me.distributed:
+        # DDP reduces a first step's gradients in one bucket of parameter order, then rebuilds
+        # its buckets in the order backward produced them: a run resumed from a checkpoint would
+        # reduce its first step in another order than the uninterrupted run did (other float
+        # sums, other weights). A step that changes nothing (eval mode: no statistics; a zero
+        # loss; no optimizer step) makes every real step use the rebuilt buckets, resumed or not.
+        height, width = loader.manifest["image_size"]
+        ddp.eval()
+        probe = torch.zeros(1, 3, height, width, device=device)
+        if cuda:
+            probe = probe.to(memory_format=torch.channels_last)
+        (ddp(probe).float().sum() * 0).backward()
+        opt.zero_grad(set_to_none=True)
+
     def snapshot(epoch: int, batch: int) -> None:
         if me.is_main:
             saved = checkpoints.save(folder, step, {
