@@ -156,6 +156,34 @@ def test_killed_training_container_resumes_from_checkpoint(
     assert not os.listdir(os.path.join(str(tmp_path / "a"), "checkpoints"))  # cleaned on success
 
 
+def test_a_killed_training_node_resumes_to_identical_weights(
+    docker_client: Any, tmp_path, fsx_root: str
+) -> None:
+    """2 nodes x 2 processes, one node's container killed after the second checkpoint: the
+    re-run resumes from it and ends with the uninterrupted run's weights, bit for bit (DDP's
+    gradient buckets are rebuilt before the first real step of every run, resumed or not)."""
+    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"))
+    args = ["run", "tests/pipelines/training.py:ddp", "--config", config, "--param", "epochs=3",
+            "--no-cache"]
+
+    def kill_a_node(_: Any) -> None:
+        for container in docker_client.containers.list(filters={"label": "kubesage.step=train"}):
+            binds = " ".join(container.attrs["HostConfig"].get("Binds") or [])
+            if str(tmp_path / "a") in binds and container.name.endswith("-1"):
+                container.kill()  # node 1 of this test's training job
+
+    log = _interrupt_at_checkpoint(args, kill_a_node)
+    assert "x train failed" in log
+    resumed = run_json(*args)
+    assert resumed["status"] == "succeeded", resumed["_stderr"]
+    assert "train: resumed from" in resumed["_stderr"] and "step 44)" in resumed["_stderr"]
+    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"))
+    clean = run_json("run", "tests/pipelines/training.py:ddp", "--config", clean_cfg,
+                     "--param", "epochs=3")
+    assert "resumed" not in clean["_stderr"]
+    _assert_same_weights(_weights(resumed), _weights(clean))
+
+
 def test_two_nodes_by_two_processes_in_containers_converge(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
