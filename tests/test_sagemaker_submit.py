@@ -159,6 +159,20 @@ def test_bad_parameter_is_refused_before_anything_is_sent(aws) -> None:
     assert names == []  # nothing was created
 
 
+def test_a_pipeline_over_a_service_limit_is_refused_before_anything_is_sent(aws,
+                                                                            tmp_path) -> None:
+    """4 nodes x 8 processes onto a 1-GPU instance: refused by submit, nothing created."""
+    doc = yaml.safe_load(open(CONFIG[0]))
+    doc["instance_types"]["training"] = "ml.g5.2xlarge"
+    config = tmp_path / "sagemaker.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    proc = run_cli("submit", "--target", "sagemaker", "tests/pipelines/limits.py:crowded-nodes",
+                   "--config", str(config))
+    assert proc.returncode == 2, proc.stderr
+    assert "8 processes per node on ml.g5.2xlarge, which has 1 GPU(s)" in proc.stderr
+    assert aws.list_pipelines()["PipelineSummaries"] == []
+
+
 def test_service_error_is_reported(aws, tmp_path) -> None:
     from tests.sagemaker_fixtures import write_sagemaker_config
 

@@ -41,6 +41,12 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
 
         pipeline = load_pipeline(ref)[0].build()
         text = definition_json(pipeline, with_content_tags(config, pipeline, path))
+        from kubesage.targets.sagemaker.validate import validate_definition
+
+        problems = validate_definition(json.loads(text), ref)
+        if problems:  # as a compiled file would be: checked before anything is sent
+            raise SubmitError(f"{ref}: {len(problems)} problem(s) the SageMaker service would "
+                              "refuse: " + "; ".join(problems))
         types = {p["Name"]: p["Type"] for p in json.loads(text)["Parameters"]}
         return pipeline.name, text, types, sorted(set(fan_out_parameters(pipeline).values())), pipeline
     if not path.endswith(".json"):
