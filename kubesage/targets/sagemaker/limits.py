@@ -18,6 +18,7 @@ checks those requests against it; this module checks what lives outside any requ
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from kubesage.runtime.sagemaker_training import PROCS_ENV
@@ -52,17 +53,18 @@ def gpus_of(instance_type: str) -> int | None:
     return None
 
 
-def definition_limit_problems(doc: dict[str, Any]) -> list[str]:
-    """``limit_problems`` of a whole definition (the steps inside conditions included)."""
-    steps: list[dict[str, Any]] = []
-    pending = list(doc.get("Steps", []))
-    while pending:
-        step = pending.pop(0)
-        steps.append(step)
+def all_steps(steps: list[Any]) -> Iterator[dict[str, Any]]:
+    """Every step of a definition's ``Steps``, those inside conditions' branches included."""
+    for step in steps:
+        yield step
         if step.get("Type") == "Condition":
             args = step.get("Arguments", {})
-            pending += args.get("IfSteps", []) + args.get("ElseSteps", [])
-    return limit_problems(doc.get("Parameters", []), steps)
+            yield from all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
+
+
+def definition_limit_problems(doc: dict[str, Any]) -> list[str]:
+    """``limit_problems`` of a whole definition (the steps inside conditions included)."""
+    return limit_problems(doc.get("Parameters", []), list(all_steps(doc.get("Steps", []))))
 
 
 def limit_problems(parameters: list[Any], steps: list[dict[str, Any]]) -> list[str]:

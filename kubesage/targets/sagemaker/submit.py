@@ -21,6 +21,7 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import text_form
 from kubesage.images import check_pushed
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
+from kubesage.targets.sagemaker.limits import all_steps
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 POLL_ENV = "KUBESAGE_POLL_S"
@@ -43,11 +44,12 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         text = definition_json(pipeline, with_content_tags(config, pipeline, path))
         from kubesage.targets.sagemaker.validate import validate_definition
 
-        problems = validate_definition(json.loads(text), ref)
+        compiled = json.loads(text)
+        problems = validate_definition(compiled, ref)
         if problems:  # as a compiled file would be: checked before anything is sent
             raise SubmitError(f"{ref}: {len(problems)} problem(s) the SageMaker service would "
                               "refuse: " + "; ".join(problems))
-        types = {p["Name"]: p["Type"] for p in json.loads(text)["Parameters"]}
+        types = {p["Name"]: p["Type"] for p in compiled["Parameters"]}
         return pipeline.name, text, types, sorted(set(fan_out_parameters(pipeline).values())), pipeline
     if not path.endswith(".json"):
         raise SubmitError(f"{ref}: submit a pipeline file (.py) or a SageMaker definition (.json)")
@@ -100,21 +102,16 @@ def model_package_groups(doc: dict[str, Any], group: str, fan_out: list[str],
     """The groups the definition's RegisterModel steps write to: one per client inside a
     fan-out (``<group>-<client>``), else the config's group; none without registration."""
     names: set[str] = set()
-
-    def walk(steps: list[dict[str, Any]]) -> None:
-        for step in steps:
-            args = step.get("Arguments", {})
-            if step.get("Type") == "RegisterModel":
-                value = args.get("ModelPackageGroupName")
-                if isinstance(value, str):
-                    names.add(value)
-                elif fan_out and clients:
-                    names.update(f"{group}-{c}" for c in clients)
-                else:
-                    names.add(group)
-            walk(args.get("IfSteps", []) + args.get("ElseSteps", []))
-
-    walk(doc.get("Steps", []))
+    for step in all_steps(doc.get("Steps", [])):
+        if step.get("Type") != "RegisterModel":
+            continue
+        value = step.get("Arguments", {}).get("ModelPackageGroupName")
+        if isinstance(value, str):
+            names.add(value)
+        elif fan_out and clients:
+            names.update(f"{group}-{c}" for c in clients)
+        else:
+            names.add(group)
     return sorted(names)
 
 

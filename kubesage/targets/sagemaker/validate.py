@@ -18,7 +18,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.targets.sagemaker.expressions import is_expression, references, step_of
-from kubesage.targets.sagemaker.limits import limit_problems
+from kubesage.targets.sagemaker.limits import all_steps, limit_problems
 
 OPERATIONS = {
     "Processing": "CreateProcessingJob",
@@ -70,7 +70,7 @@ def validate_definition(doc: Any, where: str = "definition") -> list[str]:
             problems.append(f"parameter '{p.get('Name')}': type {ptype!r} is not one of "
                             f"{', '.join(_PARAM_PLACEHOLDERS)}")
         params[p.get("Name", "")] = (ptype, p.get("DefaultValue"))
-    steps = list(_all_steps(doc["Steps"]))
+    steps: list[Any] = list(all_steps(doc["Steps"]))
     names = Counter(s.get("Name") for s in steps)
     for name, count in names.items():
         if count > 1:
@@ -81,14 +81,6 @@ def validate_definition(doc: Any, where: str = "definition") -> list[str]:
     for step in steps:
         problems += _check_step(step, model, params, set(names), property_files)
     return problems + limit_problems(doc.get("Parameters", []), steps)
-
-
-def _all_steps(steps: list[Any]) -> Any:
-    for step in steps:
-        yield step
-        if step.get("Type") == "Condition":
-            args = step.get("Arguments", {})
-            yield from _all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
 
 
 def _check_step(step: dict[str, Any], model: Any, params: dict[str, tuple[str, Any]],
@@ -234,7 +226,7 @@ def validate_definition_file(path: str) -> str:
         raise DefinitionInvalid(
             f"{path}: {len(problems)} problem(s) the SageMaker service would refuse: "
             + "; ".join(problems) + "; fix them (or compile the definition again)")
-    steps = Counter(s.get("Type") for s in _all_steps(doc["Steps"]))
+    steps = Counter(s.get("Type") for s in all_steps(doc["Steps"]))
     import botocore
 
     kinds = ", ".join(f"{n} {t}" for t, n in sorted(steps.items()))
