@@ -120,17 +120,21 @@ class DockerExecutor:
         restarts), try again for up to ``ENGINE_WAIT_S``, then say what is left and how to
         remove it."""
         deadline = time.monotonic() + ENGINE_WAIT_S
+        wanted = {"label": f"{RUN_LABEL}={run_id}"}
         while True:
-            try:
+            try:  # an engine that is shutting down lists containers it then fails to remove
                 remove_run(self.client, run_id)
-                return
-            except Exception as e:  # the engine's connection errors come in several types
-                if time.monotonic() > deadline:
-                    print(f"! the Docker engine did not answer for {ENGINE_WAIT_S} s ({e}); "
-                          f"containers of run {run_id} may be left: docker rm -f $(docker ps "
-                          f"-aq --filter label={RUN_LABEL}={run_id})", file=sys.stderr)
+                if not self.client.containers.list(all=True, filters=wanted, sparse=True):
                     return
-                time.sleep(1.0)
+                problem = "its containers were still there"
+            except Exception as e:  # the engine's connection errors come in several types
+                problem = str(e)
+            if time.monotonic() > deadline:
+                print(f"! the Docker engine did not remove run {run_id}'s containers in "
+                      f"{ENGINE_WAIT_S} s ({problem}); remove them with: docker rm -f $(docker "
+                      f"ps -aq --filter label={RUN_LABEL}={run_id})", file=sys.stderr)
+                return
+            time.sleep(1.0)
 
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
         nodes = launch.distribution.nodes
