@@ -8,6 +8,7 @@ honour; 128+N stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -196,9 +197,17 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from kubesage.runs.rerun import rerun
 
     store = _store(args.config)
-    record = rerun(store, args.run_id, log=sys.stderr)
-    _track(record, record.target, record.config or None)
-    return _emit(record, args.json)
+    records = rerun(store, args.run_id, log=sys.stderr, from_failed=args.from_failed,
+                    wait=args.wait)
+    code = 0
+    for record in records:
+        if not record.remote:
+            _track(record, record.target, record.config or None)
+        code = max(code, _emit(record, args.json) if record.status != "running" else 0)
+        if record.status == "running":
+            print(f"run {record.run_id} submitted; 'kubesage runs refresh {record.run_id}' "
+                  "reads its state", file=sys.stderr)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -220,19 +229,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store(args.config)
+    if args.runs_command == "refresh":
+        return _refresh(store, args.run_id)
     if args.runs_command == "list":
         wanted = _pairs(args.tag, "--tag")
         records = [r.to_dict() for r in store.list(limit=args.limit, pipeline=args.pipeline)
                    if all(r.tags.get(k) == v for k, v in wanted.items())]
         if args.json:
-            print(json.dumps([{k: r[k] for k in ("run_id", "pipeline", "status", "started",
-                                                   "duration_s", "tags", "metrics")}
+            print(json.dumps([{k: r[k] for k in ("run_id", "pipeline", "target", "status",
+                                                   "started", "duration_s", "tags", "metrics",
+                                                   "remote")}
                               for r in records], indent=2))
         else:
-            print(f"{'RUN ID':48} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}")
+            print(f"{'RUN ID':48} {'TARGET':9} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}")
             for r in records:
-                print(f"{r['run_id']:48} {r['status']:10} {len(r['steps']):>5} "
+                where = r["target"] + ("*" if r["remote"] else "")
+                print(f"{r['run_id']:48} {where:9} {r['status']:10} {len(r['steps']):>5} "
                       f"{r['duration_s'] or 0:>8.1f}")
+            if any(r["remote"] for r in records):
+                print("(* run by the service; 'kubesage runs refresh' reads their state)")
         return 0
     try:
         record = store.get(args.run_id).to_dict()
@@ -245,8 +260,40 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(store: RunStore, run_id: str | None) -> int:
+    """Read submitted runs' states from their services: ``run_id``, else every one still
+    running."""
+    from kubesage.runs.submitted import update
+
+    if run_id:
+        try:
+            records = [store.get(run_id)]
+        except KeyError:
+            raise KubesageError(f"no run '{run_id}'; 'kubesage runs list' shows the runs") from None
+        if not records[0].remote:
+            raise KubesageError(f"run {records[0].run_id} ran here ({records[0].target}); its "
+                                "record is written as it runs, there is nothing to refresh")
+    else:
+        records = [r for r in store.running() if r.remote]
+        if not records:
+            print("no submitted run is still running", file=sys.stderr)
+    for record in records:
+        def say(text: str, prefix: str = record.run_id) -> None:
+            print(f"{prefix}: {text}", file=sys.stderr)
+
+        update(record, targets.get(record.target).read(record), say)
+        store.save(record)
+        print(f"{record.run_id:48} {record.target:9} {record.status:10} "
+              f"{sum(s.status == 'succeeded' for s in record.steps)}/{len(record.steps)} steps "
+              "succeeded")
+    return 0
+
+
 def _print_record(r: dict[str, Any]) -> None:
     print(f"run {r['run_id']}  {r['status']}  ({r['runner']}, {r['duration_s']}s)")
+    remote = r.get("remote") or {}
+    if remote:
+        print(f"  on {r['target']}: {remote.get('arn') or remote.get('url')}")
     print(f"  pipeline {r['pipeline']}  sha256 {r['pipeline_hash'][:12]}")
     print(f"  parameters {json.dumps(r['parameters'])}")
     for s in r["steps"]:
@@ -313,10 +360,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     clients = [c for c in args.clients.split(",") if c] if args.clients else None
-    result = targets.get(args.target).submit(args.pipeline, targets.SubmitOptions(
-        params=_params(args.param), config=args.config, wait=args.wait, clients=clients))
+    target = targets.get(args.target)
+    result = target.submit(args.pipeline, targets.SubmitOptions(
+        params=_params(args.param), config=args.config, wait=args.wait, clients=clients,
+        tags=_pairs(args.tag, "--tag")))
     print(json.dumps(result, indent=2, default=str))
-    return 0
+    if not args.wait:
+        return 0
+    store = _store(args.config, args.target)
+    code = 0
+    for started in result.get("executions", result.get("runs", [])):
+        record = store.get(started["kubesage_run_id"])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout stays the JSON
+            _print_record(record.to_dict())
+        code = max(code, 0 if record.status == "succeeded" else EXIT_FAILED)
+    return code
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -363,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--config", help="local config whose run store holds the run "
                        "(default: config/local.yaml); the run's own target config is used again")
     again.add_argument("--json", action="store_true")
+    again.add_argument("--from-failed", action="store_true",
+                       help="continue a failed run: only what did not succeed runs again")
+    again.add_argument("--wait", action="store_true",
+                       help="a submitted run: stream its state until it ends")
     again.set_defaults(func=cmd_rerun)
 
     cmp_ = sub.add_parser("compare", help="compare runs: a table and a PNG of learning curves")
@@ -407,6 +469,10 @@ def parser() -> argparse.ArgumentParser:
     runs_show = runs_sub.add_parser("show")
     runs_show.add_argument("run_id")
     runs_show.add_argument("--json", action="store_true")
+    runs_refresh = runs_sub.add_parser("refresh", help="read submitted runs' states, metrics "
+                                       "and outputs from their services")
+    runs_refresh.add_argument("run_id", nargs="?", help="one run (default: every submitted run "
+                              "still running)")
     runs.set_defaults(func=cmd_runs)
 
     build = sub.add_parser("build", help="build the images under containers/")
@@ -440,6 +506,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--config", help="target config (default: config/<target>.yaml)")
     submit.add_argument("--clients", help="comma-separated clients: one execution each")
     submit.add_argument("--wait", action="store_true", help="stream status until the run ends")
+    submit.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="label the runs (kubesage runs list --tag filters on it)")
     submit.set_defaults(func=cmd_submit)
 
     init = sub.add_parser("init", help="write a new project: components, a pipeline, an image, "

@@ -427,15 +427,18 @@ def push_images(refs: dict[str, str], remote: dict[str, str],
     return pushed
 
 
-def check_pushed(images: Iterable[str]) -> None:
-    """Refuse (``StaleImage``) unless every image reference is in its registry."""
+def check_pushed(images: Iterable[str]) -> dict[str, str]:
+    """Refuse (``StaleImage``) unless every image reference is in its registry; each
+    reference's digest there (what a submitted run records, and an exact re-run checks)."""
     import docker
 
     client = docker.from_env()
+    digests = {}
     for ref in sorted(set(images)):
         try:
-            client.images.get_registry_data(ref)
+            digests[ref] = str(client.images.get_registry_data(ref).id)
         except Exception as e:  # NotFound, APIError (no such registry, not logged in)
             raise StaleImage(f"image {ref} is not in its registry ({str(e)[:160]}); push the image "
                              "of the code being submitted with 'kubesage build --push --target "
                              "...', then submit again") from None
+    return digests

@@ -25,11 +25,10 @@ def write_sagemaker_config(folder: str, fsx: str | None = None, store: str | Non
     for key, value in list(doc.items()):
         if value is None:
             del doc[key]
-    if fsx is not None:
-        with open(os.path.join(folder, "local.yaml"), "w") as f:
-            yaml.safe_dump({"mounts": {"fsx": fsx}, "store": store or os.path.join(folder, "store"),
-                            "image_tag": image_tag}, f)
-        doc["local_config"] = "local.yaml"
+    with open(os.path.join(folder, "local.yaml"), "w") as f:  # its store records runs too
+        yaml.safe_dump({"mounts": {"fsx": fsx or os.path.join(REPO, "data", "fsx")},
+                        "store": store or os.path.join(folder, "store"), "image_tag": image_tag}, f)
+    doc["local_config"] = "local.yaml"
     path = os.path.join(folder, "sagemaker.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(doc, f)

@@ -9,9 +9,12 @@ stand-in in the test suite; the tests assert on the requests the client really m
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,13 +30,19 @@ class KfpApiRecorder:
     """Records requests and answers like a KFP v2beta1 API server; runs go through ``states``."""
 
     def __init__(self, states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED"),
-                 runs_accepted: int | None = None) -> None:
+                 runs_accepted: int | None = None,
+                 tasks: dict[str, tuple[str, ...]] | None = None,
+                 after_retry: dict[str, tuple[str, ...]] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.states = states
+        # task name -> its state at the 1st, 2nd, ... read of the run (the last one stays)
+        self.tasks = tasks or {"preprocess": ("RUNNING", "SUCCEEDED")}
+        self.after_retry = after_retry or {"states": ("RUNNING", "SUCCEEDED")}
         self.runs_accepted = runs_accepted  # later run submissions get a 500
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.reads: dict[str, int] = {}
+        self.created = time.time()
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,13 +90,28 @@ class KfpApiRecorder:
             run = dict(body, run_id=f"run-{len(self.runs) + 1}", state=self.states[0])
             self.runs[run["run_id"]] = run
             return 200, run
+        if path.endswith(":retry") and method == "POST":
+            run_id = path.rsplit("/", 1)[-1].removesuffix(":retry")
+            self.reads[run_id] = 0  # the run goes on: through the after_retry states
+            self.runs[run_id]["retried"] = True
+            return 200, {}
         if path.startswith("/apis/v2beta1/runs/") and method == "GET":
             run_id = path.rsplit("/", 1)[-1]
             n = self.reads[run_id] = self.reads.get(run_id, 0) + 1
-            state = self.states[min(n, len(self.states) - 1)]
-            details = {"task_details": [{"task_id": "t1", "display_name": "preprocess",
-                                         "state": "SUCCEEDED" if n > 1 else "RUNNING"}]}
-            return 200, dict(self.runs[run_id], state=state, run_details=details)
+            run = self.runs[run_id]
+            retried = run.get("retried")
+            states = self.after_retry["states"] if retried else self.states
+            tasks = {k: v for k, v in self.after_retry.items() if k != "states"} if retried \
+                else self.tasks
+            details = [{"task_id": "t0", "display_name": "root", "state": "RUNNING"}]
+            for i, (name, seq) in enumerate(tasks.items()):
+                details.append({"task_id": f"t{i + 1}", "display_name": name,
+                                "state": seq[min(n - 1, len(seq) - 1)],
+                                "start_time": _iso(self.created),
+                                "end_time": _iso(self.created + i + 2)})
+            return 200, dict({k: v for k, v in run.items() if k != "retried"},
+                             state=states[min(n, len(states) - 1)],
+                             run_details={"task_details": details})
         return 404, {"error": f"{method} {path} is not answered by the recorder", "code": 5}
 
     def of(self, method: str, path: str) -> list[dict[str, Any]]:
@@ -100,6 +124,10 @@ class KfpApiRecorder:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -123,6 +151,9 @@ def config(tmp_path: Any, host: str) -> str:
     doc["host"] = host
     doc["image"] = {"registry": REGISTRY[0]}
     doc["wait"] = {"poll_seconds": 0.05}
+    doc["local"] = {"config": "local.yaml"}  # its store records the submitted runs
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump({
+        "store": str(tmp_path / "store"), "mounts": {"fsx": os.path.join(REPO, "data", "fsx")}}))
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -133,7 +164,7 @@ def test_submit_pipeline_file_and_stream_status(tmp_path, api: KfpApiRecorder) -
                    "--param", "epochs=3", "--config", config(tmp_path, api.url), "--wait")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # stdout is only the JSON: kfp.Client's own prints go to stderr
-    assert result["runs"][0]["run_id"] == "run-1" and result["runs"][0]["state"] == "SUCCEEDED"
+    assert result["runs"][0]["run_id"] == "run-1" and result["runs"][0]["status"] == "succeeded"
     assert result["namespace"] == "kubeflow-user-example-com" and result["experiment"] == "kubesage"
     # the experiment is looked up in the namespace, then created there
     lookup = api.of("GET", "/apis/v2beta1/experiments")[0]
@@ -153,8 +184,25 @@ def test_submit_pipeline_file_and_stream_status(tmp_path, api: KfpApiRecorder) -
         "fsx-lustre-claim"
     # --wait read the run until it ended and streamed run and task states
     assert len(api.of("GET", "/apis/v2beta1/runs/run-1")) == 2
-    assert "run run-1: RUNNING" in proc.stderr and "run run-1: SUCCEEDED" in proc.stderr
-    assert "preprocess: SUCCEEDED" in proc.stderr
+    # streamed as the local runner streams a run, and summed up the same way
+    run_id = result["runs"][0]["kubesage_run_id"]
+    assert f"run {run_id}: " in proc.stderr and "> preprocess started" in proc.stderr
+    assert "+ preprocess succeeded in 2.0s" in proc.stderr and "root" not in proc.stderr
+    assert f"run {run_id} succeeded in" in proc.stderr
+    assert f"run {run_id}  succeeded  (service" in proc.stderr
+    # the run is recorded like a local one
+    record = json.loads(run_cli("runs", "--config", str(tmp_path / "local.yaml"), "show", run_id,
+                                "--json", check=True).stdout)
+    assert record["target"] == "kfp" and record["status"] == "succeeded"
+    assert record["remote"]["run_id"] == "run-1" and record["remote"]["host"] == api.url
+    assert record["parameters"]["epochs"] == 3
+    kept = record["remote"]["compiled"]
+    assert hashlib.sha256(open(kept, "rb").read()).hexdigest() == record["compiled_sha256"]
+    assert next(yaml.safe_load_all(open(kept))) == run["pipeline_spec"]["pipeline_spec"]
+    assert all(d.startswith("sha256:") for d in record["images"].values()) and record["images"]
+    assert [s["name"] for s in record["steps"]][:2] == ["preprocess", "train"]
+    assert record["steps"][0]["status"] == "succeeded"
+    assert record["git"]["commit"]
 
 
 def test_submit_compiled_yaml_with_env_overrides(tmp_path, api: KfpApiRecorder, monkeypatch) -> None:
@@ -198,8 +246,9 @@ def test_a_failed_run_fails_the_wait(tmp_path) -> None:
     with KfpApiRecorder(states=("PENDING", "RUNNING", "FAILED")) as api:
         proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
                        "--config", config(tmp_path, api.url), "--wait")
-    assert proc.returncode == 2
-    assert "ended FAILED, see " + api.url + "/#/runs/details/run-1" in proc.stderr
+    assert proc.returncode == 1  # as a failed local run
+    assert "run run-1" not in proc.stderr and " failed  (service" in proc.stderr
+    assert "on kfp: " + api.url + "/#/runs/details/run-1" in proc.stderr
 
 
 def test_one_run_per_client_needs_a_client_parameter(tmp_path, api: KfpApiRecorder) -> None:
@@ -229,3 +278,69 @@ def test_no_host_is_a_clear_error(tmp_path, monkeypatch) -> None:
                    "--config", config(tmp_path, ""))
     assert proc.returncode == 2
     assert "no Kubeflow Pipelines host: set 'host' in" in proc.stderr and "or KFP_HOST" in proc.stderr
+
+
+def _runs(tmp_path: Any, *args: str) -> Any:
+    return run_cli(*args[:1], "--config", str(tmp_path / "local.yaml"), *args[1:])
+
+
+def test_refresh_then_continue_a_failed_run_with_the_retry_api(tmp_path) -> None:
+    """A run that fails at train: `runs refresh` reads it back, `rerun --from-failed` asks the
+    API to retry it, and the retried run is watched to its end."""
+    failing = {"preprocess": ("RUNNING", "SUCCEEDED"), "train": ("PENDING", "RUNNING", "FAILED")}
+    with KfpApiRecorder(states=("PENDING", "RUNNING", "RUNNING", "FAILED"), tasks=failing,
+                        after_retry={"states": ("RUNNING", "RUNNING", "SUCCEEDED"),
+                                     "preprocess": ("SUCCEEDED",),
+                                     "train": ("RUNNING", "SUCCEEDED")}) as api:
+        proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                       "--config", config(tmp_path, api.url), "--tag", "team=vision")
+        assert proc.returncode == 0, proc.stderr
+        run_id = json.loads(proc.stdout)["runs"][0]["kubesage_run_id"]
+        listed = _runs(tmp_path, "runs", "list", "--tag", "team=vision")
+        assert run_id in listed.stdout and "kfp*" in listed.stdout and "running" in listed.stdout
+        # a run still running cannot be continued: its state must be read first
+        early = _runs(tmp_path, "rerun", run_id, "--from-failed")
+        assert early.returncode == 2 and f"kubesage runs refresh {run_id}" in early.stderr
+        states = []
+        for _ in range(3):
+            refreshed = _runs(tmp_path, "runs", "refresh")
+            assert refreshed.returncode == 0, refreshed.stderr
+            states.append(refreshed.stdout.split()[2] if refreshed.stdout else "")
+        assert states == ["running", "running", "failed"]
+        record = json.loads(_runs(tmp_path, "runs", "show", run_id, "--json").stdout)
+        steps = {s["name"]: s["status"] for s in record["steps"]}
+        assert steps["preprocess"] == "succeeded" and steps["train"] == "failed"
+        assert record["tags"] == {"team": "vision"}
+
+        again = _runs(tmp_path, "rerun", run_id, "--from-failed", "--wait")
+        assert again.returncode == 0, again.stderr
+        retry = api.of("POST", "/apis/v2beta1/runs/run-1:retry")
+        assert len(retry) == 1 and len(api.of("POST", "/apis/v2beta1/runs")) == 1  # same run
+        assert "+ train succeeded" in again.stderr
+        assert "> preprocess started" not in again.stderr  # it had succeeded: not run again
+        new = json.loads(_runs(tmp_path, "runs", "list", "--json").stdout)[0]
+        assert new["run_id"] != run_id and new["status"] == "succeeded"
+        shown = json.loads(_runs(tmp_path, "runs", "show", new["run_id"], "--json").stdout)
+        assert shown["rerun_of"] == run_id and shown["remote"]["how"] == "retry"
+        assert shown["remote"]["run_id"] == "run-1"
+
+
+def test_exact_rerun_submits_the_same_file_and_refuses_a_changed_one(tmp_path, api) -> None:
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                   "--param", "epochs=2", "--config", config(tmp_path, api.url))
+    run_id = json.loads(proc.stdout)["runs"][0]["kubesage_run_id"]
+    again = _runs(tmp_path, "rerun", run_id)
+    assert again.returncode == 0, again.stderr
+    first, second = (r["body"] for r in api.of("POST", "/apis/v2beta1/runs"))
+    assert second["pipeline_spec"] == first["pipeline_spec"]
+    assert second["runtime_config"]["parameters"] == first["runtime_config"]["parameters"]
+    assert second["runtime_config"]["parameters"]["epochs"] == 2
+    newest = json.loads(_runs(tmp_path, "runs", "list", "--json").stdout)[0]
+    assert json.loads(_runs(tmp_path, "runs", "show", newest["run_id"], "--json").stdout)[
+        "rerun_of"] == run_id
+    record = json.loads(_runs(tmp_path, "runs", "show", run_id, "--json").stdout)
+    with open(record["remote"]["compiled"], "a") as f:
+        f.write("# edited\n")
+    refused = _runs(tmp_path, "rerun", run_id)
+    assert refused.returncode == 2 and "is gone or changed" in refused.stderr
+    assert len(api.of("POST", "/apis/v2beta1/runs")) == 2  # nothing more was sent

@@ -48,7 +48,7 @@ def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
     pipe.write_text(PIPELINE)
     config = LocalConfig(mounts={"fsx": str(data)}, store=str(tmp_path / "store"))
     first = _run(config, str(pipe))
-    again = rerun(RunStore(config.store), first.run_id, log=io.StringIO())
+    (again,) = rerun(RunStore(config.store), first.run_id, log=io.StringIO())
     assert again.status == "succeeded" and again.rerun_of == first.run_id
     assert not any(s.cached for s in again.steps)  # executed again, not taken from the cache
     assert again.step("probe").returns == first.step("probe").returns
@@ -58,6 +58,51 @@ def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
         rerun(RunStore(config.store), first.run_id, log=io.StringIO())
     with pytest.raises(RerunError, match=r"no run 'nope'"):
         rerun(RunStore(config.store), "nope", log=io.StringIO())
+
+
+RESUMABLE = '''
+from components.diagnostics import diag_flaky, probe
+from kubesage import pipeline
+
+
+@pipeline(name="resumable")
+def resumable(message: str = "hello") -> None:
+    first = probe(message=message, seconds=0.0)
+    diag_flaky(marker="resume").set_retries(0).after(first)
+'''
+
+
+def test_rerun_from_failed_reuses_what_succeeded(tmp_path, fsx_root: str) -> None:
+    """The flaky step fails its first attempt (no retries here); the continued run reuses the
+    probe's recorded outputs, with the cache off, and runs only the flaky step again."""
+    pipe = tmp_path / "resumable.py"
+    pipe.write_text(RESUMABLE)
+    from kubesage.targets.local.config import load_local_config
+
+    config = load_local_config(write_config(str(tmp_path / "l.yaml"), fsx_root,
+                                            str(tmp_path / "store")))
+    first = _run(config, str(pipe))
+    assert first.status == "failed" and first.step("diag-flaky").status == "failed"
+    assert first.step("probe").status == "succeeded"
+    store = RunStore(config.store)
+    log = io.StringIO()
+    (again,) = rerun(store, first.run_id, log=log, from_failed=True)
+    assert again.status == "succeeded" and again.rerun_of == first.run_id
+    probe_step = again.step("probe")
+    assert probe_step.cached and probe_step.outputs == first.step("probe").outputs
+    assert f"= probe reused (from {first.run_id})" in log.getvalue()
+    assert not again.step("diag-flaky").cached and again.step("diag-flaky").returns == {"output": 2}
+    with pytest.raises(RerunError, match="is succeeded; --from-failed continues a failed"):
+        rerun(store, again.run_id, log=io.StringIO(), from_failed=True)
+
+
+def test_compiled_local_paths_refuse_from_failed_by_name(tmp_path) -> None:
+    from kubesage.targets import Unsupported, get
+
+    definition, _ = load_pipeline(os.path.join(REPO, "tests/pipelines/probes.py:fan_out"))
+    for name in ("kfp", "sagemaker"):
+        with pytest.raises(Unsupported, match=f"target '{name}' cannot honour rerun --from-failed"):
+            get(name).check(definition.build(), RunOptions(resume_from="some-run"))
 
 
 def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:

@@ -88,6 +88,9 @@ class RunRecord:
     # input artifacts given from outside: name -> {path, sha256, metadata, from}
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     owner: dict[str, Any] = field(default_factory=dict)  # the process running it: host, pid, start
+    # a run a service executes (``kubesage submit``): its identifiers there (the SageMaker
+    # execution ARN, the Kubeflow run ID), where to reach it, and the compiled file kept
+    remote: dict[str, Any] = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -125,6 +128,7 @@ class RunRecord:
             "config": self.config,
             "inputs": self.inputs,
             "owner": self.owner,
+            "remote": self.remote,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -133,7 +137,7 @@ class RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
         optional = ("source_sha256", "compiled_sha256", "git", "images", "code", "tags", "rerun_of",
-                    "config", "inputs", "owner")
+                    "config", "inputs", "owner", "remote")
         record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

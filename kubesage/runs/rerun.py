@@ -1,5 +1,11 @@
 """Re-run a recorded run exactly, on the target it ran on: the same pipeline, parameters, config
-and images (pinned by ID), with the cache off, after checking that nothing changed since."""
+and images (pinned by ID), with the cache off, after checking that nothing changed since.
+
+``from_failed`` continues a failed run instead: locally the steps that succeeded are reused from
+its record (the cache on or off) and only the others run; a run on a service is continued there
+(``Target.resume``). A submitted run re-runs exactly by submitting the compiled file it sent
+(kept in the store) again, with its parameters, once its pipeline and image digests are checked
+unchanged."""
 
 from __future__ import annotations
 
@@ -20,12 +26,25 @@ class RerunError(KubesageError):
     """A run cannot be reproduced: its pipeline, config, images or data have changed."""
 
 
-def rerun(store: RunStore, run_id: str, log: TextIO | None = None) -> RunRecord:
-    """Execute run ``run_id`` again (no cache) on its own target; the new run's record."""
+def rerun(store: RunStore, run_id: str, log: TextIO | None = None, from_failed: bool = False,
+          wait: bool = False) -> list[RunRecord]:
+    """Execute run ``run_id`` again (no cache) on its own target, or (``from_failed``) only
+    what did not succeed; the new runs' records (a submitted run's, followed when ``wait``)."""
     try:
         old = store.get(run_id)
     except KeyError:
         raise RerunError(f"no run '{run_id}' in {store.root}; 'kubesage runs list' shows them") from None
+    if from_failed and old.status not in ("failed", "cancelled", "abandoned"):
+        raise RerunError(f"run {old.run_id} is {old.status}; --from-failed continues a failed, "
+                         "cancelled or abandoned run" + (
+                             f" (read its state first: 'kubesage runs refresh {old.run_id}')"
+                             if old.remote and old.status == "running" else ""))
+    if old.remote:
+        return _resubmit(store, old, log, from_failed, wait)
+    return [_run_again(store, old, log, from_failed)]
+
+
+def _run_again(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: bool) -> RunRecord:
     commit = old.git.get("commit", "")
     at_commit = f" (it ran at git commit {commit[:12]}; check that out)" if commit else ""
     if not old.pipeline_file or not os.path.isfile(old.pipeline_file):
@@ -63,8 +82,57 @@ def rerun(store: RunStore, run_id: str, log: TextIO | None = None) -> RunRecord:
     options = targets.RunOptions(params=old.parameters, config=config, pipeline_file=path,
                                  runner=runner, tags=old.tags, use_cache=False, images=pins,
                                  rerun_of=old.run_id, log=log,
+                                 resume_from=old.run_id if from_failed else "",
                                  inputs={name: given["from"] for name, given in old.inputs.items()})
+    target.check(pipeline, options)  # a target that cannot resume says so by name
     return target.run(pipeline, options)
+
+
+def _resubmit(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: bool,
+              wait: bool) -> list[RunRecord]:
+    """A submitted run again on its service: continued (``from_failed``) or submitted anew
+    from the compiled file it sent, after checking that nothing it ran has changed."""
+    from kubesage.images import check_pushed
+    from kubesage.lineage import file_sha256
+    from kubesage.runs.submitted import watch
+
+    target = targets.get(old.target)
+    out = log or sys.stderr
+    if from_failed:
+        record = target.resume(old, store, log)
+        print(f"run {record.run_id} continues {old.run_id} on {old.target} "
+              f"({record.remote.get('how')})", file=out, flush=True)
+        if wait:
+            watch(record, store, target.read, target.poll_s(old.config or None),
+                  lambda text: print(text, file=out, flush=True))
+        return [record]
+    kept = old.remote.get("compiled", "")
+    if not kept or not os.path.isfile(kept) or file_sha256(kept) != old.compiled_sha256:
+        raise RerunError(f"run {old.run_id}: the compiled file it sent ({kept or 'not kept'}) is "
+                         "gone or changed, so it cannot be re-run exactly; submit the pipeline again")
+    if old.pipeline_file:
+        if not os.path.isfile(old.pipeline_file):
+            raise RerunError(f"run {old.run_id}: its pipeline file {old.pipeline_file} is gone")
+        definition, path = load_pipeline(f"{old.pipeline_file}:{old.pipeline}")
+        if definition.build().digest() != old.pipeline_hash:
+            raise RerunError(f"pipeline '{old.pipeline}' in {path} has changed since run "
+                             f"{old.run_id}; submit it anew, or check out the commit it ran at "
+                             f"({old.git.get('commit', '?')[:12]})")
+    now = check_pushed(old.images)
+    changed = [ref for ref, digest in old.images.items() if now.get(ref) != digest]
+    if changed:
+        raise RerunError(f"run {old.run_id}: image {changed[0]} has changed in its registry since "
+                         f"(digest {old.images[changed[0]][:19]} -> {now[changed[0]][:19]}); "
+                         "push the image it ran back under that tag, or submit anew")
+    params = dict(old.parameters)
+    client = old.remote.get("client")
+    if client:
+        params.pop(old.remote.get("client_parameter", ""), None)
+    result = target.submit(kept, targets.SubmitOptions(
+        params=params, config=old.config or None, wait=wait, clients=[client] if client else None,
+        tags=old.tags, rerun_of=old.run_id, log=log))
+    return [store.get(e["kubesage_run_id"])
+            for e in result.get("executions", result.get("runs", []))]
 
 
 def _exists(source: str, store: RunStore) -> bool:

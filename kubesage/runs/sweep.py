@@ -59,7 +59,7 @@ def sweep(store: RunStore, say: Callable[[str], None] | None = None,
     """
     found = []
     for record in store.running():
-        if alive(record.owner):
+        if record.remote or alive(record.owner):  # a service runs it: `runs refresh` reads it
             continue
         now = time.time()
         for step in record.steps:

@@ -22,6 +22,8 @@ from kubesage.dsl.errors import KubesageError
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import ServiceState
     from kubesage.targets.local.config import LocalConfig
 
 
@@ -45,6 +47,7 @@ class RunOptions:
     use_cache: bool = True
     images: dict[str, str] = field(default_factory=dict)  # logical image -> pinned image ID
     rerun_of: str = ""
+    resume_from: str = ""  # a failed run whose succeeded steps' recorded outputs are reused
     # A pipeline's input artifacts (a component run on its own): name -> folder or
     # RUN_ID:step/output
     inputs: dict[str, str] = field(default_factory=dict)
@@ -53,7 +56,8 @@ class RunOptions:
     # CLI names of the options a target may not support (the rest every target honours)
     FLAGS: ClassVar[dict[str, str]] = {"runner": "--runner", "tags": "--tag",
                                        "use_cache": "--no-cache", "images": "pinned images",
-                                       "rerun_of": "rerun", "inputs": "--input"}
+                                       "rerun_of": "rerun", "resume_from": "rerun --from-failed",
+                                       "inputs": "--input"}
 
     def given(self) -> list[str]:
         """Names of the optional fields set to something other than their default."""
@@ -75,6 +79,8 @@ class SubmitOptions:
     config: str | None = None
     wait: bool = False  # stream states until the runs end
     clients: list[str] | None = None  # one run (execution) per client
+    tags: dict[str, str] = field(default_factory=dict)  # recorded with each run started
+    rerun_of: str = ""  # the recorded run this submission repeats
     log: TextIO | None = None
 
     def out(self) -> TextIO:
@@ -144,6 +150,21 @@ class Target:
         """Submit a pipeline file (compiled on the fly) or a compiled file to the service."""
         raise Unsupported(f"target '{self.name}' has no service to submit to; "
                           f"{self._others('submit')}")
+
+    def poll_s(self, config_path: str | None = None) -> float:
+        """Seconds between two reads of a submitted run being watched."""
+        return 15.0
+
+    def read(self, record: RunRecord) -> ServiceState:
+        """A submitted run's state, read from the service (``runs refresh``, ``submit --wait``)."""
+        raise Unsupported(f"target '{self.name}' has no service to read runs from; its runs are "
+                          "recorded as they run")
+
+    def resume(self, record: RunRecord, store: RunStore, log: TextIO | None = None) -> RunRecord:
+        """Continue the failed submitted run ``record`` on its service: only the steps that did
+        not succeed run again, and what depends on them. The new run's record."""
+        raise Unsupported(f"target '{self.name}' cannot continue a run on a service; "
+                          "'kubesage rerun --from-failed' continues local runs here")
 
     def _others(self, what: str) -> str:
         return "use --target " + " or --target ".join(n for n in names() if n != self.name

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import ServiceState
     from kubesage.targets.kfp.config import KfpConfig
     from kubesage.targets.local.config import LocalConfig
 
@@ -77,11 +79,34 @@ class KfpTarget(Target):
         return record
 
     def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
-        """Submit a pipeline file (compiled on the fly) or a compiled YAML through kfp.Client."""
+        """Submit a pipeline file (compiled on the fly) or a compiled YAML through kfp.Client,
+        each run recorded; ``wait`` watches them until they end."""
+        from kubesage.runs.submitted import recorded
         from kubesage.targets.kfp.submit import submit
 
-        return submit(ref, options.params, options.config, options.wait, options.clients,
-                      options.log)
+        result, records = recorded(self, options, lambda: submit(
+            ref, options.params, options.config, options.clients, options.log))
+        for run, record in zip(result["runs"], records, strict=True):
+            run["kubesage_run_id"] = record.run_id
+            if options.wait:
+                run["status"] = record.status
+        return result
+
+    def poll_s(self, config_path: str | None = None) -> float:
+        """``wait.poll_seconds`` of the config."""
+        return float(self.load_config(config_path).wait_poll_s)
+
+    def read(self, record: RunRecord) -> ServiceState:
+        """The run's state and its tasks' states, from the Kubeflow Pipelines API."""
+        from kubesage.targets.kfp.runs import api_client, read
+
+        return read(api_client(record), record)
+
+    def resume(self, record: RunRecord, store: RunStore, log: Any = None) -> RunRecord:
+        """The run retry API: the service runs the failed tasks again, and what follows."""
+        from kubesage.targets.kfp.runs import api_client, resume
+
+        return resume(api_client(record), record, store)
 
 
 def export_component(spec: ComponentSpec, output: str, config_path: str | None = None) -> str:

@@ -4,12 +4,14 @@ The host, namespace, experiment and service account come from the target config;
 environment overrides them for one shell (``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_EXPERIMENT``,
 ``KFP_RUN_NAME``, and ``KFP_TOKEN`` for a bearer token). A ``.py`` pipeline is compiled on the fly
 (parameters checked against the pipeline); a ``.yaml`` is validated first (parameters checked
-against its declared inputs). ``--wait`` streams run and task states until the runs end.
+against its declared inputs). Each run started becomes a run record
+(``kubesage.runs.submitted``); ``runs`` reads them back and retries failed ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import tempfile
@@ -18,15 +20,16 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from kubesage.dsl.errors import KubesageError, ParameterError
+from kubesage.dsl.errors import ParameterError
 from kubesage.dsl.types import check_value, parse_value
 from kubesage.images import check_pushed
+from kubesage.runs.submitted import Submission, SubmissionError
 from kubesage.targets.kfp.components import IR_PARAMETER_TYPES
 from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
 
-TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
-class SubmitError(KubesageError):
-    """A run could not be submitted, or a run waited for did not succeed."""
+
+class SubmitError(SubmissionError):
+    """A run could not be submitted (``submission``: what was started before the failure)."""
 
 
 @dataclass(frozen=True)
@@ -110,19 +113,24 @@ def _per_client(arguments: dict[str, Any], declared: dict[str, str],
                          "(str) or 'clients' (list) parameter; this one has neither")
 
 
-def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wait: bool = False,
-           clients: list[str] | None = None, out: TextIO | None = None) -> dict[str, Any]:
-    """Submit ``ref`` (a ``.py`` pipeline or a compiled ``.yaml``); returns what was started."""
+def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
+           clients: list[str] | None = None,
+           out: TextIO | None = None) -> tuple[dict[str, Any], Submission]:
+    """Submit ``ref`` (a ``.py`` pipeline or a compiled ``.yaml``); what was started, and the
+    submission as its run records keep it. A failure part-way raises a ``SubmitError`` whose
+    ``submission`` holds the runs already started."""
     config = load_kfp_config(config_path)
     log = out or sys.stderr
     with tempfile.TemporaryDirectory(prefix="kubesage-kfp-") as tmp:
         path = ref.partition(":")[0]
+        pipeline_hash = ""
         if path.endswith(".py"):
             from kubesage.images import content_refs
             from kubesage.loader import load_pipeline, project_root
             from kubesage.targets.kfp.compiler import compile_to_file
 
             pipeline = load_pipeline(ref)[0].build()
+            pipeline_hash = pipeline.digest()
             arguments = pipeline.resolve_parameters(params)
             refs = content_refs(project_root(path), {t.spec.image for t in pipeline.tasks})
             package = compile_to_file(pipeline, os.path.join(tmp, f"{pipeline.name}.yaml"),
@@ -136,9 +144,17 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
         else:
             raise SubmitError(f"{ref}: expected a pipeline (.py) or a compiled Kubeflow pipeline "
                               "(.yaml)")
-        check_pushed(images_of(package))
+        digests = check_pushed(images_of(package))
         name, declared = declared_parameters(package)
+        with open(package) as f:
+            text = f.read()
         where = endpoint(config, name)
+        sub = Submission(
+            target="kfp", pipeline=name, compiled_text=text, compiled_name=f"{name}.yaml",
+            pipeline_file=path if pipeline_hash else "",
+            pipeline_hash=pipeline_hash or hashlib.sha256(text.encode()).hexdigest(),
+            images=digests, steps=executor_tasks(package),
+            config=config.source if os.path.isfile(config.source) else "")
         client = _client(where)
         runs: list[dict[str, Any]] = []
         for client_name, args in _per_client(arguments, declared, clients):
@@ -151,20 +167,54 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None, wai
                         service_account=where.service_account or None)
             except Exception as e:  # kfp_server_api raises ApiException, urllib3 its own errors
                 started = "".join(f"; already started: {r['run_name']} {r['url']}" for r in runs)
-                raise SubmitError(f"submitting {run_name} to {where.host} failed: {_short(e)}"
-                                  f"{started}") from None
+                error = SubmitError(f"submitting {run_name} to {where.host} failed: {_short(e)}"
+                                    f"{started}")
+                error.submission = sub
+                raise error from None
             runs.append({"run_id": result.run_id, "run_name": run_name, "arguments": args,
                          "url": f"{where.host}/#/runs/details/{result.run_id}"})
+            remote = {"service": "kfp", "host": where.host, "namespace": where.namespace,
+                      "run_id": result.run_id, "url": runs[-1]["url"]}
+            if client_name:
+                remote.update(client=client_name,
+                              client_parameter="client" if "client" in args else "clients")
+            sub.executions.append((remote, args))
             print(f"submitted {run_name}: {runs[-1]['url']}", file=log, flush=True)
-    if wait:
-        for run in runs:
-            run["state"] = follow(client, run["run_id"], log, config.wait_poll_s)
-        failed = [r for r in runs if r["state"] != "SUCCEEDED"]
-        if failed:
-            raise SubmitError("; ".join(f"run {r['run_name']} ended {r['state']}, see {r['url']}"
-                                        for r in failed))
     return {"target": "kfp", "host": where.host, "namespace": where.namespace,
-            "experiment": where.experiment, "pipeline": name, "runs": runs}
+            "experiment": where.experiment, "pipeline": name, "runs": runs}, sub
+
+
+def executor_tasks(path: str) -> list[tuple[str, str]]:
+    """(task name, component name) of every task of a compiled pipeline that runs a container,
+    inside loops and conditions too, each after the tasks it depends on."""
+    import yaml
+
+    with open(path) as f:
+        doc = next(yaml.safe_load_all(f))
+    components = doc.get("components", {})
+    found: list[tuple[str, str]] = []
+
+    def walk(dag: dict[str, Any]) -> None:
+        tasks: dict[str, Any] = dag.get("tasks", {})  # each after the tasks it needs
+        done: set[str] = set()
+        ordered: list[str] = []
+        while len(ordered) < len(tasks):
+            ready = [n for n in sorted(tasks) if n not in done and
+                     set(tasks[n].get("dependentTasks", [])) & set(tasks) <= done] or \
+                [n for n in sorted(tasks) if n not in done]
+            ordered.append(ready[0])
+            done.add(ready[0])
+        for task_name in ordered:
+            task = tasks[task_name]
+            ref = task.get("componentRef", {}).get("name", "")
+            inner = components.get(ref, {}).get("dag")
+            if inner is not None:
+                walk(inner)
+            else:
+                found.append((task_name, ref.removeprefix("comp-")))
+
+    walk(doc.get("root", {}).get("dag", {}))
+    return found
 
 
 def _client(where: Endpoint) -> Any:
@@ -176,29 +226,6 @@ def _client(where: Endpoint) -> Any:
             return kfp.Client(host=where.host, namespace=where.namespace, existing_token=where.token)
     except Exception as e:
         raise SubmitError(f"cannot reach Kubeflow Pipelines at {where.host}: {_short(e)}") from None
-
-
-def follow(client: Any, run_id: str, log: TextIO, poll_s: float) -> str:
-    """Print run and task state changes until the run ends; returns its final state."""
-    seen: dict[str, str] = {}
-    while True:
-        try:
-            run = client.get_run(run_id)
-        except Exception as e:
-            raise SubmitError(f"reading run {run_id} failed: {_short(e)}") from None
-        state = str(run.state or "PENDING")
-        tasks = getattr(getattr(run, "run_details", None), "task_details", None) or []
-        for task in tasks:
-            key, task_state = str(task.display_name or task.task_id), str(task.state or "")
-            if task_state and seen.get("task:" + key) != task_state:
-                seen["task:" + key] = task_state
-                print(f"  {key}: {task_state}", file=log, flush=True)
-        if seen.get("run") != state:
-            seen["run"] = state
-            print(f"run {run_id}: {state}", file=log, flush=True)
-        if state in TERMINAL_STATES:
-            return state
-        time.sleep(poll_s)
 
 
 def _short(e: Exception) -> str:

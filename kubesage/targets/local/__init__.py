@@ -27,7 +27,8 @@ class LocalTarget(Target):
     description = "each step in a Docker container (or a process) on this machine"
     contracts = ("local",)
     runners = ("docker", "subprocess")
-    honours = frozenset({"runner", "tags", "use_cache", "images", "rerun_of", "inputs"})
+    honours = frozenset({"runner", "tags", "use_cache", "images", "rerun_of", "resume_from",
+                         "inputs"})
 
     def load_config(self, path: str | None = None) -> LocalConfig:
         from kubesage.targets.local.config import load_local_config

@@ -115,6 +115,10 @@ class LocalRun:
         self.pins = dict(options.images)
         self.use_cache = options.use_cache
         self.records: dict[str, StepRecord] = {s.name: s for s in run.record.steps}
+        # rerun --from-failed: the steps of the failed run, whose successes are reused
+        self.resumes: dict[str, StepRecord] = (
+            {s.name: s for s in runner.store.get(options.resume_from).steps}
+            if options.resume_from else {})
         self.warm = (WarmStarter(self, self.executor)
                      if self.config.warm_start and isinstance(self.executor, WarmStarts) else None)
 

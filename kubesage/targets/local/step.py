@@ -72,18 +72,28 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
 
 
 def from_cache(run: LocalRun, step: Step) -> bool:
-    """Fill the step's record from the cache; False when the cache is off or has no entry."""
+    """Fill the step's record from the run it resumes (``rerun --from-failed``: a step that
+    succeeded there with the same cache key, its outputs still on disk, whether the cache is on
+    or not), else from the cache; False when neither has it."""
     record = run.records[step.name]
-    if not (step.task.cache and run.use_cache):
-        return False
-    hit = cache.lookup(run.store, record.cache_key)
-    if hit is None:
+    before = run.resumes.get(step.name)
+    if (before is not None and before.status == "succeeded" and before.cache_key == record.cache_key
+            and all(os.path.isdir(o["path"]) for o in before.outputs.values())):
+        hit: dict[str, Any] = {
+            "outputs": before.outputs, "returns": before.returns, "metrics": before.metrics,
+            "series": before.series, "run_id": run.record.rerun_of, "how": "reused"}
+    elif step.task.cache and run.use_cache:
+        found = cache.lookup(run.store, record.cache_key)
+        if found is None:
+            return False
+        hit = found
+    else:
         return False
     record.cached = True
     record.outputs, record.returns, record.metrics = hit["outputs"], hit["returns"], hit["metrics"]
     record.series = hit.get("series", {})
     record.status, record.ended = "succeeded", time.time()
-    run.say(f"= {step.name} cached (from {hit['run_id']})")
+    run.say(f"= {step.name} {hit.get('how', 'cached')} (from {hit['run_id']})")
     return True
 
 

@@ -23,6 +23,8 @@ from kubesage.targets.base import RunOptions, SubmitOptions, Target
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import ServiceState
     from kubesage.targets.local.config import LocalConfig
     from kubesage.targets.sagemaker.config import SageMakerConfig
 
@@ -85,10 +87,45 @@ class SageMakerTarget(Target):
         return run_compiled(pipeline, options)
 
     def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
-        """Upsert the pipeline and start executions (one per client) with boto3."""
+        """Upsert the pipeline and start executions (one per client) with boto3, each recorded
+        as a run; ``wait`` watches them until they end."""
+        from kubesage.runs.submitted import recorded
         from kubesage.targets.sagemaker.submit import submit_pipeline
 
-        return submit_pipeline(ref, options.params, options.config, options.wait, options.clients)
+        result, records = recorded(self, options, lambda: submit_pipeline(ref, options.params, options.config,
+                                                           options.clients))
+        for execution, record in zip(result["executions"], records, strict=True):
+            execution["kubesage_run_id"] = record.run_id
+            if options.wait:
+                execution["status"] = record.status
+        return result
+
+    def poll_s(self, config_path: str | None = None) -> float:
+        """``$KUBESAGE_POLL_S``, else 15 s."""
+        import os
+
+        from kubesage.targets.sagemaker.submit import POLL_ENV
+
+        return float(os.environ.get(POLL_ENV, "15"))
+
+    def read(self, record: RunRecord) -> ServiceState:
+        """The execution's status, steps, outputs and metrics, from SageMaker and S3."""
+        import boto3
+
+        from kubesage.targets.sagemaker.executions import read
+
+        region = record.remote.get("region")
+        return read(boto3.client("sagemaker", region_name=region), record,
+                    boto3.client("s3", region_name=region))
+
+    def resume(self, record: RunRecord, store: RunStore, log: Any = None) -> RunRecord:
+        """RetryPipelineExecution (failed) or a selective execution (stopped)."""
+        import boto3
+
+        from kubesage.targets.sagemaker.executions import resume
+
+        return resume(boto3.client("sagemaker", region_name=record.remote.get("region")), record,
+                      store)
 
 
 def with_content_tags(config: SageMakerConfig, pipeline: Pipeline, source: str) -> SageMakerConfig:

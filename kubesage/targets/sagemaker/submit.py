@@ -3,32 +3,31 @@
 A pipeline file (``.py``) is compiled on the fly; a definition (``.json``) is validated and sent
 as is. A fanned-out pipeline (``ParallelFor`` over a list parameter) gets one execution per
 client (``--clients a,b``, or the parameter's default list), the client as that parameter's
-value. ``--wait`` polls each execution until it ends; step details are shown where the service
-answers ``ListPipelineExecutionSteps`` (moto answers 500; that is reported, not fatal).
+value. Each execution becomes a run record (``kubesage.runs.submitted``); ``executions`` reads
+them back and continues failed ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import sys
-import time
 import uuid
 from typing import Any
 
-from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import text_form
 from kubesage.images import check_pushed
+from kubesage.runs.submitted import Submission, SubmissionError
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 from kubesage.targets.sagemaker.limits import all_steps
 
-TERMINAL = ("Succeeded", "Failed", "Stopped")
-POLL_ENV = "KUBESAGE_POLL_S"
+POLL_ENV = "KUBESAGE_POLL_S"  # seconds between reads of a watched execution (default 15)
 
 
-class SubmitError(KubesageError):
-    """The service refused a request, or the submission is inconsistent."""
+class SubmitError(SubmissionError):
+    """The service refused a request, or the submission is inconsistent (``submission``: the
+    executions started before a failure)."""
 
 
 def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], list[str], Any]:
@@ -140,11 +139,13 @@ def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dic
 
 
 def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = None,
-                    wait: bool = False, clients: list[str] | None = None) -> dict[str, Any]:
-    """Upsert the pipeline and start its executions; what was created and started."""
+                    clients: list[str] | None = None) -> tuple[dict[str, Any], Submission]:
+    """Upsert the pipeline and start its executions; what was created and started, and the
+    submission as its run records keep it."""
     config = load_config(config_path)
     name, text, types, fan_out, pipeline = _load(ref, config)
-    check_pushed(images_of(json.loads(text)))
+    doc = json.loads(text)
+    digests = check_pushed(images_of(doc))
     values = _values(params, types, pipeline)
     if clients and not fan_out:
         raise SubmitError(f"--clients given, but pipeline '{name}' does not fan out; loop over a "
@@ -161,14 +162,20 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
     if fan_out and fan_out[0] in values and clients:
         raise SubmitError(f"pass the clients with --clients, not --param {fan_out[0]}=...")
 
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.Session(region_name=config.region).client("sagemaker")
+    client = sagemaker_client(config)
     runs: list[dict[str, Any]] = []
+    sub = Submission(
+        target="sagemaker", pipeline=name, compiled_text=text, compiled_name=f"{name}.json",
+        pipeline_file=ref.partition(":")[0] if pipeline is not None else "",
+        pipeline_hash=pipeline.digest() if pipeline is not None else hashlib.sha256(
+            text.encode()).hexdigest(),
+        images=digests, steps=[(s["Name"], s["Type"]) for s in all_steps(doc.get("Steps", []))],
+        config=config.source if os.path.isfile(config.source) else "")
     try:
         action = _upsert(client, name, text, config)
-        groups = model_package_groups(json.loads(text), config.model_package_group, fan_out,
+        groups = model_package_groups(doc, config.model_package_group, fan_out,
                                       [c for c in clients or [] if c])
         for group in groups:
             _ensure_group(client, group)
@@ -185,24 +192,30 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
             )
             runs.append({"client": item, "arn": started["PipelineExecutionArn"],
                          "parameters": given})
-        if wait:
-            for run in runs:
-                run.update(_wait(client, run["arn"]))
+            remote = {"service": "sagemaker", "region": config.region, "pipeline_name": name,
+                      "arn": started["PipelineExecutionArn"]}
+            if item is not None:
+                remote.update(client=item, client_parameter=fan_out[0])
+            sub.executions.append((remote, given))
         described = client.describe_pipeline(PipelineName=name)
-    except ClientError as e:
-        raise SubmitError(f"SageMaker refused the request: {e}{_started(runs)}") from None
-    except BotoCoreError as e:  # no endpoint, no credentials, no region
-        raise SubmitError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
-                          "credentials and network (AWS_ENDPOINT_URL for an emulator)"
-                          f"{_started(runs)}") from None
-    unsuccessful = [r for r in runs if wait and r.get("status") != "Succeeded"]
-    if unsuccessful:
-        raise SubmitError("executions did not succeed: " + ", ".join(
-            f"{r['arn'].rsplit('/', 1)[-1]}{' (' + r['client'] + ')' if r['client'] else ''} "
-            f"{r.get('status')}" for r in unsuccessful))
+    except (ClientError, BotoCoreError) as e:
+        error = SubmitError(
+            f"SageMaker refused the request: {e}{_started(runs)}" if isinstance(e, ClientError)
+            else f"cannot reach SageMaker in {config.region}: {e}; check your AWS credentials "
+            f"and network (AWS_ENDPOINT_URL for an emulator){_started(runs)}")
+        error.submission = sub  # no endpoint, no credentials, no region
+        raise error from None
     return {"pipeline": name, "pipeline_arn": described["PipelineArn"], "action": action,
             "parameters": sorted(types), "model_package_groups": groups,
-            "executions": runs}
+            "executions": runs}, sub
+
+
+def sagemaker_client(config: SageMakerConfig) -> Any:
+    """A boto3 SageMaker client in the config's region (``AWS_ENDPOINT_URL`` reaches an
+    emulator)."""
+    import boto3
+
+    return boto3.Session(region_name=config.region).client("sagemaker")
 
 
 def _upsert(client: Any, name: str, text: str, config: SageMakerConfig) -> str:
@@ -230,30 +243,6 @@ def _ensure_group(client: Any, group: str) -> None:
     except ClientError:
         client.create_model_package_group(ModelPackageGroupName=group,
                                           ModelPackageGroupDescription="registered by kubesage")
-
-
-def _wait(client: Any, arn: str) -> dict[str, Any]:
-    from botocore.exceptions import ClientError
-
-    poll = float(os.environ.get(POLL_ENV, "15"))
-    status, steps_note = "", ""
-    while True:
-        status = client.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
-        try:
-            steps = client.list_pipeline_execution_steps(PipelineExecutionArn=arn)
-            detail = ", ".join(f"{s['StepName']}={s['StepStatus']}"
-                               for s in steps.get("PipelineExecutionSteps", []))
-        except ClientError as e:  # moto answers 500 here; the execution status still counts
-            detail = ""
-            steps_note = f"step details unavailable ({e.response.get('Error', {}).get('Code', e)})"
-        print(f"{arn.rsplit('/', 1)[-1]}: {status}" + (f" [{detail}]" if detail else ""),
-              file=sys.stderr, flush=True)
-        if status in TERMINAL:
-            out: dict[str, Any] = {"status": status}
-            if steps_note:
-                out["note"] = steps_note
-            return out
-        time.sleep(poll)
 
 
 def _started(runs: list[dict[str, Any]]) -> str:
