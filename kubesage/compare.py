@@ -11,7 +11,9 @@ from kubesage.runs.record import RunRecord
 def table(records: list[RunRecord]) -> str:
     """Parameters that differ and every final metric (without throughput), one column per run."""
     names = [r.run_id for r in records]
-    rows: list[tuple[str, list[str]]] = [("status", [r.status for r in records])]
+    rows: list[tuple[str, list[str]]] = [
+        ("target", [r.target + (" (service)" if r.remote else "") for r in records]),
+        ("status", [r.status for r in records])]
     for key in sorted({k for r in records for k in r.parameters}):
         values = [repr(r.parameters.get(key, "")) for r in records]
         if len(set(values)) > 1:

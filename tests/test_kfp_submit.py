@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import os
 import threading
@@ -339,6 +340,24 @@ def test_exact_rerun_submits_the_same_file_and_refuses_a_changed_one(tmp_path, a
     assert json.loads(_runs(tmp_path, "runs", "show", newest["run_id"], "--json").stdout)[
         "rerun_of"] == run_id
     record = json.loads(_runs(tmp_path, "runs", "show", run_id, "--json").stdout)
+    # an image pushed again under the same tag with other content: refused, by name
+    import docker
+
+    from tests.conftest import push_stand_in
+
+    client = docker.from_env()
+    (ref,) = record["images"]
+    other = client.images.build(fileobj=io.BytesIO(b"FROM scratch\nLABEL other=1\n"), rm=True)[0]
+    repo, tag = ref.rsplit(":", 1)
+    other.tag(repo, tag)
+    for chunk in client.images.push(repo, tag, stream=True, decode=True):
+        assert "error" not in chunk, chunk
+    try:
+        refused = _runs(tmp_path, "rerun", run_id)
+        assert refused.returncode == 2 and f"image {ref} has changed in its registry" in refused.stderr
+    finally:
+        push_stand_in(client, [ref])  # back as the other tests expect it
+    assert len(api.of("POST", "/apis/v2beta1/runs")) == 2
     with open(record["remote"]["compiled"], "a") as f:
         f.write("# edited\n")
     refused = _runs(tmp_path, "rerun", run_id)

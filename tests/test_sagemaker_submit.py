@@ -88,6 +88,14 @@ def submit(*args: str) -> dict[str, Any]:
     return result
 
 
+def show(run_id: str) -> dict[str, Any]:
+    """The run record, from the store of the submit config's local config."""
+    local = os.path.join(os.path.dirname(CONFIG[0]), "local.yaml")
+    proc = run_cli("runs", "--config", local, "show", run_id, "--json", check=True)
+    record: dict[str, Any] = json.loads(proc.stdout)
+    return record
+
+
 def executions(aws: Any, name: str) -> list[dict[str, Any]]:
     return aws.list_pipeline_executions(PipelineName=name)["PipelineExecutionSummaries"]
 
@@ -120,12 +128,16 @@ def test_one_execution_per_client_and_wait(aws) -> None:
     assert [r["client"] for r in result["executions"]] == ["acme", "globex", "initech"]
     assert len(executions(aws, "clients-probe")) == 3
     for run in result["executions"]:
-        assert run["status"] == "Succeeded"
-        assert run["note"] == "step details unavailable (500)"  # moto's answer, handled
+        assert run["status"] == "succeeded"
         params = aws.list_pipeline_parameters_for_execution(PipelineExecutionArn=run["arn"])
         values = {p["Name"]: p["Value"] for p in params["PipelineParameters"]}
         assert values == {"clients": run["client"], "greeting": "hi"}
-    assert ": Succeeded" in result["_stderr"]
+        record = show(run["kubesage_run_id"])
+        assert record["target"] == "sagemaker" and record["status"] == "succeeded"
+        assert record["remote"]["arn"] == run["arn"] and record["remote"]["client"] == run["client"]
+        # moto does not implement ListPipelineExecutionSteps (it answers 500): said, not fatal
+        assert record["remote"]["note"] == "step details unavailable (500)"
+    assert f"run {result['executions'][0]['kubesage_run_id']} succeeded in" in result["_stderr"]
 
 
 def test_fan_out_defaults_to_the_parameter_list(aws, tmp_path) -> None:
@@ -162,10 +174,12 @@ def test_bad_parameter_is_refused_before_anything_is_sent(aws) -> None:
 def test_a_pipeline_over_a_service_limit_is_refused_before_anything_is_sent(aws,
                                                                             tmp_path) -> None:
     """4 nodes x 8 processes onto a 1-GPU instance: refused by submit, nothing created."""
+    from tests.sagemaker_fixtures import write_sagemaker_config
+
     doc = yaml.safe_load(open(CONFIG[0]))
     doc["instance_types"]["training"] = "ml.g5.2xlarge"
-    config = tmp_path / "sagemaker.yaml"
-    config.write_text(yaml.safe_dump(doc))
+    config = write_sagemaker_config(str(tmp_path), images=doc["images"],
+                                    instance_types=doc["instance_types"])
     proc = run_cli("submit", "--target", "sagemaker", "tests/pipelines/limits.py:crowded-nodes",
                    "--config", str(config))
     assert proc.returncode == 2, proc.stderr
@@ -194,3 +208,168 @@ def test_per_client_registration_gets_a_group_per_client(aws) -> None:
     for group in result["model_package_groups"]:
         assert aws.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupName"] == group
     assert len(executions(aws, "per-client")) == 2
+
+
+def stand_in(client: Any, operation: str, response: dict[str, Any] | None = None) -> list[Any]:
+    """Answer ``operation`` on ``client`` with ``response``, for the operations moto does not
+    implement (``ListPipelineExecutionSteps``, ``RetryPipelineExecution``) or cannot put in
+    the state a test needs (an execution that failed: moto's always succeed). The one stand-in
+    of these tests: botocore has already checked the request against its service model when
+    this runs, and the response is checked against the operation's output shape here. With
+    ``response`` None the call goes on to moto, and only its request is kept. Returns the
+    requests (their JSON bodies) as they are made."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.validate import validate_parameters
+
+    model = client.meta.service_model.operation_model(operation)
+    if response is not None:
+        validate_parameters(response, model.output_shape)
+    calls: list[Any] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> Any:
+        calls.append(json.loads(params["body"] or b"{}"))
+        if response is None:
+            return None
+        return AWSResponse("https://stand-in", 200, {}, None), response
+
+    client.meta.events.register(f"before-call.sagemaker.{operation}", answer)
+    return calls
+
+
+def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
+    """Steps from the service; each job's outputs from moto; metrics and returned values from
+    the result files kubesage's runtime wrote beside them, in moto's S3."""
+    import datetime
+    import io
+    import tarfile
+
+    import boto3
+
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import update
+    from kubesage.targets.sagemaker.executions import read
+
+    result = submit("pipelines/image_classification.py", "--tag", "exp=cloud")
+    run_id = result["executions"][0]["kubesage_run_id"]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    s3.put_object(Bucket="results", Key="evaluate/kubesage-result/result.json",
+                  Body=json.dumps({"metrics": {"accuracy": 0.93}, "returns": {"accuracy": 0.93}}))
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        data = json.dumps({"metrics": {"loss": 0.25}}).encode()
+        info = tarfile.TarInfo("kubesage-result.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket="results", Key="train/train-job/output/output.tar.gz", Body=packed.getvalue())
+    role = "arn:aws:iam::111122223333:role/kubesage-sagemaker"
+    job = aws.create_processing_job(
+        ProcessingJobName="evaluate-job", RoleArn=role,
+        AppSpecification={"ImageUri": "img"},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                               "VolumeSizeInGB": 30}},
+        ProcessingOutputConfig={"Outputs": [
+            {"OutputName": n, "S3Output": {"S3Uri": f"s3://results/evaluate/{n}",
+                                           "LocalPath": f"/opt/ml/processing/output/{n}",
+                                           "S3UploadMode": "EndOfJob"}}
+            for n in ("report", "kubesage-result")]})
+    training = aws.create_training_job(
+        TrainingJobName="train-job", RoleArn=role,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://results/train"},
+        ResourceConfig={"InstanceType": "ml.g5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600})
+    now = datetime.datetime.now(datetime.UTC)
+    listed = stand_in(aws, "ListPipelineExecutionSteps", {"PipelineExecutionSteps": [
+        {"StepName": "evaluate", "StepStatus": "Succeeded", "StartTime": now, "EndTime": now,
+         "Metadata": {"ProcessingJob": {"Arn": job["ProcessingJobArn"]}}},
+        {"StepName": "train", "StepStatus": "Succeeded", "StartTime": now, "EndTime": now,
+         "Metadata": {"TrainingJob": {"Arn": training["TrainingJobArn"]}}},
+        {"StepName": "preprocess", "StepStatus": "Succeeded", "StartTime": now, "EndTime": now,
+         "CacheHitResult": {"SourcePipelineExecutionArn": "arn:earlier"}}]})
+    local = os.path.join(os.path.dirname(CONFIG[0]), "local.yaml")
+    store = RunStore(yaml.safe_load(open(local))["store"])
+    record = store.get(run_id)
+    said: list[str] = []
+    assert update(record, read(aws, record, s3), said.append)  # moto's executions succeed
+    store.save(record)
+    assert listed == [{"PipelineExecutionArn": record.remote["arn"]}]
+    evaluate, train, pre = record.step("evaluate"), record.step("train"), record.step("preprocess")
+    assert evaluate.metrics == {"accuracy": 0.93} and evaluate.returns == {"accuracy": 0.93}
+    assert evaluate.outputs == {"report": {"uri": "s3://results/evaluate/report"}}
+    assert train.metrics == {"loss": 0.25}
+    assert train.outputs["model.tar.gz"]["uri"] == "s3://results/train/train-job/output/model.tar.gz"
+    assert pre.cached and "= preprocess cached" in said and "+ evaluate succeeded in 0.0s" in said
+    assert record.status == "succeeded" and record.tags == {"exp": "cloud"}
+
+    # compare: a cloud run beside a local one, by their recorded metrics
+    from kubesage.compare import table
+
+    other = RunStore(store.root).get(run_id)
+    other.run_id, other.target, other.remote = "local-run", "local", {}
+    other.step("evaluate").metrics = {"accuracy": 0.9}
+    text = table([record, other])
+    assert "evaluate.accuracy" in text and "0.9300" in text and "0.9000" in text
+    assert "sagemaker" in text and "local" in text
+
+
+def test_from_failed_retries_a_failed_execution_and_selects_a_stopped_ones_steps(aws) -> None:
+    from kubesage.runs.store import RunStore
+    from kubesage.targets.sagemaker.executions import ExecutionError, resume
+
+    result = submit("pipelines/image_classification.py")
+    local = os.path.join(os.path.dirname(CONFIG[0]), "local.yaml")
+    store = RunStore(yaml.safe_load(open(local))["store"])
+    record = store.get(result["executions"][0]["kubesage_run_id"])
+    arn = record.remote["arn"]
+    # moto's executions always succeed: the service's answer for a failed one stands in
+    failed = aws.describe_pipeline_execution(PipelineExecutionArn=arn) | {
+        "PipelineExecutionStatus": "Failed"}
+    failed.pop("ResponseMetadata")
+    stand_in(aws, "DescribePipelineExecution", failed)
+    retried = stand_in(aws, "RetryPipelineExecution", {"PipelineExecutionArn": arn})
+    record.status = "failed"
+    continued = resume(aws, record, store)
+    assert retried[0]["PipelineExecutionArn"] == arn and retried[0]["ClientRequestToken"]
+    assert continued.rerun_of == record.run_id and continued.remote["how"] == "RetryPipelineExecution"
+    assert continued.remote["arn"] == arn  # the same execution goes on
+
+    # a stopped execution: the service does not retry it; a selective execution runs what stopped
+    aws2 = __import__("boto3").client("sagemaker", region_name="us-east-1")
+    stopped = dict(failed, PipelineExecutionStatus="Stopped")
+    stand_in(aws2, "DescribePipelineExecution", stopped)
+    sent = stand_in(aws2, "StartPipelineExecution")  # goes on to moto; the request is kept
+    for step in record.steps:
+        step.status = {"preprocess": "succeeded", "train": "cancelled"}.get(step.name, "pending")
+    record.status = "cancelled"
+    selective = resume(aws2, record, store)
+    config = sent[0]["SelectiveExecutionConfig"]
+    assert config["SourcePipelineExecutionArn"] == arn
+    assert [s["StepName"] for s in config["SelectedSteps"]] == [
+        s.name for s in record.steps if s.name != "preprocess"]
+    assert selective.remote["arn"] != arn and selective.remote["arn"] in [
+        e["PipelineExecutionArn"] for e in executions(aws, "image-classification")]
+    assert selective.step("preprocess").status == "succeeded"
+    assert selective.step("train").status == "pending"
+    # nothing to tell which steps stopped: refused by name
+    for step in record.steps:
+        step.status = "pending"
+    with pytest.raises(ExecutionError, match="kubesage runs refresh"):
+        resume(aws2, record, store)
+
+
+def test_exact_rerun_resubmits_the_kept_definition(aws) -> None:
+    result = submit("pipelines/image_classification.py", "--param", "epochs=4")
+    run_id = result["executions"][0]["kubesage_run_id"]
+    local = os.path.join(os.path.dirname(CONFIG[0]), "local.yaml")
+    proc = run_cli("rerun", "--config", local, run_id)
+    assert proc.returncode == 0, proc.stderr
+    arns = [e["PipelineExecutionArn"] for e in executions(aws, "image-classification")]
+    assert len(arns) == 2
+    for arn in arns:
+        params = aws.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+        assert {"Name": "epochs", "Value": "4"} in params["PipelineParameters"]
+    newest = json.loads(run_cli("runs", "--config", local, "list", "--json", check=True).stdout)[0]
+    again = show(newest["run_id"])
+    assert again["rerun_of"] == run_id and again["compiled_sha256"] == show(run_id)["compiled_sha256"]
+    assert again["remote"]["arn"] in arns and again["remote"]["arn"] != show(run_id)["remote"]["arn"]
