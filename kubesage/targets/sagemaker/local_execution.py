@@ -188,7 +188,8 @@ class Execution:
         record.cache_key = key
         cacheable = bool(step.get("CacheConfig", {}).get("Enabled"))
         if cacheable and self.owner.use_cache:
-            hit = local_cache.lookup(self.run_.store, self.owner.s3, key)
+            hit = local_cache.lookup(self.run_.store, self.owner.s3, key,
+                                     step["CacheConfig"].get("ExpireAfter"))
             if hit is not None:
                 self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
                 record.cached = True
