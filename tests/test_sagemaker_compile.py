@@ -99,7 +99,7 @@ def test_training_step(definition) -> None:
     join = args["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"]
     assert join[:3] == ["s3://kubesage-artifacts-111122223333/pipelines/image-classification",
                         "checkpoints", "train"]
-    assert re.fullmatch(r"[0-9a-f]{16}", join[3])  # digest of the compiled request
+    assert re.fullmatch(r"[0-9a-f]{16}", join[3])  # digest of what the definition fixes
     assert join[4:] == [{"Get": "Parameters.arch"}, {"Get": "Parameters.epochs"},
                         {"Get": "Parameters.seed"}, {"Get": "Steps.preprocess.ProcessingJobName"}]
     for name, value in args["HyperParameters"].items():  # the API wants strings

@@ -272,8 +272,8 @@ class Compiler:
         }
         digest = hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()[:16]
         values = [v for _, v in sorted(params.items()) if isinstance(v, Parameter)]
-        producers = {self.producer(v, inst).name: self.producer(v, inst)
-                     for _, v in sorted(inst.task.arguments.items()) if isinstance(v, TaskOutput)}
+        producers = {p.name: p for p in (self.producer(v, inst) for v in inst.task.arguments.values()
+                                         if isinstance(v, TaskOutput))}
         jobs = [self.job_name(p) for _, p in sorted(producers.items())]
         keys = [k for k in self._fan_out_keys() if not any(k is v for v in values)]
         return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, "checkpoints",
