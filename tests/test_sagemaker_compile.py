@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -92,13 +94,38 @@ def test_training_step(definition) -> None:
     assert args["AlgorithmSpecification"]["TrainingImage"].endswith(
         f"kubesage/torch:{content_tag_of()}")  # the code compiled, never a floating tag
     assert args["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    # named by what decides the training, never by the execution: SageMaker's cache key of a
+    # training step includes CheckpointConfig
     join = args["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"]
-    assert {"Get": "Execution.PipelineExecutionId"} in join  # resume within an execution only
+    assert join[:3] == ["s3://kubesage-artifacts-111122223333/pipelines/image-classification",
+                        "checkpoints", "train"]
+    assert re.fullmatch(r"[0-9a-f]{16}", join[3])  # digest of what the definition fixes
+    assert join[4:] == [{"Get": "Parameters.arch"}, {"Get": "Parameters.epochs"},
+                        {"Get": "Parameters.seed"}, {"Get": "Steps.preprocess.ProcessingJobName"}]
     for name, value in args["HyperParameters"].items():  # the API wants strings
         assert isinstance(value, str) or "Std:Join" in value or value == {
             "Get": f"Parameters.{name}"}, (name, value)
     assert args["HyperParameters"]["epochs"] == {"Std:Join": {"On": "",
                                                               "Values": [{"Get": "Parameters.epochs"}]}}
+
+
+def test_checkpoint_location_is_stable_and_follows_the_image() -> None:
+    from kubesage.targets.sagemaker.compiler import definition_json
+    from kubesage.targets.sagemaker.config import load_config
+
+    pipeline = load_pipeline(REFERENCE)[0].build()
+    config = load_config(os.path.join(REPO, "config", "sagemaker.yaml"))
+
+    def checkpoints(doc: str) -> dict[str, Any]:
+        return steps(json.loads(doc))["train"]["Arguments"]["CheckpointConfig"]
+
+    first = definition_json(pipeline, config)
+    assert checkpoints(definition_json(pipeline, config)) == checkpoints(first)
+    uri = config.image_uri("kubesage/torch", "train")
+    other = definition_json(pipeline, dataclasses.replace(
+        config, pinned={"kubesage/torch": uri.rsplit(":", 1)[0] + ":code-0123456789abcdef"}))
+    assert checkpoints(other)["S3Uri"]["Std:Join"]["Values"][3] != \
+        checkpoints(first)["S3Uri"]["Std:Join"]["Values"][3]
 
 
 def test_condition_register_and_fail(definition) -> None:

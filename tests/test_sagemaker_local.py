@@ -204,3 +204,87 @@ def test_local_s3_never_writes_into_a_data_mount_folder(tmp_path) -> None:
         s3.put_folder(str(out), "s3://datasets/raw/digits")
     assert (data / "digits" / "keep.png").read_bytes() == b"x"
     assert s3.put_folder(str(out), "s3://bucket/run/out") == str(tmp_path / "s3" / "bucket" / "run" / "out")
+
+
+def test_identical_executions_hit_the_cache_and_changes_miss(tmp_path, image_tag) -> None:
+    """Processing and training steps are cache hits when nothing that decides them changed
+    (the training's checkpoint location included); a changed parameter or input misses."""
+    from kubesage.sample_data import write_digits
+
+    fsx = tmp_path / "fsx"
+    fsx.mkdir(mode=0o755)
+    write_digits(str(fsx))
+    config = write_sagemaker_config(str(tmp_path), fsx=str(fsx), store=str(tmp_path / "store"),
+                                    image_tag=image_tag)
+    ref = "tests/pipelines/sagemaker_pipelines.py:resumable"
+
+    def run(**params: str) -> tuple[dict[str, bool], dict[str, Any]]:
+        record = run_sagemaker(ref, config, checkpoint_every="0", **params)
+        assert record["status"] == "succeeded", record["_stderr"][-3000:]
+        return {s["name"]: s["cached"] for s in record["steps"]}, record["metrics"]
+
+    cached, metrics = run(epochs="1")
+    assert cached == {"preprocess": False, "train": False}
+    cached, again = run(epochs="1")
+    assert cached == {"preprocess": True, "train": True}
+    assert again["train"] == metrics["train"]
+    cached, _ = run(epochs="2")  # a parameter of train only
+    assert cached == {"preprocess": True, "train": False}
+    rewritten = next(p for p in sorted(fsx.rglob("*")) if p.is_file())  # a data mount's file
+    os.utime(rewritten, ns=(rewritten.stat().st_atime_ns, rewritten.stat().st_mtime_ns + 10**9))
+    cached, _ = run(epochs="1")  # preprocess runs again, so train reads another job's output
+    assert cached == {"preprocess": False, "train": False}
+
+
+def test_cache_key_is_the_documented_attributes_plus_image_and_input_content(tmp_path) -> None:
+    from kubesage.targets.sagemaker.local_cache import cache_key
+    from kubesage.targets.sagemaker.local_s3 import LocalS3
+
+    s3 = LocalS3(str(tmp_path / "s3"))
+    uri = "s3://bucket/pipeline/exec-1/preprocess/data"
+    os.makedirs(s3.path(uri))
+    shard = os.path.join(s3.path(uri), "train.pt")
+    with open(shard, "wb") as f:
+        f.write(b"v1")
+    step = {"Type": "Training", "Name": "train"}
+    args = {
+        "AlgorithmSpecification": {"TrainingImage": "repo/torch:code-1"},
+        "CheckpointConfig": {"S3Uri": "s3://bucket/pipeline/checkpoints/train/abc"},
+        "HyperParameters": {"epochs": "2"},
+        "InputDataConfig": [{"ChannelName": "data",
+                             "DataSource": {"S3DataSource": {"S3Uri": uri}}}],
+        "OutputDataConfig": {"S3OutputPath": "s3://bucket/pipeline/exec-1/train"},
+        "ResourceConfig": {"InstanceType": "ml.g5.2xlarge", "InstanceCount": 1},
+    }
+
+    def key(changes: dict[str, Any], image_id: str = "sha256:1") -> str:
+        return cache_key(step, {**args, **changes}, image_id, s3, lambda fs: "")
+
+    first = key({})
+    # where it writes and what it runs on are not in SageMaker's key of a training step
+    assert key({"OutputDataConfig": {"S3OutputPath": "s3://bucket/pipeline/exec-2/train"},
+                "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}}) == first
+    assert key({"HyperParameters": {"epochs": "3"}}) != first
+    assert key({"CheckpointConfig": {"S3Uri": "s3://bucket/pipeline/checkpoints/train/def"}}) != first
+    assert key({}, image_id="sha256:2") != first  # locally: the image's ID, not its URI
+    with open(shard, "wb") as f:
+        f.write(b"v2")  # locally: the inputs' content, not their URIs
+    assert key({}) != first
+
+
+def test_cache_entries_expire_after_the_steps_duration(tmp_path) -> None:
+    from kubesage.dsl.errors import KubesageError
+    from kubesage.targets.sagemaker import local_cache
+    from kubesage.targets.sagemaker.local_s3 import LocalS3
+
+    store, s3 = RunStore(str(tmp_path / "store")), LocalS3(str(tmp_path / "s3"))
+    local_cache.put(store, "k", {}, {}, {}, "run-1")
+    assert local_cache.lookup(store, s3, "k", "P30D") is not None
+    entry = store.cache_get("k")
+    assert entry is not None
+    store.cache_put("k", {**entry, "at": entry["at"] - 31 * 86400})
+    assert local_cache.lookup(store, s3, "k", "P30D") is None
+    assert local_cache.lookup(store, s3, "k", "P1Y") is not None
+    assert local_cache.expire_after_s("30dT5h") == 30 * 86400 + 5 * 3600
+    with pytest.raises(KubesageError, match="not an ISO 8601 duration"):
+        local_cache.expire_after_s("soon")

@@ -9,6 +9,7 @@ execution). Artifacts travel through S3 under ``s3://<bucket>/<prefix>/<pipeline
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,18 +224,67 @@ class Compiler:
         """Where a step writes in S3: unique per execution (and per client inside a fan-out), so
         an execution never overwrites what an earlier one (or a cache hit of it) points at.
         SageMaker's step cache does not look at output locations: a hit reuses the earlier
-        job's outputs at their own paths."""
+        job's outputs at their own paths, and its properties name them, so the steps downstream
+        of a hit read the same URIs as before and hit too."""
         from sagemaker.core.workflow.execution_variables import ExecutionVariables
         from sagemaker.core.workflow.functions import Join
 
-        keys = [self.params[name] for name in sorted(set(self.fan_out.values()))]
-        return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys,
+        return Join(on="/", values=[self.config.s3(self.pipeline.name), *self._fan_out_keys(),
                                     ExecutionVariables.PIPELINE_EXECUTION_ID, inst.name, *parts])
 
+    def _fan_out_keys(self) -> list[Any]:
+        return [self.params[name] for name in sorted(set(self.fan_out.values()))]
+
     def checkpoints(self, inst: Instance) -> Any:
-        """Per execution: a spot-interrupted job resumes from its own checkpoints, and a new
-        execution never resumes from an old one's."""
-        return self.s3(inst, "checkpoints")
+        """Where a training step keeps its checkpoints: named by what decides the training, never
+        by the execution, since SageMaker's cache key of a training step includes its
+        ``CheckpointConfig`` (an execution ID there would make every training a cache miss).
+
+        The path holds a digest of what the definition fixes (component name, version and
+        entry, image URI, each parameter's literal or expression, inputs, mounts, processes),
+        then what only the run knows: the values of the pipeline parameters the step reads and
+        the job name of each step it reads from (a new job when that step ran again, the
+        earlier one when it was a cache hit). So the same location means the same training: a
+        spot-interrupted job resumes its own checkpoints, and a later execution with the same
+        inputs resumes what an earlier identical one left (a failed one's partial checkpoints;
+        a finished one's last, which ends at once with the same weights), which is what the
+        cache claims anyway: the training is determined by its inputs.
+        """
+        from sagemaker.core.helper.pipeline_variable import PipelineVariable
+        from sagemaker.core.workflow.functions import Join
+        from sagemaker.core.workflow.parameters import Parameter
+
+        spec = inst.task.spec
+        params, artifacts = self.arguments(inst)
+
+        def form(value: Any) -> Any:
+            return value.expr if isinstance(value, PipelineVariable) else value
+
+        decided_by = {
+            "component": [spec.name, spec.version, spec.entry],
+            "image": self.config.image_uri(spec.image, spec.name),
+            "parameters": {name: form(v) for name, v in params.items()},
+            "inputs": {name: form(v) for name, v in artifacts.items()},
+            "mounts": {name: [m.file_system_id, m.directory_path]
+                       for name, m in ((name, self.mount(spec, name)) for name, _ in spec.mounts)},
+            "processes": [self.config.hints(spec.name).instance_count
+                          or inst.task.distribution.nodes, inst.task.distribution.procs_per_node],
+        }
+        digest = hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()[:16]
+        values = [v for _, v in sorted(params.items()) if isinstance(v, Parameter)]
+        producers = {p.name: p for p in (self.producer(v, inst) for v in inst.task.arguments.values()
+                                         if isinstance(v, TaskOutput))}
+        jobs = [self.job_name(p) for _, p in sorted(producers.items())]
+        keys = [k for k in self._fan_out_keys() if not any(k is v for v in values)]
+        return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, "checkpoints",
+                                    inst.name, digest, *values, *jobs])
+
+    @staticmethod
+    def job_name(inst: Instance) -> Any:
+        """The name of the job a processing or training step ran (or reused, on a cache hit)."""
+        if inst.kind == "training":
+            return inst.step.properties.TrainingJobName
+        return inst.step.properties.ProcessingJobName
 
     def arguments(self, inst: Instance) -> tuple[dict[str, Any], dict[str, Any]]:
         """(parameter name -> value, artifact input name -> S3 URI expression)."""

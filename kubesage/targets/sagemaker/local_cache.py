@@ -1,10 +1,17 @@
 """The step cache of local SageMaker runs, keyed as the service keys it.
 
-SageMaker reuses a step with ``CacheConfig`` when its request is unchanged, where it writes
-(outputs, checkpoints) aside. Locally the key also covers the image's ID and the content of the
-inputs (the service trusts that an S3 URI names fixed content; a local folder may change).
-Entries live in the local run store's cache index; a hit whose outputs were removed or
-overwritten since is a miss.
+SageMaker reuses an earlier run of a step with ``CacheConfig`` while the attributes its
+documentation lists for that step type are unchanged ("Default cache key attributes by pipeline
+step type", https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-default-keys.html):
+``CACHE_KEY_ATTRIBUTES`` below, resolved as the job request has them. Everything else (where
+outputs go, instance types, the role, stopping conditions) changes no key. Transform and tuning
+steps have lists there too; kubesage compiles neither. Model registration, condition and fail
+steps have no cache. A hit is an earlier run younger than the step's ``ExpireAfter``.
+
+Locally the key also covers the image's ID and the content of the inputs: the service trusts
+that an S3 URI (and an image URI) names fixed content; a local folder may change. Entries live
+in the local run store's cache index; a hit whose outputs were removed or overwritten since is a
+miss.
 """
 
 from __future__ import annotations
@@ -12,14 +19,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
+from kubesage.dsl.errors import KubesageError
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
 from kubesage.runs.store import RunStore
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
-WHERE_IT_WRITES = ("CheckpointConfig", "ProcessingOutputConfig", "OutputDataConfig")
+CACHE_KEY_ATTRIBUTES = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig",
+                 "DebugRuleConfigurations", "Environment", "HyperParameters", "InputDataConfig"),
+}
+
+# ISO 8601 durations as CacheConfig takes them ("P30D", "30d", "T16m", "30dT5h"), in seconds
+_DURATION = re.compile(r"^P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+                       r"(?:T(?:(\d+)H)?(?:(\d+)M)?)?$", re.IGNORECASE)
+_UNIT_S = (365 * 86400, 30 * 86400, 7 * 86400, 86400, 3600, 60)
+
+
+def expire_after_s(duration: str) -> float:
+    """``CacheConfig.ExpireAfter`` in seconds."""
+    match = _DURATION.match(duration.strip())
+    if not match or not any(match.groups()):
+        raise KubesageError(f"CacheConfig ExpireAfter {duration!r} is not an ISO 8601 duration; "
+                            "write it as P30D, PT12H or P4DT12H")
+    return float(sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_S, strict=True)
+                     if n))
 
 
 def input_uris(args: dict[str, Any]) -> list[str]:
@@ -33,7 +62,7 @@ def input_uris(args: dict[str, Any]) -> list[str]:
 def cache_key(step: dict[str, Any], args: dict[str, Any], environment: str, s3: LocalS3,
               filesystem_for: Callable[[dict[str, Any]], str]) -> str:
     """The key of a job step's resolved request ``args`` running in image ``environment``."""
-    request = {k: v for k, v in args.items() if k not in WHERE_IT_WRITES}
+    request = {k: args[k] for k in CACHE_KEY_ATTRIBUTES[step["Type"]] if k in args}
     inputs = {}
     for uri in input_uris(args):
         path = s3.path(uri)
@@ -49,10 +78,14 @@ def cache_key(step: dict[str, Any], args: dict[str, Any], environment: str, s3: 
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def lookup(store: RunStore, s3: LocalS3, key: str) -> dict[str, Any] | None:
-    """The entry for ``key`` with each output's local path, if every output is still intact."""
+def lookup(store: RunStore, s3: LocalS3, key: str,
+           expire_after: str | None = None) -> dict[str, Any] | None:
+    """The entry for ``key`` with each output's local path, if it is younger than
+    ``expire_after`` (an ISO 8601 duration) and every output is still intact."""
     entry = store.cache_get(key)
     if entry is None:
+        return None
+    if expire_after and time.time() - entry.get("at", 0.0) > expire_after_s(expire_after):
         return None
     outputs = {}
     for name, (uri, sha) in entry["outputs"].items():
@@ -67,6 +100,6 @@ def put(store: RunStore, key: str, properties: dict[str, Any], result: dict[str,
         outputs: dict[str, tuple[str, str]], run_id: str) -> None:
     """Enter a finished job: its properties, result and outputs (URI and content hash)."""
     store.cache_put(key, {
-        "properties": properties, "result": result, "run_id": run_id,
+        "properties": properties, "result": result, "run_id": run_id, "at": time.time(),
         "outputs": {n: [uri, sha256_tree(local)] for n, (uri, local) in outputs.items()},
     })

@@ -188,7 +188,8 @@ class Execution:
         record.cache_key = key
         cacheable = bool(step.get("CacheConfig", {}).get("Enabled"))
         if cacheable and self.owner.use_cache:
-            hit = local_cache.lookup(self.run_.store, self.owner.s3, key)
+            hit = local_cache.lookup(self.run_.store, self.owner.s3, key,
+                                     step["CacheConfig"].get("ExpireAfter"))
             if hit is not None:
                 self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
                 record.cached = True
@@ -197,14 +198,14 @@ class Execution:
         name = record.name.replace("[", "-").replace("]", "").replace("@", "-")
         work = os.path.join(self.owner.root, "runs", self.run_.run_id, name)
         shutil.rmtree(work, ignore_errors=True)
+        job = f"{name}-{self.run_.run_id[-6:]}"[-63:].lstrip("-")
         if step["Type"] == "Processing":
-            result = self.jobs.processing(record.name, args, work)
+            result = self.jobs.processing(record.name, args, work, job)
         else:
             checkpoints = None
-            if "CheckpointConfig" in args:  # kept between attempts of this execution's job
+            if "CheckpointConfig" in args:  # kept, as in S3: a spot restart resumes from them
                 checkpoints = self.owner.s3.path(args["CheckpointConfig"]["S3Uri"])
                 os.makedirs(checkpoints, exist_ok=True)
-            job = f"{name}-{self.run_.run_id[-6:]}"[-63:].lstrip("-")
             result = self.jobs.training(record.name, args, work, job, checkpoints)
         record.attempts = result.attempts
         self._finish(step, record, result.properties, result.result, result.outputs)

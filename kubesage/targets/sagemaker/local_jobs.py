@@ -78,7 +78,7 @@ class JobRunner:
         self.say = say
 
     # -- processing -------------------------------------------------------------------
-    def processing(self, step: str, args: dict[str, Any], work: str) -> JobResult:
+    def processing(self, step: str, args: dict[str, Any], work: str, job_name: str) -> JobResult:
         app = args["AppSpecification"]
         volumes = []
         for inp in args.get("ProcessingInputs", []):
@@ -101,7 +101,7 @@ class JobRunner:
         result = JobResult()
         for name, (uri, local) in outputs.items():
             result.outputs[name] = (uri, self.s3.put_folder(local, uri))
-        result.properties = {"ProcessingOutputConfig": {"Outputs": {
+        result.properties = {"ProcessingJobName": job_name, "ProcessingOutputConfig": {"Outputs": {
             name: {"OutputName": name, "S3Output": {"S3Uri": uri}}
             for name, (uri, _) in outputs.items()}}}
         result_file = os.path.join(work, "output", RESULT_OUTPUT, RESULT_FILE)
