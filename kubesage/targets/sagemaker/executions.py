@@ -44,10 +44,14 @@ class ExecutionError(KubesageError):
 
 def read(client: Any, record: RunRecord, s3: Any = None) -> ServiceState:
     """The execution of ``record`` as the service reports it (``s3``: a client to read results)."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     arn = record.remote["arn"]
-    described = client.describe_pipeline_execution(PipelineExecutionArn=arn)
+    try:
+        described = client.describe_pipeline_execution(PipelineExecutionArn=arn)
+    except (BotoCoreError, ClientError) as e:
+        raise ExecutionError(f"reading execution {arn} failed: {str(e)[:200]}; check your AWS "
+                             "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
     status = RUN_STATUS.get(described["PipelineExecutionStatus"], "running")
     try:
         listed = _steps(client, arn)
