@@ -288,3 +288,24 @@ def test_cache_entries_expire_after_the_steps_duration(tmp_path) -> None:
     assert local_cache.expire_after_s("30dT5h") == 30 * 86400 + 5 * 3600
     with pytest.raises(KubesageError, match="not an ISO 8601 duration"):
         local_cache.expire_after_s("soon")
+
+
+def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
+    """The definition executor continues a failed run: the first job's outputs are reused (the
+    cache off, as every re-run has it), the failing job runs again."""
+    from kubesage.runs.rerun import rerun
+    from kubesage.runs.store import RunStore
+
+    first = run_sagemaker(os.path.join(REPO, "tests/pipelines/probes.py:failing-late"),
+                          configs["sagemaker"])
+    assert first["status"] == "failed"
+    steps = {s["name"]: s["status"] for s in first["steps"]}
+    assert steps["probe"] == "succeeded" and steps["bad"] == "failed"
+    log = io.StringIO()
+    (again,) = rerun(RunStore(configs["store"]), first["run_id"], log=log, from_failed=True)
+    assert again.target == "sagemaker" and again.rerun_of == first["run_id"]
+    assert f"= probe reused (from {first['run_id']})" in log.getvalue()
+    assert again.step("probe").cached
+    assert again.step("probe").outputs == {k: v for k, v in next(
+        s for s in first["steps"] if s["name"] == "probe")["outputs"].items()}
+    assert again.step("bad").status == "failed" and not again.step("bad").cached  # ran again

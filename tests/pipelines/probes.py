@@ -11,6 +11,13 @@ def failing() -> None:
     probe(message=bad.output).set_name("after-bad")
 
 
+@pipeline(name="failing-late")
+def failing_late() -> None:
+    """A step that succeeds, then one that fails (no retries: every target runs it)."""
+    first = probe(message="first")
+    probe(message=first.output, exit_code=3).set_name("bad")
+
+
 @pipeline(name="fan-out")
 def fan_out(clients: list = ["a", "b", "c"], gate: float = 0.5) -> None:  # noqa: B006
     start = probe(message="start")

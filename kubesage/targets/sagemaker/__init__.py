@@ -37,7 +37,7 @@ class SageMakerTarget(Target):
     description = "SageMaker Pipelines definition JSON (run here in Docker)"
     contracts = ("sagemaker_processing", "sagemaker_training")
     runners = ("docker",)
-    honours = frozenset({"tags", "use_cache", "images", "rerun_of"})
+    honours = frozenset({"tags", "use_cache", "images", "rerun_of", "resume_from"})
 
     def load_config(self, path: str | None = None) -> SageMakerConfig:
         from kubesage.targets.sagemaker.config import load_config

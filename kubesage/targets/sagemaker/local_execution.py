@@ -36,6 +36,9 @@ _OPERATORS = {"Equals": "==", "GreaterThan": ">", "GreaterThanOrEqualTo": ">=",
               "LessThan": "<", "LessThanOrEqualTo": "<="}
 
 
+RESUME = "resume:"  # the cache index entry of a step without caching, for --from-failed
+
+
 class Execution:
     """Runs every step of the definition once, in dependency order."""
 
@@ -187,13 +190,17 @@ class Execution:
                                     self.owner.filesystem_for)
         record.cache_key = key
         cacheable = bool(step.get("CacheConfig", {}).get("Enabled"))
-        if cacheable and self.owner.use_cache:
-            hit = local_cache.lookup(self.run_.store, self.owner.s3, key,
-                                     step["CacheConfig"].get("ExpireAfter"))
+        before = self.owner.resumes.get(record.name)  # rerun --from-failed: reuse its success
+        reuse = before is not None and before.status == "succeeded" and before.cache_key == key
+        if reuse or (cacheable and self.owner.use_cache):
+            hit = local_cache.lookup(self.run_.store, self.owner.s3, key if cacheable else
+                                     RESUME + key,
+                                     None if reuse else step["CacheConfig"].get("ExpireAfter"))
             if hit is not None:
                 self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
                 record.cached = True
-                self.run_.say(f"= {record.name} cached (from {hit['run_id']})")
+                self.run_.say(f"= {record.name} {'reused' if reuse else 'cached'} "
+                              f"(from {hit['run_id']})")
                 return
         name = record.name.replace("[", "-").replace("]", "").replace("@", "-")
         work = os.path.join(self.owner.root, "runs", self.run_.run_id, name)
@@ -209,9 +216,9 @@ class Execution:
             result = self.jobs.training(record.name, args, work, job, checkpoints)
         record.attempts = result.attempts
         self._finish(step, record, result.properties, result.result, result.outputs)
-        if cacheable:
-            local_cache.put(self.run_.store, key, result.properties, result.result, result.outputs,
-                            self.run_.run_id)
+        # every job is entered: a step without caching only for a later --from-failed
+        local_cache.put(self.run_.store, key if cacheable else RESUME + key, result.properties,
+                        result.result, result.outputs, self.run_.run_id)
         shutil.rmtree(work, ignore_errors=True)
 
     def _finish(self, step: dict[str, Any], record: StepRecord, properties: dict[str, Any],

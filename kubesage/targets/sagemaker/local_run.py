@@ -72,6 +72,8 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     fan_out = fan_out_parameters(pipeline)
     executor = DefinitionExecutor(doc, config, local, pins=options.images,
                                   use_cache=options.use_cache)
+    if options.resume_from:  # rerun --from-failed: the failed run's steps that succeeded
+        executor.resumes = {s.name: s for s in RunStore(local.store).get(options.resume_from).steps}
     steps = executor.ordered_steps()
     images = executor.check_images(steps)
     plan = Plan(pipeline, values)
@@ -108,6 +110,7 @@ class DefinitionExecutor:
         self.local = local
         self.pins = dict(pins or {})  # logical image -> image ID (a re-run)
         self.use_cache = use_cache
+        self.resumes: dict[str, StepRecord] = {}  # rerun --from-failed: step name -> its record
         self.root = os.path.join(os.path.abspath(local.store), "sagemaker")
         aliases = {m.s3_uri: local.mounts[name] for name, m in config.mounts.items()
                    if name in local.mounts}
