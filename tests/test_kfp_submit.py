@@ -363,3 +363,25 @@ def test_exact_rerun_submits_the_same_file_and_refuses_a_changed_one(tmp_path, a
     refused = _runs(tmp_path, "rerun", run_id)
     assert refused.returncode == 2 and "is gone or changed" in refused.stderr
     assert len(api.of("POST", "/apis/v2beta1/runs")) == 2  # nothing more was sent
+
+
+def test_a_secret_submitted_is_never_recorded(tmp_path, api, monkeypatch) -> None:
+    secret = "s3cr3t-submitted-value"
+    proc = run_cli("submit", "tests/pipelines/secrets.py", "--target", "kfp", "--param",
+                   f"token={secret}", "--config", config(tmp_path, api.url))
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["runs"][0]["kubesage_run_id"]
+    assert api.of("POST", "/apis/v2beta1/runs")[0]["body"]["runtime_config"]["parameters"][
+        "token"] == secret  # the service gets it: it is the run's parameter there
+    record = json.loads(_runs(tmp_path, "runs", "show", run_id, "--json").stdout)
+    assert record["parameters"]["token"] == "***"
+    for folder, _, files in os.walk(tmp_path / "store"):
+        for name in files:
+            assert secret.encode() not in open(os.path.join(folder, name), "rb").read(), name
+    monkeypatch.delenv("KUBESAGE_SECRET_TOKEN", raising=False)
+    refused = _runs(tmp_path, "rerun", run_id)
+    assert refused.returncode == 2 and "set KUBESAGE_SECRET_TOKEN to re-run it" in refused.stderr
+    monkeypatch.setenv("KUBESAGE_SECRET_TOKEN", "from-the-env")
+    assert _runs(tmp_path, "rerun", run_id).returncode == 0
+    assert api.of("POST", "/apis/v2beta1/runs")[1]["body"]["runtime_config"]["parameters"][
+        "token"] == "from-the-env"

@@ -111,7 +111,10 @@ def test_no_container_gets_the_docker_socket(docker_client: Any, config_file: st
                             start_new_session=True)
     try:
         assert proc.stderr is not None
-        run_id = proc.stderr.readline().split()[1].rstrip(":")
+        line = proc.stderr.readline()
+        while line and not line.startswith("run "):  # an image rebuilt first says so first
+            line = proc.stderr.readline()
+        run_id = line.split()[1].rstrip(":")
         for _ in range(240):
             found = docker_client.containers.list(filters={"label": f"kubesage.run={run_id}"})
             if found:

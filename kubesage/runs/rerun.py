@@ -124,7 +124,15 @@ def _resubmit(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: 
         raise RerunError(f"run {old.run_id}: image {changed[0]} has changed in its registry since "
                          f"(digest {old.images[changed[0]][:19]} -> {now[changed[0]][:19]}); "
                          "push the image it ran back under that tag, or submit anew")
+    from kubesage.dsl.pipeline import secret_env
+    from kubesage.dsl.types import MASK
+
     params = dict(old.parameters)
+    for name in [k for k, v in params.items() if v == MASK]:  # never recorded: from the env
+        if not os.environ.get(secret_env(name)):
+            raise RerunError(f"run {old.run_id} had the secret parameter '{name}', which is never "
+                             f"recorded; set {secret_env(name)} to re-run it")
+        params[name] = os.environ[secret_env(name)]
     client = old.remote.get("client")
     if client:
         params.pop(old.remote.get("client_parameter", ""), None)

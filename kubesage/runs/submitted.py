@@ -11,6 +11,7 @@ neutral core knows no service: only the targets talk to one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.types import MASK
 from kubesage.fsutil import write_atomic
-from kubesage.lineage import git_state
+from kubesage.lineage import file_sha256, git_state
 from kubesage.runs.lifecycle import new_run_id
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.store import RunStore
@@ -68,6 +70,7 @@ class Submission:
     images: dict[str, str]  # image reference -> its digest in the registry
     steps: list[tuple[str, str]]  # (step name, component or step type), in definition order
     config: str  # the target config file used
+    secrets: list[str] = field(default_factory=list)  # secret parameters: recorded as ***
     executions: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     # ^ (remote identifiers, parameters given) per execution started
 
@@ -75,10 +78,6 @@ class Submission:
 def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | None = None,
                       rerun_of: str = "") -> list[RunRecord]:
     """One record per execution started, each saved ``running`` with a copy of the compiled file."""
-    import hashlib
-
-    from kubesage.lineage import file_sha256
-
     digest = hashlib.sha256(sub.compiled_text.encode()).hexdigest()
     path = sub.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
@@ -88,7 +87,8 @@ def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | N
         record = RunRecord(
             run_id=new_run_id(sub.pipeline), pipeline=sub.pipeline,
             pipeline_file=os.path.abspath(path) if path else "", pipeline_hash=sub.pipeline_hash,
-            runner=RUNNER, target=sub.target, parameters=dict(parameters), started=time.time(),
+            runner=RUNNER, target=sub.target, started=time.time(),
+            parameters={k: MASK if k in sub.secrets else v for k, v in parameters.items()},
             source_sha256=file_sha256(path) if path else "", compiled_sha256=digest, git=git,
             images=dict(sub.images), tags=dict(tags or {}), rerun_of=rerun_of,
             config=os.path.abspath(sub.config) if sub.config else "")

@@ -123,7 +123,7 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
     log = out or sys.stderr
     with tempfile.TemporaryDirectory(prefix="kubesage-kfp-") as tmp:
         path = ref.partition(":")[0]
-        pipeline_hash = ""
+        pipeline_hash, secrets = "", []
         if path.endswith(".py"):
             from kubesage.images import content_refs
             from kubesage.loader import load_pipeline, project_root
@@ -131,6 +131,7 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
 
             pipeline = load_pipeline(ref)[0].build()
             pipeline_hash = pipeline.digest()
+            secrets = [p.name for p in pipeline.parameters if p.type == "secret"]
             arguments = pipeline.resolve_parameters(params)
             refs = content_refs(project_root(path), {t.spec.image for t in pipeline.tasks})
             package = compile_to_file(pipeline, os.path.join(tmp, f"{pipeline.name}.yaml"),
@@ -154,7 +155,7 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
             pipeline_file=path if pipeline_hash else "",
             pipeline_hash=pipeline_hash or hashlib.sha256(text.encode()).hexdigest(),
             images=digests, steps=executor_tasks(package),
-            config=config.source if os.path.isfile(config.source) else "")
+            config=config.source if os.path.isfile(config.source) else "", secrets=secrets)
         client = _client(where)
         runs: list[dict[str, Any]] = []
         for client_name, args in _per_client(arguments, declared, clients):

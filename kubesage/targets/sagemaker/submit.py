@@ -172,7 +172,8 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         pipeline_hash=pipeline.digest() if pipeline is not None else hashlib.sha256(
             text.encode()).hexdigest(),
         images=digests, steps=[(s["Name"], s["Type"]) for s in all_steps(doc.get("Steps", []))],
-        config=config.source if os.path.isfile(config.source) else "")
+        config=config.source if os.path.isfile(config.source) else "",
+        secrets=[p.name for p in pipeline.parameters if p.type == "secret"] if pipeline else [])
     try:
         action = _upsert(client, name, text, config)
         groups = model_package_groups(doc, config.model_package_group, fan_out,
