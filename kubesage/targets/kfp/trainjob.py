@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.runtime import COMMAND
 from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.k8s_syntax import labels_problem
 
 TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1"
 TRAINER_RELEASE = "v2.2.0"
@@ -101,12 +103,16 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
     res = k8s_resources(resources)
     if res:
         trainer["resourcesPerNode"] = res
+    labels = {"app.kubernetes.io/managed-by": "kubesage", "kubesage.io/component": spec.name}
+    problem = labels_problem(labels)
+    if problem:  # the API server would refuse the TrainJob when the launcher creates it
+        raise DefinitionError(f"component '{spec.name}' trains on {distribution.nodes} nodes "
+                              f"through a TrainJob labelled with its name: {problem}; give it a "
+                              "shorter name (@component(name='...'))")
     return {
         "apiVersion": TRAINER_API_VERSION,
         "kind": "TrainJob",
-        "metadata": {"name": "", "namespace": config.namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "kubesage",
-                                "kubesage.io/component": spec.name}},
+        "metadata": {"name": "", "namespace": config.namespace, "labels": labels},
         "spec": {
             "runtimeRef": {"name": config.trainer_runtime, "apiGroup": "trainer.kubeflow.org",
                            "kind": "ClusterTrainingRuntime"},
