@@ -189,10 +189,11 @@ def test_trainjob_names_differ_per_attempt_and_fit_kubernetes() -> None:
 
 def test_a_component_name_no_label_value_can_hold_is_refused() -> None:
     """The TrainJob carries its component's name as a label: 64 characters are refused at
-    compile time, before a launcher meets the API server."""
+    compile time, before a launcher meets the API server; one GPU per process makes 4 per node."""
     config = load_kfp_config(CONFIG)
     manifest = trainjob_template(preprocess.spec, Resources(gpus=1), Distribution(2, 4), config)
     assert manifest["metadata"]["labels"]["kubesage.io/component"] == "preprocess"
+    assert manifest["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
     long = dataclasses.replace(preprocess.spec, name="p" * 64)
     with pytest.raises(DefinitionError, match="label 'kubesage.io/component': value 'p{64}' has 64 "
                                               "characters; a label value has at most 63; give it"):

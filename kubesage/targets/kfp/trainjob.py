@@ -28,11 +28,13 @@ PATCH_MANAGER = "kubesage.io/kfp-launcher"
 # The local contract starts torchrun itself from the runtime's PET_* variables (rank 0 reports).
 TRAINER_COMMAND = [*COMMAND, "local"]
 SHM_VOLUME = "dshm"
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource
 CHECKPOINT_VOLUME = "checkpoints"
 
 
-def k8s_resources(resources: Resources) -> dict[str, dict[str, str]]:
-    """Kubernetes requests and limits for one process group (a pod, or one training node)."""
+def k8s_resources(resources: Resources, procs_per_node: int = 1) -> dict[str, dict[str, str]]:
+    """Kubernetes requests and limits for one process group (a pod, or one training node) of
+    ``procs_per_node`` processes (GPUs are wanted per process)."""
     limits: dict[str, str] = {}
     if resources.cpu:
         limits["cpu"] = cpu_quantity(resources.cpu)
@@ -40,7 +42,7 @@ def k8s_resources(resources: Resources) -> dict[str, dict[str, str]]:
         limits["memory"] = resources.memory
     requests = dict(limits)
     if resources.gpus:
-        limits["nvidia.com/gpu"] = str(resources.gpus)
+        limits[GPU_RESOURCE] = str(resources.node_gpus(procs_per_node))
     out: dict[str, dict[str, str]] = {}
     if limits:
         out["limits"] = limits
@@ -100,7 +102,7 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
         "numNodes": distribution.nodes,
         "numProcPerNode": distribution.procs_per_node,
     }
-    res = k8s_resources(resources)
+    res = k8s_resources(resources, distribution.procs_per_node)
     if res:
         trainer["resourcesPerNode"] = res
     labels = {"app.kubernetes.io/managed-by": "kubesage", "kubesage.io/component": spec.name}
