@@ -1,28 +1,37 @@
 """One GPU meaning on every target: the reference train declares one GPU per process.
 
-Kubeflow requests ``nvidia.com/gpu``, and a local run follows the local config's ``gpus``
-setting: this machine's engine has no GPUs, so ``auto`` runs train on CPU and says so once.
+Kubeflow requests ``nvidia.com/gpu``, SageMaker gets (and checks) a GPU instance type, and a
+local run follows the local config's ``gpus`` setting: this machine's engine has no GPUs, so
+``auto`` runs train on CPU and says so once.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
 
+from kubesage.targets.sagemaker.limits import gpus_of
 from tests.conftest import run_cli, run_json, write_config
 
 REFERENCE = "pipelines/image_classification.py"
 
 
-def test_train_gets_a_gpu_on_kubeflow(tmp_path) -> None:
-    kfp_out = tmp_path / "ic.yaml"
+def test_train_gets_a_gpu_on_kubeflow_and_on_sagemaker(tmp_path) -> None:
+    kfp_out, sm_out = tmp_path / "ic.yaml", tmp_path / "ic.json"
     run_cli("compile", REFERENCE, "--target", "kfp", "-o", str(kfp_out), check=True)
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(sm_out), check=True)
     executors = yaml.safe_load_all(kfp_out.read_text()).__next__()["deploymentSpec"]["executors"]
     train = executors["exec-train"]["container"]["resources"]
     assert train["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert train["accelerator"]["resourceCount"] == "1"
     assert "accelerator" not in executors["exec-preprocess"]["container"].get("resources", {})
+    steps = {s["Name"]: s for s in json.loads(sm_out.read_text())["Steps"]}
+    args = steps["train"]["Arguments"]
+    assert (gpus_of(args["ResourceConfig"]["InstanceType"]) or 0) >= 1
+    assert args["Environment"]["KUBESAGE_GPUS_PER_NODE"] == "1"
+    assert "KUBESAGE_GPUS_PER_NODE" not in steps["preprocess"]["Arguments"].get("Environment", {})
 
 
 def test_gpus_auto_runs_train_on_cpu_where_the_engine_has_none(

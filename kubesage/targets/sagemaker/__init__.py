@@ -56,7 +56,7 @@ class SageMakerTarget(Target):
 
         config = with_content_tags(self.load_config(config_path), pipeline, source)
         text = definition_json(pipeline, config)
-        problems = definition_limit_problems(json.loads(text))
+        problems = definition_limit_problems(json.loads(text), config.region)
         if problems:  # nothing is written: the service would refuse it at run time
             raise CompileError(f"pipeline '{pipeline.name}' breaks SageMaker service limits: "
                                + "; ".join(problems))
@@ -65,11 +65,20 @@ class SageMakerTarget(Target):
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)
 
-    def validate(self, path: str) -> str:
-        """Check a definition against botocore's SageMaker service model; a one-line summary."""
+    def validate(self, path: str, config_path: str | None = None) -> str:
+        """Check a definition against botocore's SageMaker service model; a one-line summary.
+
+        A definition does not name its region: instance types are checked in the region of the
+        target config (``config_path``, else ``config/sagemaker.yaml`` where it exists), and
+        per job kind only when there is no config."""
+        import os
+
+        from kubesage.targets.sagemaker.config import DEFAULT_PATH
         from kubesage.targets.sagemaker.validate import validate_definition_file
 
-        return validate_definition_file(path)
+        has_config = config_path is not None or os.path.exists(DEFAULT_PATH)
+        region = self.load_config(config_path).region if has_config else None
+        return validate_definition_file(path, region)
 
     def check(self, pipeline: Pipeline, options: RunOptions) -> None:
         from kubesage.targets.sagemaker.local_run import refusals

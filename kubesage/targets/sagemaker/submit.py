@@ -45,7 +45,7 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         from kubesage.targets.sagemaker.validate import validate_definition
 
         compiled = json.loads(text)
-        problems = validate_definition(compiled, ref)
+        problems = validate_definition(compiled, ref, config.region)
         if problems:  # as a compiled file would be: checked before anything is sent
             raise SubmitError(f"{ref}: {len(problems)} problem(s) the SageMaker service would "
                               "refuse: " + "; ".join(problems))
@@ -55,7 +55,7 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         raise SubmitError(f"{ref}: submit a pipeline file (.py) or a SageMaker definition (.json)")
     from kubesage.targets.sagemaker.validate import validate_definition_file
 
-    validate_definition_file(path)
+    validate_definition_file(path, config.region)
     with open(path) as f:
         text = f.read()
     doc = json.loads(text)
