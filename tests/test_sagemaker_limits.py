@@ -146,21 +146,24 @@ def test_an_instance_type_no_job_of_its_kind_takes(tmp_path, definition: dict[st
     proc, out = compile_with(tmp_path, "pipelines/image_classification.py", instance_types={
         "processing": "ml.p4de.24xlarge", "training": "ml.g5.2xlarge"})
     assert proc.returncode == 2 and not out.exists()
-    assert "'ml.p4de.24xlarge' is not a valid ProcessingInstanceType" in proc.stderr
+    assert ("sagemaker.yaml: 'instance_types.processing': 'ml.p4de.24xlarge' is not a valid "
+            "ProcessingInstanceType") in proc.stderr
 
 
 def test_an_instance_type_not_offered_in_the_region(tmp_path) -> None:
-    """ml.p4de.24xlarge trains in us-east-1 and us-west-2 only: compile, validate (--config)
-    and submit refuse it in ap-south-1, naming the type, the region and 8-GPU alternatives."""
+    """ml.p4de.24xlarge trains in us-east-1 and us-west-2 only: compile refuses the config's
+    key, validate (--config) and submit refuse a compiled file's step in ap-south-1, naming the
+    type, the region and 8-GPU alternatives."""
     images = {"kubesage/torch": "111122223333.dkr.ecr.ap-south-1.amazonaws.com/kubesage/torch"}
     config = {"region": "ap-south-1", "images": images,
               "components": {"train": {"kind": "training", "instance_type": "ml.p4de.24xlarge"},
                              "evaluate": {"kind": "processing"}, "register": {"kind": "register"}}}
     proc, out = compile_with(tmp_path, "pipelines/image_classification.py", **config)
-    expected = ("step 'train' (CreateTrainingJob): ResourceConfig.InstanceType: 'ml.p4de.24xlarge'"
-                " is not offered for training jobs in ap-south-1 (only in us-east-1, us-west-2); "
-                "use one offered there, e.g. ml.g5.48xlarge")
-    assert proc.returncode == 2 and expected in proc.stderr and not out.exists(), proc.stderr
+    offer = ("'ml.p4de.24xlarge' is not offered for training jobs in ap-south-1 (only in "
+             "us-east-1, us-west-2); use one offered there, e.g. ml.g5.48xlarge")
+    assert proc.returncode == 2 and not out.exists(), proc.stderr
+    assert f"sagemaker.yaml: 'components.train.instance_type': {offer}" in proc.stderr
+    expected = f"step 'train' (CreateTrainingJob): ResourceConfig.InstanceType: {offer}"
     # the same definition compiled for us-east-1 is valid there, and refused for ap-south-1
     east = tmp_path / "east"
     east.mkdir()

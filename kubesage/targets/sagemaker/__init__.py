@@ -52,9 +52,12 @@ class SageMakerTarget(Target):
         """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call), the
         project's images named by the code they hold."""
         from kubesage.targets.sagemaker.compiler import CompileError, definition_json
+        from kubesage.targets.sagemaker.instances import check_config
         from kubesage.targets.sagemaker.limits import definition_limit_problems
 
-        config = with_content_tags(self.load_config(config_path), pipeline, source)
+        config = self.load_config(config_path)
+        check_config(config)
+        config = with_content_tags(config, pipeline, source)
         text = definition_json(pipeline, config)
         problems = definition_limit_problems(json.loads(text), config.region)
         if problems:  # nothing is written: the service would refuse it at run time

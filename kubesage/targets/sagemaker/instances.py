@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubesage.targets.sagemaker.config import SageMakerConfig
 
 #: job kind -> (botocore enum shape, where the definition's request holds the instance type)
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -104,3 +107,21 @@ def step_instance(step: dict[str, Any]) -> tuple[str, str, Any] | None:
     for key in KINDS[kind][1]:
         value = value.get(key) if isinstance(value, dict) else None
     return str(kind), ".".join(KINDS[kind][1]), value
+
+
+def check_config(config: SageMakerConfig) -> None:
+    """Refuse an instance type of the target config that its job kind does not take in the
+    config's region, naming the file and the key (before anything is compiled)."""
+    from kubesage.targets.sagemaker.config import SageMakerConfigError
+
+    keys = [("instance_types.processing", "Processing", config.processing_instance_type),
+            ("instance_types.training", "Training", config.training_instance_type)]
+    keys += [(f"components.{name}.instance_type", hints.kind.capitalize(), hints.instance_type)
+             for name, hints in sorted(config.components.items())
+             if hints.instance_type and hints.kind in ("processing", "training")]
+    for key, kind, instance_type in keys:
+        problem = instance_problem(kind, instance_type, config.region)
+        if problem:
+            regional = instance_problem(kind, instance_type, None) is None
+            fix = "change it there, or 'region'" if regional else "change it there"
+            raise SageMakerConfigError(f"{config.source}: '{key}': {problem}; {fix}")

@@ -38,9 +38,11 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         from kubesage.loader import load_pipeline
         from kubesage.targets.sagemaker import with_content_tags
         from kubesage.targets.sagemaker.compiler import definition_json
+        from kubesage.targets.sagemaker.instances import check_config
         from kubesage.targets.sagemaker.parameters import fan_out_parameters
 
         pipeline = load_pipeline(ref)[0].build()
+        check_config(config)
         text = definition_json(pipeline, with_content_tags(config, pipeline, path))
         from kubesage.targets.sagemaker.validate import validate_definition
 

@@ -235,7 +235,8 @@ def validate_definition_file(path: str, region: str | None = None) -> str:
     import botocore
 
     kinds = ", ".join(f"{n} {t}" for t, n in sorted(steps.items()))
-    where = f"instance types in {region}" if region else "instance types in no region (no config)"
+    where = (f"instance types in {region}" if region
+             else "instance types per job kind only: no config names a region")
     return (f"{path}: SageMaker pipeline definition is valid ({sum(steps.values())} steps: {kinds};"
             f" checked against botocore {botocore.__version__} sagemaker "
             f"{_service_model().api_version}; {where})")
