@@ -19,7 +19,9 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
 
-@component(version="1.1.0", resources=Resources(cpu=2, memory="8Gi"),
+# One GPU per process (a node of procs_per_node processes wants that many); CPU-only local
+# engines run it on CPU (config/local.yaml, gpus: auto).
+@component(version="1.1.0", resources=Resources(cpu=2, memory="8Gi", gpus=1),
            preload=["torch", "torchvision", "components.loader", "components.models"])
 def train(
     data: Input[Dataset],

@@ -355,7 +355,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         pipeline = definition.build()
         print(f"{args.file}: pipeline '{pipeline.name}' is valid ({len(pipeline.tasks)} tasks)")
         return 0
-    print(targets.for_file(args.file).validate(args.file))
+    print(targets.for_file(args.file).validate(args.file, args.config))
     return 0
 
 
@@ -498,6 +498,8 @@ def parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a pipeline (.py) or a compiled file (.yaml, .json)")
     val.add_argument("file")
+    val.add_argument("--config", help="target config of a compiled file (default: "
+                     "config/<target>.yaml): the region SageMaker instance types must be offered in")
     val.set_defaults(func=cmd_validate)
 
     submit = sub.add_parser("submit", help="submit a pipeline or compiled file to a target")

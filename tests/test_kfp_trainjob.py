@@ -6,6 +6,7 @@ only fields that API defines, at the places it defines them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from components.preprocess import preprocess
+from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import Distribution, Resources
 from kubesage.loader import load_pipeline
 from kubesage.runtime import kfp as runtime
@@ -183,3 +185,16 @@ def test_trainjob_names_differ_per_attempt_and_fit_kubernetes() -> None:
     assert first != retry  # a retry keeps its task id: the old TrainJob's name is taken
     for name in (first, retry):
         assert len(name) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
+
+
+def test_a_component_name_no_label_value_can_hold_is_refused() -> None:
+    """The TrainJob carries its component's name as a label: 64 characters are refused at
+    compile time, before a launcher meets the API server; one GPU per process makes 4 per node."""
+    config = load_kfp_config(CONFIG)
+    manifest = trainjob_template(preprocess.spec, Resources(gpus=1), Distribution(2, 4), config)
+    assert manifest["metadata"]["labels"]["kubesage.io/component"] == "preprocess"
+    assert manifest["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
+    long = dataclasses.replace(preprocess.spec, name="p" * 64)
+    with pytest.raises(DefinitionError, match="label 'kubesage.io/component': value 'p{64}' has 64 "
+                                              "characters; a label value has at most 63; give it"):
+        trainjob_template(long, Resources(), Distribution(2), config)

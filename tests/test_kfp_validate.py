@@ -97,6 +97,31 @@ CASES: list[tuple[str, Callable[[Docs], None], str]] = [
     ("unknown platform",
      lambda d: d[1]["platforms"].__setitem__("kubernetis", d[1]["platforms"].pop("kubernetes")),
      "platform 'kubernetis' is unknown; only 'kubernetes' is defined"),
+    ("pod label key over 63 characters",
+     lambda d: _k8s(d)["exec-train"].__setitem__("podMetadata", {"labels": {"a" * 64: "x"}}),
+     f"executor 'exec-train': podMetadata label key '{'a' * 64}': its name '{'a' * 64}' has 64 "
+     "characters; at most 63, which the Kubernetes API refuses"),
+    ("pod label prefix over 253 characters",
+     lambda d: _k8s(d)["exec-train"].__setitem__("podMetadata", {"labels": {
+         "a." * 127 + "io/team": "ml"}}),
+     "podMetadata label key '.*/team': its prefix '.*' must be a DNS subdomain of at most 253"),
+    ("pod label value starting with '-'",
+     lambda d: _k8s(d)["exec-train"].__setitem__("podMetadata", {"labels": {"team": "-ml"}}),
+     "podMetadata label 'team': value '-ml' must be empty or letters, digits"),
+    ("pod annotations over 256 KiB",
+     lambda d: _k8s(d)["exec-train"].__setitem__("podMetadata", {"annotations": {
+         "example.com/notes": "x" * (256 * 1024)}}),
+     "podMetadata annotations total 262161 bytes; an object's annotations .* take at most "
+     "262144 \\(256 KiB\\)"),
+    ("node selector value too long",
+     lambda d: _k8s(d)["exec-train"]["nodeSelector"]["labels"].__setitem__("pool", "p" * 64),
+     "nodeSelector label 'pool': value 'p{64}' has 64 characters; a label value has at most 63"),
+    ("toleration key with a space",
+     lambda d: _k8s(d)["exec-train"]["tolerations"][0].__setitem__("key", "spot instance"),
+     "tolerations\\[0\\] \\(key 'spot instance'\\): its name 'spot instance' must be"),
+    ("claim name with capitals",
+     lambda d: _k8s(d)["exec-train"]["pvcMount"][0].__setitem__("constant", "Checkpoints"),
+     "pvcMount\\[0\\]: claim 'Checkpoints' must be at most 253 lowercase letters"),
     ("three documents", lambda d: d.append({"extra": 1}),
      "3 YAML documents; a compiled pipeline has a PipelineSpec and at most one PlatformSpec"),
 ]
@@ -134,3 +159,9 @@ def test_cli_exit_codes(tmp_path, reference: Docs) -> None:
     proc = run_cli("validate", bad)
     assert proc.returncode == 2
     assert "error: " in proc.stderr and "runs component 'comp-trian'" in proc.stderr
+
+
+def test_the_reference_pipeline_passes_the_kubernetes_checks(tmp_path, reference: Docs) -> None:
+    """Labels, taints and claims kubesage emits from config/kfp.yaml are all valid."""
+    path = broken(tmp_path, reference, lambda d: None)
+    assert "is valid" in validate_file(path)

@@ -183,7 +183,7 @@ def test_a_pipeline_over_a_service_limit_is_refused_before_anything_is_sent(aws,
     proc = run_cli("submit", "--target", "sagemaker", "tests/pipelines/limits.py:crowded-nodes",
                    "--config", str(config))
     assert proc.returncode == 2, proc.stderr
-    assert "8 processes per node on ml.g5.2xlarge, which has 1 GPU(s)" in proc.stderr
+    assert "wants 8 GPU(s) per node (8 process(es) x 1 GPU), but ml.g5.2xlarge has 1" in proc.stderr
     assert aws.list_pipelines()["PipelineSummaries"] == []
 
 

@@ -53,11 +53,23 @@ class ArtifactSpec:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one process group of a step needs: CPUs, memory (``"4Gi"``), GPUs."""
+    """What a step needs: CPUs and memory (``"4Gi"``) per process group (a pod, a container, a
+    node of a distributed step), and ``gpus`` per process: a node running ``procs_per_node``
+    processes wants ``gpus * procs_per_node`` (``node_gpus``). Every target maps that one want:
+    Kubeflow requests ``nvidia.com/gpu``, SageMaker refuses an instance type with fewer GPUs,
+    local runs follow the local config's ``gpus`` setting."""
 
     cpu: float | None = None
     memory: str | None = None
     gpus: int = 0
+
+    def __post_init__(self) -> None:
+        if self.gpus < 0:
+            raise ValueError(f"Resources(gpus={self.gpus}): GPUs per process must be >= 0")
+
+    def node_gpus(self, procs_per_node: int) -> int:
+        """The GPUs one node wants when it runs ``procs_per_node`` processes."""
+        return self.gpus * procs_per_node
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

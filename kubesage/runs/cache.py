@@ -3,7 +3,9 @@
 The key covers the component (name, version, entry point), the environment it runs in (image
 ID, or the code hash for subprocess runs), its parameter values, the content (sha256) of every
 input artifact, the fingerprint of every data mount it reads, and settings that change results
-(the distribution layout).
+(the distribution layout). A component's declared resources, GPUs included, are part of its
+interface, not of the host: a step has the same key on a GPU host and on a CPU host that runs
+it without GPUs (``gpus: auto``), so either one's result is reused by the other.
 """
 
 from __future__ import annotations

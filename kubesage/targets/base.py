@@ -119,8 +119,9 @@ class Target:
         local content tag (``kubesage/torch:code-<hash>``); the registry reference of each."""
         raise Unsupported(f"target '{self.name}' pulls no images from a registry")
 
-    def validate(self, path: str) -> str:
-        """Check a compiled file strictly; a one-line summary, or a ``KubesageError``."""
+    def validate(self, path: str, config_path: str | None = None) -> str:
+        """Check a compiled file strictly; a one-line summary, or a ``KubesageError``.
+        ``config_path``: the target config it would run under (a SageMaker region, ...)."""
         raise Unsupported(f"target '{self.name}' has no compiled files to validate")
 
     def check(self, pipeline: Pipeline, options: RunOptions) -> None:

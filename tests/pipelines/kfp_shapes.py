@@ -22,8 +22,9 @@ def per_client(clients: list = ["acme", "globex"], epochs: int = 2) -> None:  # 
 
 @pipeline(name="multi-node")
 def multi_node(epochs: int = 2) -> None:
-    """Train on 2 nodes x 4 GPUs through a TrainJob; preprocess retried, never cached."""
+    """Train on 2 nodes x 4 GPUs (train wants one per process) through a TrainJob; preprocess
+    retried, never cached."""
     prep = preprocess(raw_dir="/fsx/digits").set_retries(2).set_caching(False)
     trained = (train(data=prep.outputs["data"], epochs=epochs)
-               .set_distribution(nodes=2, procs_per_node=4).set_resources(gpus=4))
+               .set_distribution(nodes=2, procs_per_node=4))
     evaluate(data=prep.outputs["data"], model=trained.outputs["model"])

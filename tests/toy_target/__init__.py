@@ -52,7 +52,7 @@ class ToyTarget(Target):
                           "after": [d.name for d in s.deps]} for s in plan.steps]}
         write_atomic(output, json.dumps(doc, indent=2) + "\n")
 
-    def validate(self, path: str) -> str:
+    def validate(self, path: str, config_path: str | None = None) -> str:
         with open(path) as f:
             doc = json.load(f)
         if doc.get("format") != FORMAT:

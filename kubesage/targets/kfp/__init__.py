@@ -58,7 +58,7 @@ class KfpTarget(Target):
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)
 
-    def validate(self, path: str) -> str:
+    def validate(self, path: str, config_path: str | None = None) -> str:
         """Check a compiled YAML strictly; a one-line summary, or a ``KfpValidationError``."""
         from kubesage.targets.kfp.validate import validate_file
 

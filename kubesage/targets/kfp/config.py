@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 
 from kubesage.configfile import ConfigError, ConfigReader
 from kubesage.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.targets.kfp.k8s_syntax import (
+    dns_label_problem,
+    dns_subdomain_problem,
+    label_key_problem,
+    label_value_problem,
+)
 
 DEFAULT_PATH = os.path.join("config", "kfp.yaml")
 _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
@@ -153,6 +159,7 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
                  ("run_as_group", RUN_AS_GID, 0, f"{RUN_AS_GID}"))}
     if wait_poll_s <= 0:
         raise wait.fail("poll_seconds", f"must be > 0, got {wait_poll_s}")
+    _check_kubernetes_syntax(r, volumes, checkpoints, selector, tolerations, trainer)
     return KfpConfig(
         registry=image.get("registry", str, False, ""),
         tag=image.get("tag", str, False, "latest"),
@@ -184,6 +191,43 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
         local_config=r.child("local", False, known=("config",)).path_of("config") or None,
         source=path,
     )
+
+
+def _check_kubernetes_syntax(r: ConfigReader, volumes: ConfigReader, checkpoints: ConfigReader,
+                             selector: ConfigReader, tolerations: ConfigReader,
+                             trainer: ConfigReader) -> None:
+    """Refuse names, label keys and values the Kubernetes API would refuse (``k8s_syntax``)."""
+    names = [(r, "namespace", dns_label_problem), (r, "service_account", dns_subdomain_problem),
+             (checkpoints, "claim", dns_subdomain_problem),
+             (trainer, "runtime", dns_subdomain_problem)]
+    names += [(volumes.child(name), "claim", dns_subdomain_problem) for name in volumes.doc
+              if isinstance(volumes.doc[name], dict)]
+    for reader, key, check in names:
+        value = reader.doc.get(key)
+        problem = check(value) if isinstance(value, str) and value else None
+        if problem:
+            raise reader.fail(key, f"is {value!r}, which {problem}; use the name the "
+                                   "object has in the cluster")
+    for key, value in selector.doc.items():
+        problem = label_key_problem(str(key)) or _value_problem(value)
+        if problem:
+            raise selector.fail(str(key), f"is no valid Kubernetes node label: {problem}; use the "
+                                          "node group's label as 'kubectl get nodes --show-labels' "
+                                          "lists it")
+    for item, t in tolerations.doc.items():
+        if not isinstance(t, dict):
+            continue
+        taint = t.get("key")
+        problem = (label_key_problem(taint) if isinstance(taint, str) else None) or \
+            _value_problem(t.get("value"))
+        if problem:
+            raise tolerations.fail(item, f"does not match a Kubernetes taint: {problem}; use the "
+                                         "node group's taint as 'kubectl describe node' lists it")
+
+
+def _value_problem(value: object) -> str | None:
+    problem = label_value_problem(value) if isinstance(value, str) else None
+    return f"value {value!r} {problem}" if problem else None
 
 
 def _toleration(tolerations: ConfigReader, item: str) -> Toleration:

@@ -13,7 +13,7 @@ from kfp import kubernetes
 from kubesage.dsl.task import Task
 from kubesage.targets.kfp.components import is_distributed
 from kubesage.targets.kfp.config import KfpConfig, MountConfigError
-from kubesage.targets.kfp.trainjob import SHM_VOLUME, cpu_quantity
+from kubesage.targets.kfp.trainjob import GPU_RESOURCE, SHM_VOLUME, cpu_quantity
 
 # A launcher pod only copies files and polls the API; the TrainJob nodes get the real resources.
 LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
@@ -66,5 +66,6 @@ def _resources(kfp_task: Any, task: Task) -> None:
         kfp_task.set_cpu_request(cpu_quantity(res.cpu)).set_cpu_limit(cpu_quantity(res.cpu))
     if res.memory:
         kfp_task.set_memory_request(res.memory).set_memory_limit(res.memory)
-    if res.gpus:
-        kfp_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(res.gpus)
+    gpus = res.node_gpus(task.distribution.procs_per_node)
+    if gpus:
+        kfp_task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)

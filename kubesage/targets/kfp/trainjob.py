@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
 from kubesage.runtime import COMMAND
 from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.k8s_syntax import labels_problem
 
 TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1"
 TRAINER_RELEASE = "v2.2.0"
@@ -26,11 +28,13 @@ PATCH_MANAGER = "kubesage.io/kfp-launcher"
 # The local contract starts torchrun itself from the runtime's PET_* variables (rank 0 reports).
 TRAINER_COMMAND = [*COMMAND, "local"]
 SHM_VOLUME = "dshm"
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource
 CHECKPOINT_VOLUME = "checkpoints"
 
 
-def k8s_resources(resources: Resources) -> dict[str, dict[str, str]]:
-    """Kubernetes requests and limits for one process group (a pod, or one training node)."""
+def k8s_resources(resources: Resources, procs_per_node: int = 1) -> dict[str, dict[str, str]]:
+    """Kubernetes requests and limits for one process group (a pod, or one training node) of
+    ``procs_per_node`` processes (GPUs are wanted per process)."""
     limits: dict[str, str] = {}
     if resources.cpu:
         limits["cpu"] = cpu_quantity(resources.cpu)
@@ -38,7 +42,7 @@ def k8s_resources(resources: Resources) -> dict[str, dict[str, str]]:
         limits["memory"] = resources.memory
     requests = dict(limits)
     if resources.gpus:
-        limits["nvidia.com/gpu"] = str(resources.gpus)
+        limits[GPU_RESOURCE] = str(resources.node_gpus(procs_per_node))
     out: dict[str, dict[str, str]] = {}
     if limits:
         out["limits"] = limits
@@ -98,15 +102,19 @@ def trainjob_template(spec: ComponentSpec, resources: Resources, distribution: D
         "numNodes": distribution.nodes,
         "numProcPerNode": distribution.procs_per_node,
     }
-    res = k8s_resources(resources)
+    res = k8s_resources(resources, distribution.procs_per_node)
     if res:
         trainer["resourcesPerNode"] = res
+    labels = {"app.kubernetes.io/managed-by": "kubesage", "kubesage.io/component": spec.name}
+    problem = labels_problem(labels)
+    if problem:  # the API server would refuse the TrainJob when the launcher creates it
+        raise DefinitionError(f"component '{spec.name}' trains on {distribution.nodes} nodes "
+                              f"through a TrainJob labelled with its name: {problem}; give it a "
+                              "shorter name (@component(name='...'))")
     return {
         "apiVersion": TRAINER_API_VERSION,
         "kind": "TrainJob",
-        "metadata": {"name": "", "namespace": config.namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "kubesage",
-                                "kubesage.io/component": spec.name}},
+        "metadata": {"name": "", "namespace": config.namespace, "labels": labels},
         "spec": {
             "runtimeRef": {"name": config.trainer_runtime, "apiGroup": "trainer.kubeflow.org",
                            "kind": "ClusterTrainingRuntime"},

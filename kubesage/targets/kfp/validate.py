@@ -109,14 +109,53 @@ def validate_file(path: str) -> str:
                     raise KfpValidationError(
                         f"{path}: the Kubernetes config names executor '{label}', which "
                         f"deploymentSpec.executors does not define; {FIX}")
-                _parse(path, f"the Kubernetes config of executor '{label}'", config,
-                       k8s_pb2.KubernetesExecutorConfig())
+                k8s = _parse(path, f"the Kubernetes config of executor '{label}'", config,
+                             k8s_pb2.KubernetesExecutorConfig())
+                problem = metadata_problem(k8s)
+                if problem:
+                    raise KfpValidationError(
+                        f"{path}: the Kubernetes config of executor '{label}': {problem}, which "
+                        f"the Kubernetes API refuses; correct it in the target config or the "
+                        f"pipeline and {FIX}")
                 k8s_count += 1
             del single
     _load_with_kfp(path)
     return (f"{path}: Kubeflow pipeline '{spec.pipeline_info.name}' is valid ({n_tasks} tasks, "
             f"{len(components)} components, {len(executors)} executors, Kubernetes config for "
             f"{k8s_count} executors)")
+
+
+def metadata_problem(k8s: Any) -> str | None:
+    """The first label, annotation, taint or claim name of a ``KubernetesExecutorConfig`` that
+    breaks Kubernetes' syntax (``k8s_syntax``); None when all are valid."""
+    from kubesage.targets.kfp.k8s_syntax import (
+        annotations_problem,
+        dns_subdomain_problem,
+        label_key_problem,
+        label_value_problem,
+        labels_problem,
+    )
+
+    problem = labels_problem(k8s.node_selector.labels)
+    if problem:
+        return f"nodeSelector {problem}"
+    problem = labels_problem(k8s.pod_metadata.labels)
+    if problem:
+        return f"podMetadata {problem}"
+    problem = annotations_problem(k8s.pod_metadata.annotations)
+    if problem:
+        return f"podMetadata {problem}"
+    for i, t in enumerate(k8s.tolerations):
+        bad_value = label_value_problem(t.value)
+        problem = (label_key_problem(t.key) if t.key else None) or (
+            bad_value and f"value '{t.value}' {bad_value}")
+        if problem:
+            return f"tolerations[{i}] (key '{t.key}'): {problem}"
+    for i, mount in enumerate(k8s.pvc_mount):
+        problem = dns_subdomain_problem(mount.constant) if mount.constant else None
+        if problem:
+            return f"pvcMount[{i}]: claim '{mount.constant}' {problem}"
+    return None
 
 
 def _check_dag(path: str, owner: str, comp: Any, components: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ image_tag: latest       # kubesage/torch -> kubesage/torch:latest
 parallelism: 4          # steps running at once
 mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
 webhooks: [https://hooks.slack.com/services/...]      # run and step state changes
+gpus: auto              # steps that want GPUs: auto (if the engine has some, else CPU) | all | none
 ```
 """
 
@@ -42,6 +43,10 @@ class LocalConfig:
     warm_start: bool = True
     mlflow_tracking_uri: str = ""
     webhooks: list[str] = field(default_factory=list)
+    # Steps that declare GPUs, in Docker: ``auto`` requests them when the engine has GPUs and
+    # otherwise runs them on CPU (said once in the run log); ``all`` always requests them (a run
+    # on an engine without GPUs is refused); ``none`` never does.
+    gpus: str = "auto"
     source: str = "(defaults)"
 
     @property
@@ -61,7 +66,8 @@ class LocalConfig:
 
 
 _KEYS = ("mounts", "store", "image_tag", "parallelism", "warm_start", "mlflow_tracking_uri",
-         "webhooks")
+         "webhooks", "gpus")
+GPU_MODES = ("auto", "all", "none")
 _URL = re.compile(r"https?://")
 
 
@@ -84,6 +90,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         mlflow_tracking_uri=r.get("mlflow_tracking_uri", str, False, ""),
         webhooks=list(r.strings("webhooks", _URL, "https://hooks.slack.com/services/...",
                                 required=False)),
+        gpus=r.get("gpus", str, False, "auto", choices=GPU_MODES),
         source=path,
     )
 

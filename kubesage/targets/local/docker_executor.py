@@ -60,7 +60,8 @@ class DockerExecutor:
 
     kind = "docker"
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: str = "auto") -> None:
+        """``gpus``: the local config's GPU setting (``auto``, ``all`` or ``none``)."""
         import docker
 
         share_with_steps()
@@ -72,6 +73,8 @@ class DockerExecutor:
                 f"cannot reach a Docker engine ({e}); start Docker (dockerd) or use "
                 "--runner subprocess"
             ) from None
+        self.gpus = gpus
+        self._engine_gpus: bool | None = None
         self._ids: dict[str, str] = {}
         self._warm_capable: dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -94,6 +97,35 @@ class DockerExecutor:
                 image_labels = (found.attrs.get("Config") or {}).get("Labels") or {}
                 self._warm_capable[image] = image_labels.get(WARM_START_LABEL) == "1"
             return self._ids[image]
+
+    def engine_has_gpus(self) -> bool:
+        """Whether the engine can give containers NVIDIA GPUs: the ``nvidia`` runtime is
+        registered (NVIDIA Container Toolkit), or the engine discovered ``nvidia.com/gpu`` CDI
+        devices (Docker 28+)."""
+        if self._engine_gpus is None:
+            info = self.client.info()
+            devices = info.get("DiscoveredDevices") or []
+            self._engine_gpus = "nvidia" in (info.get("Runtimes") or {}) or any(
+                str(d.get("ID", "")).startswith("nvidia.com/gpu") for d in devices)
+        return self._engine_gpus
+
+    def gpu_plan(self, wanting: Sequence[str], source: str) -> str | None:
+        """What happens to the steps that want GPUs (``wanting``), as one line for the run's log;
+        ``source`` is the local config file. Refuses ``gpus: all`` on an engine without GPUs."""
+        if not wanting:
+            return None
+        names = ", ".join(wanting)
+        if self.gpus == "none":
+            return f"{names}: want GPUs; 'gpus: none' in {source}: they run on CPU"
+        if self.engine_has_gpus():
+            return f"{names}: want GPUs; requested from the Docker engine ('gpus: {self.gpus}')"
+        if self.gpus == "all":
+            raise DockerError(
+                f"{names} want GPUs and 'gpus: all' in {source} requires them, but the Docker "
+                "engine has none (no nvidia runtime); install the NVIDIA Container Toolkit, or "
+                "set 'gpus: auto' to run them on CPU")
+        return (f"{names}: want GPUs, but the Docker engine has none ('gpus: auto' in {source}): "
+                "they run on CPU")
 
     def prewarm(self, launch: Launch, preload: Sequence[str]) -> bool:
         """Start ``launch``'s container in the background, importing ``preload``; returns at once.
@@ -181,11 +213,12 @@ class DockerExecutor:
             options["nano_cpus"] = int(min(res.cpu, os.cpu_count() or 1) * 1e9)
         if res.memory:
             options["mem_limit"] = memory_bytes(res.memory)
-        if res.gpus:
+        gpus = res.node_gpus(launch.distribution.procs_per_node)
+        if gpus and self.gpus != "none" and (self.gpus == "all" or self.engine_has_gpus()):
             import docker.types
 
             options["device_requests"] = [
-                docker.types.DeviceRequest(count=res.gpus, capabilities=[["gpu"]])
+                docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])
             ]
         if network is not None:
             options["network"] = network.name

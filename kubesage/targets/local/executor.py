@@ -52,6 +52,11 @@ class Executor(Protocol):
         """Stop everything still running for ``run_id`` (Ctrl-C)."""
         ...
 
+    def gpu_plan(self, wanting: Sequence[str], source: str) -> str | None:
+        """One line for the run's log on what the tasks ``wanting`` GPUs get (None: nothing to
+        say); ``source`` is the local config file. Raises when the setting cannot be honoured."""
+        ...
+
 
 @runtime_checkable
 class WarmStarts(Protocol):

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
@@ -50,10 +50,13 @@ class ProcessExecutor:
 
     kind = "subprocess"
 
-    def __init__(self, project_root: str) -> None:
+    def __init__(self, project_root: str, gpus: str = "auto") -> None:
+        """``gpus``: the local config's GPU setting; ``none`` hides this machine's GPUs from
+        the steps (``CUDA_VISIBLE_DEVICES=""``), the others leave them visible."""
         import kubesage
 
         self.project_root = project_root
+        self.gpus = gpus
         self.package_root = os.path.dirname(os.path.abspath(kubesage.__file__))
         self._hash: str | None = None
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
@@ -67,6 +70,8 @@ class ProcessExecutor:
 
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)
+        if self.gpus == "none":
+            env["CUDA_VISIBLE_DEVICES"] = ""
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (self.project_root, env.get("PYTHONPATH", "")) if p
         )
@@ -96,6 +101,24 @@ class ProcessExecutor:
             for p in procs:
                 self._procs[launch.run_id].remove(p)
         return next((c for c in codes if c), 0)
+
+    def gpu_plan(self, wanting: Sequence[str], source: str) -> str | None:
+        """As ``Executor.gpu_plan``: processes see this machine's GPUs (``/dev/nvidia0``)."""
+        if not wanting:
+            return None
+        names = ", ".join(wanting)
+        if self.gpus == "none":
+            return f"{names}: want GPUs; 'gpus: none' in {source}: they run on CPU"
+        if os.path.exists("/dev/nvidia0"):
+            return f"{names}: want GPUs; they use this machine's GPUs ('gpus: {self.gpus}')"
+        if self.gpus == "all":
+            from kubesage.dsl.errors import KubesageError
+
+            raise KubesageError(
+                f"{names} want GPUs and 'gpus: all' in {source} requires them, but this machine "
+                "has none (/dev/nvidia0); set 'gpus: auto' to run them on CPU")
+        return (f"{names}: want GPUs, but this machine has none ('gpus: auto' in {source}): "
+                "they run on CPU")
 
     def cancel(self, run_id: str) -> None:
         with self._lock:

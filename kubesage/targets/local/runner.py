@@ -84,6 +84,9 @@ class LocalRunner:
         env_ids = {name: self.executor.environment_id(image(name))
                    for name in sorted({s.task.spec.image for s in plan.steps})}
         inputs = resolve_inputs(pipeline, options.inputs, self.store)
+        # what steps that want GPUs get here (refused before anything runs when impossible)
+        gpu_note = self.executor.gpu_plan(
+            sorted({s.task.name for s in plan.steps if s.task.resources.gpus}), self.config.source)
         record = new_record(pipeline, options, target="local", runner=self.executor.kind,
                             values=values, images=env_ids, code=code,
                             config=self.config.source_file,
@@ -91,14 +94,15 @@ class LocalRunner:
         record.inputs = inputs
         record.steps = plan_steps(plan, image)
         run = Run(record, self.store, webhooks=self.config.webhooks, log=out)
-        return LocalRun(self, run, plan, mounts, options).execute()
+        return LocalRun(self, run, plan, mounts, options, gpu_note).execute()
 
 
 class LocalRun:
     """Everything about one run of a ``LocalRunner``: its plan, records, pins and warm starts."""
 
     def __init__(self, runner: LocalRunner, run: Run, plan: Plan,
-                 mounts: dict[str, tuple[str, str]], options: RunOptions) -> None:
+                 mounts: dict[str, tuple[str, str]], options: RunOptions,
+                 gpu_note: str | None = None) -> None:
         self.runner = runner
         self.config = runner.config
         self.executor = runner.executor
@@ -111,6 +115,7 @@ class LocalRun:
         self.cancelled = run.cancelled
         self.say = run.say
         self.plan = plan
+        self.gpu_note = gpu_note  # said once at the start: what GPU-wanting steps get here
         self.mounts = mounts
         self.pins = dict(options.images)
         self.use_cache = options.use_cache
@@ -129,6 +134,8 @@ class LocalRun:
     def execute(self) -> RunRecord:
         run = self.lifecycle
         self.say(f"run {self.run_id}: {len(self.plan.steps)} steps ({self.executor.kind})")
+        if self.gpu_note:
+            self.say(self.gpu_note)
         try:
             with run.active(on_cancel=lambda: self.executor.cancel(self.run_id)):
                 schedule(self.plan.steps, self.records, parallelism=self.config.parallelism,
@@ -182,11 +189,11 @@ def runner_for(kind: str, config: LocalConfig, project_root: str,
     if kind == "docker":
         from kubesage.targets.local.docker_executor import DockerExecutor
 
-        executor = DockerExecutor()
+        executor = DockerExecutor(config.gpus)
     elif kind == "subprocess":
         from kubesage.targets.local.process_executor import ProcessExecutor
 
-        executor = ProcessExecutor(project_root)
+        executor = ProcessExecutor(project_root, config.gpus)
     else:
         raise KubesageError(f"unknown runner '{kind}'; use {' or '.join(RUNNERS)}")
     return LocalRunner(config, executor, log=log, path_rewrite=kind == "subprocess",

@@ -54,11 +54,14 @@ class SageMakerTarget(Target):
         """Compile ``pipeline`` to a SageMaker Pipelines definition JSON file (no AWS call), the
         project's images named by the code they hold."""
         from kubesage.targets.sagemaker.compiler import CompileError, definition_json
+        from kubesage.targets.sagemaker.instances import check_config
         from kubesage.targets.sagemaker.limits import definition_limit_problems
 
-        config = with_content_tags(self.load_config(config_path), pipeline, source)
+        config = self.load_config(config_path)
+        check_config(config)
+        config = with_content_tags(config, pipeline, source)
         text = definition_json(pipeline, config)
-        problems = definition_limit_problems(json.loads(text))
+        problems = definition_limit_problems(json.loads(text), config.region)
         if problems:  # nothing is written: the service would refuse it at run time
             raise CompileError(f"pipeline '{pipeline.name}' breaks SageMaker service limits: "
                                + "; ".join(problems))
@@ -67,11 +70,20 @@ class SageMakerTarget(Target):
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)
 
-    def validate(self, path: str) -> str:
-        """Check a definition against botocore's SageMaker service model; a one-line summary."""
+    def validate(self, path: str, config_path: str | None = None) -> str:
+        """Check a definition against botocore's SageMaker service model; a one-line summary.
+
+        A definition does not name its region: instance types are checked in the region of the
+        target config (``config_path``, else ``config/sagemaker.yaml`` where it exists), and
+        per job kind only when there is no config."""
+        import os
+
+        from kubesage.targets.sagemaker.config import DEFAULT_PATH
         from kubesage.targets.sagemaker.validate import validate_definition_file
 
-        return validate_definition_file(path)
+        has_config = config_path is not None or os.path.exists(DEFAULT_PATH)
+        region = self.load_config(config_path).region if has_config else None
+        return validate_definition_file(path, region)
 
     def check(self, pipeline: Pipeline, options: RunOptions) -> None:
         from kubesage.targets.sagemaker.local_run import refusals

@@ -9,19 +9,36 @@ checks those requests against it; this module checks what lives outside any requ
 - managed spot training: ``StoppingCondition.MaxWaitTimeInSeconds`` is required and must be
   at least ``MaxRuntimeInSeconds``. Source: CreateTrainingJob, StoppingCondition,
   https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
-- processes per node no more than the instance's GPUs when the instance has GPUs (one process
-  per GPU, as ``torchrun`` places them). Source: the GPU count of each accelerated instance type,
+- a step that wants GPUs (``Resources.gpus`` per process x ``procs_per_node``, carried in the
+  job's environment as ``GPUS_ENV``) runs on an instance type with at least that many GPUs; a
+  type with none counts. Source: the GPU count of each accelerated instance type,
   https://aws.amazon.com/sagemaker/pricing/ (instance details) and
   https://docs.aws.amazon.com/ec2/latest/instancetypes/ac.html
+- the instance type takes that job kind, in the config's region (``instances``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.runtime.sagemaker_training import PROCS_ENV
+from kubesage.targets.sagemaker.instances import instance_problem, step_instance
+
+if TYPE_CHECKING:
+    from kubesage.dsl.task import Task
+
+#: In a job's environment: the GPUs one node of the step wants (absent: none). Written by the
+#: compiler, read by the limit check of a compiled definition.
+GPUS_ENV = "KUBESAGE_GPUS_PER_NODE"
+
+
+def gpu_env(task: Task) -> dict[str, str]:
+    """``{GPUS_ENV: N}`` for a task whose nodes want N > 0 GPUs; empty otherwise."""
+    want = task.resources.node_gpus(task.distribution.procs_per_node)
+    return {GPUS_ENV: str(want)} if want else {}
+
 
 NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")  # StepName and ParameterName of the schema
 
@@ -62,14 +79,18 @@ def all_steps(steps: list[Any]) -> Iterator[dict[str, Any]]:
             yield from all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
 
 
-def definition_limit_problems(doc: dict[str, Any]) -> list[str]:
+def definition_limit_problems(doc: dict[str, Any], region: str | None = None) -> list[str]:
     """``limit_problems`` of a whole definition (the steps inside conditions included)."""
-    return limit_problems(doc.get("Parameters", []), list(all_steps(doc.get("Steps", []))))
+    return limit_problems(doc.get("Parameters", []), list(all_steps(doc.get("Steps", []))),
+                          region)
 
 
-def limit_problems(parameters: list[Any], steps: list[dict[str, Any]]) -> list[str]:
-    """Every service limit a definition breaks, one message each (empty when none)."""
+def limit_problems(parameters: list[Any], steps: list[dict[str, Any]],
+                   region: str | None = None) -> list[str]:
+    """Every service limit a definition breaks, one message each (empty when none); instance
+    types are checked per job kind, and against ``region`` when given."""
     problems = []
+    defaults = {p.get("Name"): p.get("DefaultValue") for p in parameters if isinstance(p, dict)}
     for p in parameters:
         name = p.get("Name", "") if isinstance(p, dict) else ""
         if not NAME.match(str(name)):
@@ -83,7 +104,39 @@ def limit_problems(parameters: list[Any], steps: list[dict[str, Any]]) -> list[s
                             "'-' and '_'; rename the task (set_name) or shorten it")
         if step.get("Type") == "Training":
             problems += _training(where, step.get("Arguments", {}))
+        job = step_instance(step)
+        if job is not None:
+            kind, field, instance = job
+            if isinstance(instance, dict) and str(instance.get("Get")).startswith("Parameters."):
+                instance = defaults.get(instance["Get"].split(".", 1)[1])  # checked by its default
+            if not isinstance(instance, str):
+                continue
+            problem = instance_problem(kind, instance, region)
+            if problem:
+                problems.append(f"{where} (Create{kind}Job): {field}: {problem}")
+            elif kind != "Transform":
+                problems += _gpus(where, instance, step.get("Arguments", {}))
     return problems
+
+
+def _gpus(where: str, instance: str, args: dict[str, Any]) -> list[str]:
+    """A step that wants GPUs on an instance type with fewer (none included)."""
+    env = args.get("Environment", {})
+    wanted, procs = env.get(GPUS_ENV, "0"), env.get(PROCS_ENV, "1")
+    if not (isinstance(wanted, str) and wanted.isdigit() and int(wanted) > 0):
+        return []
+    want, have = int(wanted), gpus_of(instance)
+    if have is None or have >= want:
+        return []
+    procs_n = int(procs) if isinstance(procs, str) and procs.isdigit() else 1
+    per = max(1, want // procs_n)
+    bigger = sorted((n, t) for t, n in _GPUS.items() if n >= want)
+    hint = f" (e.g. ml.{bigger[0][1]})" if bigger else ""
+    fewer = f", or lower procs_per_node to {have // per}" if procs_n > 1 and have >= per else ""
+    return [f"{where}: wants {want} GPU(s) per node ({procs_n} process(es) x {per} GPU), but "
+            f"{instance} has {have}; set an instance type with at least {want} GPUs{hint} for "
+            "it in the SageMaker config (components.<component>.instance_type or "
+            f"instance_types.<kind>){fewer}"]
 
 
 def _training(where: str, args: dict[str, Any]) -> list[str]:
@@ -98,14 +151,4 @@ def _training(where: str, args: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: MaxWaitTimeInSeconds ({wait}) is less than "
                             f"MaxRuntimeInSeconds ({run}); spot training waits at least as long "
                             "as it runs: raise spot.max_wait_s")
-    instance = args.get("ResourceConfig", {}).get("InstanceType")
-    procs = args.get("Environment", {}).get(PROCS_ENV)
-    if isinstance(instance, str) and isinstance(procs, str) and procs.isdigit():
-        gpus = gpus_of(instance)
-        if gpus and int(procs) > gpus:
-            bigger = sorted((n, t) for t, n in _GPUS.items() if n >= int(procs))
-            hint = f", or an instance type with {procs} GPUs (e.g. ml.{bigger[0][1]})" if bigger else ""
-            problems.append(f"{where}: {procs} processes per node on {instance}, which has "
-                            f"{gpus} GPU(s); one process per GPU: lower procs_per_node to "
-                            f"{gpus}{hint}")
     return problems

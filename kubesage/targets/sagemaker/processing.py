@@ -18,6 +18,7 @@ from kubesage.runtime.sagemaker_processing import (
     PROCESSING,
     RESULT_OUTPUT,
 )
+from kubesage.targets.sagemaker.limits import gpu_env
 from kubesage.targets.sagemaker.parameters import as_string
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
         entrypoint=entrypoint,
         max_runtime_in_seconds=c.config.max_run_s,
         base_job_name=inst.name,
-        env={**env, STEP_ENV: inst.name},
+        env={**env, STEP_ENV: inst.name, **gpu_env(inst.task)},
         volume_kms_key=c.config.kms_key or None,
         output_kms_key=c.config.kms_key or None,
         network_config=NetworkConfig(enable_network_isolation=c.config.network_isolation or None,

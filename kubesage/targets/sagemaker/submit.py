@@ -37,14 +37,16 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         from kubesage.loader import load_pipeline
         from kubesage.targets.sagemaker import with_content_tags
         from kubesage.targets.sagemaker.compiler import definition_json
+        from kubesage.targets.sagemaker.instances import check_config
         from kubesage.targets.sagemaker.parameters import fan_out_parameters
 
         pipeline = load_pipeline(ref)[0].build()
+        check_config(config)
         text = definition_json(pipeline, with_content_tags(config, pipeline, path))
         from kubesage.targets.sagemaker.validate import validate_definition
 
         compiled = json.loads(text)
-        problems = validate_definition(compiled, ref)
+        problems = validate_definition(compiled, ref, config.region)
         if problems:  # as a compiled file would be: checked before anything is sent
             raise SubmitError(f"{ref}: {len(problems)} problem(s) the SageMaker service would "
                               "refuse: " + "; ".join(problems))
@@ -54,7 +56,7 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
         raise SubmitError(f"{ref}: submit a pipeline file (.py) or a SageMaker definition (.json)")
     from kubesage.targets.sagemaker.validate import validate_definition_file
 
-    validate_definition_file(path)
+    validate_definition_file(path, config.region)
     with open(path) as f:
         text = f.read()
     doc = json.loads(text)

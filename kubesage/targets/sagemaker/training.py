@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kubesage.runtime import sagemaker_training as training_contract
 from kubesage.runtime.context import STEP_ENV
 from kubesage.runtime.sagemaker_processing import METADATA_SUFFIX
+from kubesage.targets.sagemaker.limits import gpu_env
 from kubesage.targets.sagemaker.parameters import as_string
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def training(c: Compiler, inst: Instance) -> Any:
                if metadata else {}),
             training_contract.MOUNTS_ENV: json.dumps(mounts, sort_keys=True),
             training_contract.PROCS_ENV: str(inst.task.distribution.procs_per_node),
+            **gpu_env(inst.task),
         },
     )
     step_args = trainer.train(input_data_config=channels or None)

@@ -4,8 +4,9 @@ Each step's ``Arguments`` is checked as the request the service will send on the
 (``CreateProcessingJob``, ``CreateTrainingJob``, ``CreateModelPackage``, ...): pipeline
 expressions are first replaced with placeholders of the type they produce (a ``Get`` of an
 Integer parameter is an integer, a ``Std:Join`` a string), then botocore's ``ParamValidator``
-reports unknown fields, wrong types and missing required fields; enums (instance types,
-``FSxLustre``) are checked separately, since botocore leaves them to the service.
+reports unknown fields, wrong types and missing required fields; enums (``FSxLustre``, ...)
+are checked separately, since botocore leaves them to the service; instance types per job kind
+and region with the other service limits (``limits``, ``instances``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.targets.sagemaker.expressions import is_expression, references, step_of
+from kubesage.targets.sagemaker.instances import KINDS
 from kubesage.targets.sagemaker.limits import all_steps, limit_problems
 
 OPERATIONS = {
@@ -39,6 +41,7 @@ _FILLED_BY_SERVICE = {
 _PARAM_PLACEHOLDERS = {"String": "placeholder", "Integer": 1, "Float": 1.0, "Boolean": True}
 _STEP_TYPES = set(OPERATIONS) | {"Condition", "Fail", "Lambda", "Callback", "QualityCheck",
                                  "ClarifyCheck", "EMR", "AutoML"}
+_INSTANCE_ENUMS = {shape for shape, _ in KINDS.values()}  # per kind and region in ``instances``
 _CONDITIONS = {"Equals", "GreaterThan", "GreaterThanOrEqualTo", "LessThan",
                "LessThanOrEqualTo", "In", "Not", "Or"}
 
@@ -56,8 +59,9 @@ def _service_model() -> Any:
     return botocore_session().get_service_model("sagemaker")
 
 
-def validate_definition(doc: Any, where: str = "definition") -> list[str]:
-    """Every problem found in a parsed definition, one message each (empty when valid)."""
+def validate_definition(doc: Any, where: str = "definition", region: str | None = None) -> list[str]:
+    """Every problem found in a parsed definition, one message each (empty when valid); instance
+    types are checked against ``region`` when given."""
     problems: list[str] = []
     if not isinstance(doc, dict) or not isinstance(doc.get("Steps"), list):
         return [f"{where}: not a SageMaker pipeline definition (no 'Steps' list)"]
@@ -80,7 +84,7 @@ def validate_definition(doc: Any, where: str = "definition") -> list[str]:
     model = _service_model()
     for step in steps:
         problems += _check_step(step, model, params, set(names), property_files)
-    return problems + limit_problems(doc.get("Parameters", []), steps)
+    return problems + limit_problems(doc.get("Parameters", []), steps, region)
 
 
 def _check_step(step: dict[str, Any], model: Any, params: dict[str, tuple[str, Any]],
@@ -180,7 +184,7 @@ def _enum_problems(value: Any, shape: Any, path: str) -> list[str]:
         return []
     limit = shape.metadata.get("max")
     if shape.type_name == "string" and isinstance(value, str):
-        if shape.enum and value not in shape.enum:
+        if shape.enum and value not in shape.enum and shape.name not in _INSTANCE_ENUMS:
             close = [e for e in shape.enum if e.split(".")[:2] == value.split(".")[:2]][:6]
             hint = f"; e.g. {', '.join(close or shape.enum[:6])}"
             return [f"{path}: {value!r} is not a valid {shape.name} ({len(shape.enum)} allowed"
@@ -211,8 +215,9 @@ def _enum_problems(value: Any, shape: Any, path: str) -> list[str]:
     return found
 
 
-def validate_definition_file(path: str) -> str:
-    """Validate ``path``; a one-line summary, or ``DefinitionInvalid`` listing every problem."""
+def validate_definition_file(path: str, region: str | None = None) -> str:
+    """Validate ``path`` (instance types in ``region``, when given); a one-line summary, or
+    ``DefinitionInvalid`` listing every problem."""
     if not os.path.isfile(path):
         raise DefinitionInvalid(f"{path} does not exist; compile one with 'kubesage compile "
                                 "PIPELINE --target sagemaker -o FILE'")
@@ -221,7 +226,7 @@ def validate_definition_file(path: str) -> str:
             doc = json.load(f)
         except json.JSONDecodeError as e:
             raise DefinitionInvalid(f"{path}: not valid JSON: {e}") from None
-    problems = validate_definition(doc, path)
+    problems = validate_definition(doc, path, region)
     if problems:
         raise DefinitionInvalid(
             f"{path}: {len(problems)} problem(s) the SageMaker service would refuse: "
@@ -230,6 +235,8 @@ def validate_definition_file(path: str) -> str:
     import botocore
 
     kinds = ", ".join(f"{n} {t}" for t, n in sorted(steps.items()))
+    where = (f"instance types in {region}" if region
+             else "instance types per job kind only: no config names a region")
     return (f"{path}: SageMaker pipeline definition is valid ({sum(steps.values())} steps: {kinds};"
             f" checked against botocore {botocore.__version__} sagemaker "
-            f"{_service_model().api_version})")
+            f"{_service_model().api_version}; {where})")
