@@ -378,6 +378,30 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kubesage.images import ensure_fresh
+    from kubesage.loader import project_root
+    from kubesage.serving.local import IMAGE, model_folder, serve
+    from kubesage.targets.local.config import load_local_config
+
+    config = load_local_config(args.config)
+    store = _store(args.config)
+    refs = dict(_pairs(args.model, "--model"))
+    if args.model_ref:
+        refs.setdefault("default" if refs else "model", args.model_ref)
+    if not refs:
+        raise KubesageError("name a model: kubesage serve MODEL_REF, or --model NAME=MODEL_REF "
+                            "(a folder, RUN_ID:step/output or RUN_ID)")
+    folders = {name: model_folder(ref, store) for name, ref in refs.items()}
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    ensure_fresh(project_root(os.getcwd()), {IMAGE}, config.image_tag, say)
+    serve(folders, config.image(IMAGE), args.port, say, args.max_models)
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from kubesage.project import init_project
 
@@ -512,6 +536,18 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="label the runs (kubesage runs list --tag filters on it)")
     submit.set_defaults(func=cmd_submit)
+
+    srv = sub.add_parser("serve", help="serve models over HTTP on loopback (SageMaker's contract "
+                         "and KServe's v2 protocol), in the serving image")
+    srv.add_argument("model_ref", nargs="?", metavar="MODEL_REF",
+                     help="a model folder, RUN_ID:step/output or RUN_ID (its model output)")
+    srv.add_argument("--model", action="append", default=[], metavar="NAME=MODEL_REF",
+                     help="serve several models, each under its own name (one per client)")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--max-models", type=int, default=8,
+                     help="models loaded at once; the least recently used is unloaded")
+    srv.add_argument("--config", help="local target config (default: config/local.yaml)")
+    srv.set_defaults(func=cmd_serve)
 
     init = sub.add_parser("init", help="write a new project: components, a pipeline, an image, "
                           "target configs, a test")

@@ -1,0 +1,164 @@
+"""The HTTP routes: SageMaker's inference contract and KServe's Open Inference Protocol v2.
+
+Payloads:
+- ``POST /invocations``: an image file (``image/png``, ``image/jpeg``,
+  ``application/x-image``, ``application/octet-stream``) answers
+  ``{"predictions": [one]}``; ``application/json`` ``{"instances": [{"b64": ...}, ...]}`` (or a
+  list of base64 strings) answers one prediction per instance.
+- ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[N]`` whose data are the
+  images, base64-encoded; outputs ``class`` (BYTES), ``score`` (FP32) and ``top_k`` (BYTES,
+  each a JSON list of ``[class, score]``).
+A bad request gets a 4xx with ``{"error": message}``, and the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from kubesage import __version__
+from kubesage.serving.models import BadInput, ModelCache, UnknownModel
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "application/x-image", "application/octet-stream")
+TARGET_MODEL = "x-amzn-sagemaker-target-model"  # SageMaker multi-model endpoints
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if isinstance(value, dict) and "b64" in value:
+        value = value["b64"]
+    if not isinstance(value, str):
+        raise BadInput(f"{where}: expected a base64-encoded image (a string, or {{\"b64\": ...}})")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{where}: not valid base64") from None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"the body is not valid JSON ({e})") from None
+
+
+def sagemaker_payloads(content_type: str, body: bytes) -> tuple[list[bytes], bool]:
+    """(encoded images, whether the request was a batch) of an ``/invocations`` request."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in IMAGE_TYPES:
+        if not body:
+            raise BadInput("the body is empty; send an image file's bytes")
+        return [body], False
+    if kind != "application/json":
+        raise BadInput(f"unsupported content type '{kind or '(none)'}'; send an image "
+                       f"({', '.join(IMAGE_TYPES)}) or application/json "
+                       '{"instances": [{"b64": ...}]}')
+    doc = _json(body)
+    instances = doc.get("instances") if isinstance(doc, dict) else doc
+    if not isinstance(instances, list) or not instances:
+        raise BadInput('expected {"instances": [{"b64": ...}, ...]} with at least one instance')
+    return [_b64(item, f"instances[{i}]") for i, item in enumerate(instances)], True
+
+
+def oip_payloads(body: bytes) -> tuple[list[bytes], str | None]:
+    """(encoded images, request id) of an Open Inference Protocol ``infer`` request."""
+    doc = _json(body)
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise BadInput('expected {"inputs": [{"name": "image", "datatype": "BYTES", '
+                       '"shape": [N], "data": [base64, ...]}]}')
+    tensor = inputs[0]
+    if tensor.get("datatype") != "BYTES":
+        raise BadInput(f"input '{tensor.get('name')}' has datatype {tensor.get('datatype')!r}; "
+                       "send the images as BYTES (base64 strings)")
+    data = tensor.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], list):  # [[...]] as some clients send
+        data = [item for row in data for item in row]
+    if not isinstance(data, list) or not data:
+        raise BadInput(f"input '{tensor.get('name')}' has no data")
+    shape = tensor.get("shape")
+    if shape is not None and (not isinstance(shape, list) or _count(shape) != len(data)):
+        raise BadInput(f"input '{tensor.get('name')}': shape {shape} does not hold "
+                       f"{len(data)} element(s)")
+    return [_b64(item, f"data[{i}]") for i, item in enumerate(data)], doc.get("id")
+
+
+def _count(shape: list[Any]) -> int:
+    n = 1
+    for dim in shape:
+        n *= int(dim)
+    return n
+
+
+def oip_response(name: str, answers: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
+    n = len(answers)
+    out: dict[str, Any] = {"model_name": name, "outputs": [
+        {"name": "class", "datatype": "BYTES", "shape": [n], "data": [a["class"] for a in answers]},
+        {"name": "score", "datatype": "FP32", "shape": [n], "data": [a["score"] for a in answers]},
+        {"name": "top_k", "datatype": "BYTES", "shape": [n],
+         "data": [json.dumps(a["top_k"]) for a in answers]},
+    ]}
+    if request_id is not None:
+        out["id"] = request_id
+    return out
+
+
+def create_app(models: ModelCache) -> FastAPI:
+    """The FastAPI application serving ``models``."""
+    app = FastAPI(title="kubesage serving", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(BadInput)
+    async def bad_input(_: Request, e: BadInput) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=415 if "content type" in str(e) else 400)
+
+    @app.exception_handler(UnknownModel)
+    async def unknown_model(_: Request, e: UnknownModel) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=404)
+
+    # -- SageMaker ---------------------------------------------------------------------
+    @app.get("/ping")
+    def ping() -> dict[str, Any]:
+        return {"status": "ok", "models": sorted(models.folders)}
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        target = request.headers.get(TARGET_MODEL)
+        name = target.removesuffix(".tar.gz") if target else models.default
+        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
+        handler = models.get(name)
+        return {"predictions": handler.predict(payloads)}
+
+    # -- Open Inference Protocol v2 (KServe) -------------------------------------------
+    @app.get("/v2")
+    def server_metadata() -> dict[str, Any]:
+        return {"name": "kubesage", "version": __version__, "extensions": []}
+
+    @app.get("/v2/health/live")
+    def live() -> dict[str, Any]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict[str, Any]:
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}")
+    def model_metadata(name: str) -> dict[str, Any]:
+        return {"name": name, "versions": [], "platform": "pytorch",
+                **models.get(name).metadata()}
+
+    @app.get("/v2/models/{name}/ready")
+    def model_ready(name: str) -> dict[str, Any]:
+        models.get(name)
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> dict[str, Any]:
+        payloads, request_id = oip_payloads(await request.body())
+        return oip_response(name, models.get(name).predict(payloads), request_id)
+
+    return app
