@@ -1,0 +1,150 @@
+"""Serving throughput and latency: the serving container over HTTP on loopback, against the same
+model called in-process, as ratios measured in one run.
+
+For each batch size (1 and 32): ``--requests`` requests one after another, each the same images
+(PNG files of the sample set). In-process is ``Classifier.predict`` on the encoded images
+(decode + inference, what a request costs the server); served is ``POST /invocations`` to the
+``kubesage/serve`` container (JSON with base64 images for a batch, the PNG's bytes for one).
+Throughput is images per second over all requests; p50/p99 are per request.
+
+    .venv/bin/python benchmarks/serving.py [--arch smallcnn|resnet18] [--image-size 16]
+        [--requests 200] [--threads 1] [--json]
+
+The model is ``train``'s format with seeded random weights (the cost of an answer does not depend
+on the weights). Target (issue 14): served throughput at batch 32 >= 0.8 of in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def make_model(folder: str, arch: str, size: int) -> str:
+    import torch
+
+    from components.models import build_model
+
+    torch.manual_seed(0)
+    os.makedirs(folder, exist_ok=True)
+    classes = [str(i) for i in range(10)]
+    torch.save({"arch": arch, "state_dict": build_model(arch, 10).state_dict(), "classes": classes,
+                "preprocessing": {"image_size": [size, size], "channels": 3, "layout": "NCHW",
+                                  "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "scale": 255}},
+               os.path.join(folder, "model.pt"))
+    os.chmod(folder, 0o755)
+    return folder
+
+
+def timed(call: Any, requests: int) -> list[float]:
+    call()  # warm-up
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float], batch: int) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"images_per_s": batch * len(times) / sum(times),
+            "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
+
+
+def post(url: str, body: bytes, content_type: str) -> None:
+    request = urllib.request.Request(url + "/invocations", data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        r.read()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="smallcnn")
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    import docker
+
+    from components.classifier import Classifier
+    from kubesage.images import ensure_fresh
+    from kubesage.sample_data import write_digits
+    from kubesage.serving.local import IMAGE, LABEL
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = tempfile.mkdtemp(prefix="kubesage-serving-bench-")
+    write_digits(os.path.join(work, "fsx"))
+    files = sorted(glob.glob(os.path.join(work, "fsx", "digits", "*", "*.png")))[:32]
+    images = [open(f, "rb").read() for f in files]
+    model = make_model(os.path.join(work, "model"), args.arch, args.image_size)
+    handler = Classifier(model)
+
+    ensure_fresh(ROOT, {IMAGE}, "latest", lambda text: print(text, file=sys.stderr))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = docker.from_env()
+    container = client.containers.run(
+        f"{IMAGE}:latest", ["--model=m=/models/m"], detach=True, labels={LABEL: "bench"},
+        ports={"8080/tcp": ("127.0.0.1", port)}, volumes={model: {"bind": "/models/m", "mode": "ro"}},
+        environment={"KUBESAGE_SERVE_THREADS": str(args.threads)},
+        nano_cpus=args.threads * 10**9)  # the same CPU share as the in-process side
+    url = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {"arch": args.arch, "image_size": args.image_size,
+                               "requests": args.requests, "threads": args.threads, "batches": {}}
+    try:
+        from kubesage.serving.local import _wait_ready
+
+        _wait_ready(url, container)
+        for batch in (1, 32):
+            payloads = images[:batch]
+            if batch == 1:
+                body, kind = payloads[0], "image/png"
+            else:
+                body = json.dumps({"instances": [{"b64": base64.b64encode(i).decode()}
+                                                 for i in payloads]}).encode()
+                kind = "application/json"
+            local = summary(timed(lambda p=payloads: handler.predict(p), args.requests), batch)
+            served = summary(timed(lambda b=body, k=kind: post(url, b, k), args.requests), batch)
+            results["batches"][batch] = {
+                "in_process": local, "served": served,
+                "throughput_ratio": served["images_per_s"] / local["images_per_s"]}
+    finally:
+        container.remove(force=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{args.arch}, {args.image_size}px, {args.requests} requests per case, "
+          f"{args.threads} thread(s) each side")
+    print(f"{'batch':>5} {'in-process img/s':>17} {'served img/s':>13} {'ratio':>6} "
+          f"{'p50 ms (in/served)':>20} {'p99 ms (in/served)':>20}")
+    for batch, row in results["batches"].items():
+        a, b = row["in_process"], row["served"]
+        print(f"{batch:>5} {a['images_per_s']:>17.0f} {b['images_per_s']:>13.0f} "
+              f"{row['throughput_ratio']:>6.2f} {a['p50_ms']:>9.2f}/{b['p50_ms']:<10.2f} "
+              f"{a['p99_ms']:>9.2f}/{b['p99_ms']:<10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
