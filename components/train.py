@@ -88,7 +88,7 @@ def train(
                          f"{batch_size} x {me.world_size} processes; lower batch_size")
     torch.manual_seed(seed)
     net = build_model(arch, len(classes)).to(device)
-    for norm in net.modules():
+    for norm in net.modules() if me.distributed else ():  # (1 - (1 - 0.1)) is not 0.1 in floats
         if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm) and norm.momentum is not None:
             norm.momentum = 1 - (1 - norm.momentum) ** me.world_size
     if cuda:
