@@ -83,13 +83,12 @@ def main() -> int:
     args = p.parse_args()
 
     import docker
+    import torch
 
     from components.classifier import Classifier
     from kubesage.images import ensure_fresh
     from kubesage.sample_data import write_digits
     from kubesage.serving.local import IMAGE, LABEL
-
-    import torch
 
     torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="kubesage-serving-bench-")

@@ -402,6 +402,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    refs = dict(_pairs(args.model, "--model"))
+    if args.model_ref:
+        refs.setdefault(args.name, args.model_ref)
+    if not refs:
+        raise KubesageError("name a model: kubesage deploy MODEL_REF, or --model CLIENT=MODEL_REF "
+                            "for each client")
+    result = targets.get(args.target).deploy(refs, targets.DeployOptions(
+        name=args.name, config=args.config, output=args.output, apply=args.apply))
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from kubesage.project import init_project
 
@@ -548,6 +561,20 @@ def parser() -> argparse.ArgumentParser:
                      help="models loaded at once; the least recently used is unloaded")
     srv.add_argument("--config", help="local target config (default: config/local.yaml)")
     srv.set_defaults(func=cmd_serve)
+
+    dep = sub.add_parser("deploy", help="serve trained models behind an endpoint: SageMaker "
+                         "(model, endpoint config, endpoint) or a KServe InferenceService")
+    dep.add_argument("model_ref", nargs="?", metavar="MODEL_REF",
+                     help="sagemaker: a model folder, RUN_ID:step/output or RUN_ID; kfp: the "
+                          "model's URI the cluster reads (s3://, gs://, pvc://claim/path)")
+    dep.add_argument("--model", action="append", default=[], metavar="CLIENT=MODEL_REF",
+                     help="one model per client (SageMaker: a multi-model endpoint)")
+    dep.add_argument("--target", required=True, help=", ".join(targets.names()))
+    dep.add_argument("--name", required=True, help="the endpoint / InferenceService name")
+    dep.add_argument("--config", help="target config (default: config/<target>.yaml)")
+    dep.add_argument("-o", "--output", help="kfp: where to write the InferenceService manifest")
+    dep.add_argument("--apply", action="store_true", help="kfp: kubectl apply the manifest")
+    dep.set_defaults(func=cmd_deploy)
 
     init = sub.add_parser("init", help="write a new project: components, a pipeline, an image, "
                           "target configs, a test")

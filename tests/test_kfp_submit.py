@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import threading
 import time
 import urllib.parse
@@ -385,3 +386,54 @@ def test_a_secret_submitted_is_never_recorded(tmp_path, api, monkeypatch) -> Non
     assert _runs(tmp_path, "rerun", run_id).returncode == 0
     assert api.of("POST", "/apis/v2beta1/runs")[1]["body"]["runtime_config"]["parameters"][
         "token"] == "from-the-env"
+
+
+def test_deploy_writes_inference_services_the_kserve_schema_accepts(tmp_path) -> None:
+    from kubesage.targets.kfp.deploy import schema_problems
+
+    out = tmp_path / "isvc.yaml"
+    cfg = config(tmp_path, "http://unused.invalid")
+    proc = run_cli("deploy", "--target", "kfp", "--name", "digits", "--model",
+                   "acme=s3://models/digits/acme/", "--model", "globex=pvc://models-claim/globex",
+                   "-o", str(out), "--config", cfg)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["inference_services"] == ["digits-acme", "digits-globex"]
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert [d["metadata"]["name"] for d in docs] == ["digits-acme", "digits-globex"]
+    for doc, uri in zip(docs, ("s3://models/digits/acme/", "pvc://models-claim/globex"), strict=True):
+        assert schema_problems(doc) == []
+        assert doc["metadata"]["namespace"] == "kubeflow-user-example-com"
+        predictor = doc["spec"]["predictor"]
+        (container,) = predictor["containers"]
+        assert container["name"] == "kserve-container"
+        assert container["image"].startswith(REGISTRY[0] + "/kubesage/serve:code-")
+        assert {"name": "STORAGE_URI", "value": uri} in container["env"]
+        assert predictor["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000,
+                                                "runAsGroup": 0}
+        assert predictor["serviceAccountName"] == "default-editor"
+
+    # the schema is the CRD's: a misspelt field and a wrong type are named
+    bad = docs[0]
+    bad["spec"]["predictor"]["containers"][0]["imagePullPolicyy"] = "Always"
+    bad["spec"]["predictor"]["minReplicas"] = "two"
+    problems = "; ".join(schema_problems(bad))
+    assert "'imagePullPolicyy' was unexpected" in problems
+    assert "spec.predictor.minReplicas: 'two' is not of type 'integer'" in problems
+
+    # a folder on this machine is not something a cluster reads; --apply needs kubectl
+    refused = run_cli("deploy", str(tmp_path), "--target", "kfp", "--name", "digits",
+                      "--config", cfg, "-o", str(tmp_path / "x.yaml"))
+    assert refused.returncode == 2 and "is not a URI the cluster can read" in refused.stderr
+    assert not (tmp_path / "x.yaml").exists()
+    no_kubectl = run_cli_env({"PATH": os.path.dirname(sys.executable)}, "deploy",
+                             "s3://models/digits/", "--target", "kfp", "--name", "digits",
+                             "--config", cfg, "-o", str(tmp_path / "y.yaml"), "--apply")
+    assert no_kubectl.returncode == 2 and "--apply needs kubectl on PATH" in no_kubectl.stderr
+    assert (tmp_path / "y.yaml").exists()  # written, and said where
+
+
+def run_cli_env(env: dict[str, str], *args: str) -> Any:
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "kubesage.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})

@@ -75,7 +75,8 @@ def _config(pushed_images: str, tmp_path_factory: pytest.TempPathFactory) -> Non
 
     folder = str(tmp_path_factory.mktemp("sagemaker-submit"))
     CONFIG[:] = [write_sagemaker_config(folder, images={
-        "kubesage/torch": f"{pushed_images}/kubesage/torch"})]
+        "kubesage/torch": f"{pushed_images}/kubesage/torch",
+        "kubesage/serve": f"{pushed_images}/kubesage/serve"})]
 
 
 def submit(*args: str) -> dict[str, Any]:
@@ -373,3 +374,52 @@ def test_exact_rerun_resubmits_the_kept_definition(aws) -> None:
     again = show(newest["run_id"])
     assert again["rerun_of"] == run_id and again["compiled_sha256"] == show(run_id)["compiled_sha256"]
     assert again["remote"]["arn"] in arns and again["remote"]["arn"] != show(run_id)["remote"]["arn"]
+
+
+def test_deploy_creates_a_single_and_a_multi_model_endpoint(aws, tmp_path) -> None:
+    """The models packed and uploaded to moto's S3, then the model, endpoint config and
+    endpoint; a second deploy of the same name updates the endpoint (moto has no UpdateEndpoint:
+    a stand-in answers it, after botocore checked the request)."""
+    import io
+    import tarfile
+
+    import boto3
+
+    from kubesage.targets import get
+    from tests.test_serving import _model
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="kubesage-artifacts-111122223333")
+    acme, globex = _model(str(tmp_path / "acme"), 0), _model(str(tmp_path / "globex"), 1)
+    proc = run_cli("deploy", acme, "--target", "sagemaker", "--name", "digits", "--config",
+                   CONFIG[0])
+    assert proc.returncode == 0, proc.stderr
+    single = json.loads(proc.stdout)
+    assert single["action"] == "created" and single["mode"] == "SingleModel"
+    model = aws.describe_model(ModelName=single["model"])
+    assert model["PrimaryContainer"]["Image"] == single["image"]
+    assert "/kubesage/serve:code-" in single["image"]
+    bucket, _, key = model["PrimaryContainer"]["ModelDataUrl"].removeprefix("s3://").partition("/")
+    packed = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        member = tar.extractfile("model.pt")
+        assert member is not None and member.read() == open(f"{acme}/model.pt", "rb").read()
+    config = aws.describe_endpoint_config(EndpointConfigName=single["endpoint_config"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    assert aws.describe_endpoint(EndpointName="digits")["EndpointConfigName"] == single["model"]
+
+    # one model per client: a multi-model endpoint; the same name again: an update
+    updated = stand_in(aws, "UpdateEndpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:"
+                                               "123456789012:endpoint/digits"})
+    import kubesage.targets.sagemaker.deploy as deploy_module
+
+    multi = deploy_module.deploy({"acme": acme, "globex": globex}, "digits",
+                                 get("sagemaker").load_config(CONFIG[0]), single["image"], aws, s3)
+    assert multi["action"] == "updated" and multi["mode"] == "MultiModel"
+    assert updated == [{"EndpointName": "digits", "EndpointConfigName": multi["endpoint_config"]}]
+    container = aws.describe_model(ModelName=multi["model"])["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel" and container["ModelDataUrl"].endswith("/")
+    assert sorted(multi["models"]) == ["acme", "globex"]
+    assert all(uri.startswith(container["ModelDataUrl"]) and uri.endswith(f"/{name}.tar.gz")
+               for name, uri in multi["models"].items())
+    assert deploy_module.pack(acme) == deploy_module.pack(acme)  # the same bytes every time

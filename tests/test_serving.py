@@ -207,3 +207,30 @@ def test_kubesage_serve_runs_the_serving_image(models, images, config_file: str)
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     assert not docker.from_env().containers.list(all=True, filters={"label": "kubesage.serve"})
+
+
+def test_the_multi_model_endpoint_contract_loads_and_unloads_models(models, images) -> None:
+    """SageMaker's multi-model endpoints start the container with no model and load each
+    client's model with POST /models (the model folder as SageMaker unpacked it)."""
+    with Server(ModelCache({}, load)) as server:
+        assert server.call("/models") == (200, {"models": []})
+        for name in ("acme", "globex"):
+            code, _ = server.call("/models", json.dumps(
+                {"model_name": name, "url": models[name]}).encode())
+            assert code == 200
+        code, again = server.call("/models", json.dumps(
+            {"model_name": "acme", "url": models["acme"]}).encode())
+        assert code == 409 and "loaded already" in again["error"]
+        assert [m["modelName"] for m in server.call("/models")[1]["models"]] == ["acme", "globex"]
+        code, answer = server.call("/models/globex/invoke", images[5], "image/png")
+        assert code == 200
+        assert answer["predictions"] == Classifier(models["globex"]).predict([images[5]])
+        assert server.call("/models/globex")[1]["modelUrl"] == models["globex"]
+        assert server.call("/models/globex", None)[0] == 200
+        request = urllib.request.Request(server.url + "/models/globex", method="DELETE")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200
+        code, gone = server.call("/models/globex/invoke", images[5], "image/png")
+        assert code == 404 and "no model 'globex'" in gone["error"]
+        code, bad = server.call("/models", b'{"model_name": "x"}')
+        assert code == 400 and "expected" in bad["error"]

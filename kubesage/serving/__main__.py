@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from kubesage.serving.app import create_app
     from kubesage.serving.models import ModelCache, handler_factory
 
+    # a multi-model endpoint starts with none: SageMaker loads them through POST /models
     folders = dict(m.split("=", 1) for m in args.model) if args.model else _sagemaker_models()
     app = create_app(ModelCache(folders, handler_factory(args.handler), args.max_models))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -5,6 +5,9 @@ Payloads:
   ``application/x-image``, ``application/octet-stream``) answers
   ``{"predictions": [one]}``; ``application/json`` ``{"instances": [{"b64": ...}, ...]}`` (or a
   list of base64 strings) answers one prediction per instance.
+- ``POST /models`` ``{"model_name", "url"}``, ``GET /models[/{name}]``, ``DELETE
+  /models/{name}``, ``POST /models/{name}/invoke``: the multi-model endpoint contract, by which
+  SageMaker itself loads and unloads each client's model;
 - ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[N]`` whose data are the
   images, base64-encoded; outputs ``class`` (BYTES), ``score`` (FP32) and ``top_k`` (BYTES,
   each a JSON list of ``[class, score]``).
@@ -132,6 +135,38 @@ def create_app(models: ModelCache) -> FastAPI:
         payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
         handler = models.get(name)
         return {"predictions": handler.predict(payloads)}
+
+    # -- SageMaker multi-model endpoints: the service loads and unloads models ---------
+    @app.post("/models")
+    async def load_model(request: Request) -> JSONResponse:
+        doc = _json(await request.body())
+        if not isinstance(doc, dict) or not doc.get("model_name") or not doc.get("url"):
+            raise BadInput('expected {"model_name": NAME, "url": FOLDER}')
+        if not models.add(str(doc["model_name"]), str(doc["url"])):
+            return JSONResponse({"error": f"model '{doc['model_name']}' is loaded already"},
+                                status_code=409)
+        return JSONResponse({"status": f"model '{doc['model_name']}' loaded"})
+
+    @app.get("/models")
+    def list_models() -> dict[str, Any]:
+        return {"models": [{"modelName": n, "modelUrl": u} for n, u in sorted(models.folders.items())]}
+
+    @app.get("/models/{name}")
+    def describe_model(name: str) -> dict[str, Any]:
+        if name not in models.folders:
+            raise UnknownModel(f"no model '{name}' is loaded")
+        return {"modelName": name, "modelUrl": models.folders[name]}
+
+    @app.delete("/models/{name}")
+    def unload_model(name: str) -> dict[str, Any]:
+        models.remove(name)
+        return {"status": f"model '{name}' unloaded"}
+
+    @app.post("/models/{name}/invoke")
+    async def invoke(name: str, request: Request) -> dict[str, Any]:
+        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""),
+                                         await request.body())
+        return {"predictions": models.get(name).predict(payloads)}
 
     # -- Open Inference Protocol v2 (KServe) -------------------------------------------
     @app.get("/v2")

@@ -47,8 +47,6 @@ class ModelCache:
 
     def __init__(self, folders: dict[str, str], load: Callable[[str], Handler],
                  capacity: int = 8) -> None:
-        if not folders:
-            raise KubesageError("no model to serve; give at least one NAME=FOLDER")
         self.folders = dict(folders)
         self.capacity = max(1, capacity)
         self._load = load
@@ -67,6 +65,24 @@ class ModelCache:
         raise UnknownModel(f"this server holds {len(self.folders)} models "
                            f"({', '.join(sorted(self.folders))}); name one")
 
+    def add(self, name: str, folder: str) -> bool:
+        """Hold model ``name`` (from ``folder``), loaded when first asked for; False when a
+        model of that name is held already."""
+        with self._lock:
+            if name in self.folders:
+                return False
+            self.folders[name] = folder
+            self._loading[name] = threading.Lock()
+            return True
+
+    def remove(self, name: str) -> None:
+        """Stop holding ``name`` (``UnknownModel`` when it is not held)."""
+        with self._lock:
+            if name not in self.folders:
+                raise UnknownModel(f"no model '{name}' is loaded")
+            del self.folders[name]
+            self._loaded.pop(name, None)
+
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._loaded)
@@ -74,10 +90,10 @@ class ModelCache:
     def get(self, name: str) -> Handler:
         """The handler of ``name``, loading it (and unloading the least recently used) if
         needed."""
-        if name not in self.folders:
-            raise UnknownModel(f"no model '{name}'; this server holds: "
-                               f"{', '.join(sorted(self.folders))}")
         with self._lock:
+            if name not in self.folders:
+                raise UnknownModel(f"no model '{name}'; this server holds: "
+                                   f"{', '.join(sorted(self.folders)) or '(none)'}")
             if name in self._loaded:
                 self._loaded.move_to_end(name)
                 return self._loaded[name]
@@ -85,7 +101,10 @@ class ModelCache:
             with self._lock:
                 if name in self._loaded:
                     return self._loaded[name]
-            handler = self._load(self.folders[name])
+            try:
+                handler = self._load(self.folders[name])
+            except FileNotFoundError as e:
+                raise UnknownModel(str(e)) from None
             with self._lock:
                 self.loads += 1
                 self._loaded[name] = handler

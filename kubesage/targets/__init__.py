@@ -4,6 +4,7 @@ submit options, and the registry; each target is a package beside it (``local``,
 """
 
 from kubesage.targets.base import (
+    DeployOptions,
     RunOptions,
     SubmitOptions,
     Target,
@@ -14,5 +15,5 @@ from kubesage.targets.base import (
     register,
 )
 
-__all__ = ["RunOptions", "SubmitOptions", "Target", "Unsupported", "for_file", "get", "names",
-           "register"]
+__all__ = ["DeployOptions", "RunOptions", "SubmitOptions", "Target", "Unsupported", "for_file",
+           "get", "names", "register"]

@@ -87,6 +87,16 @@ class SubmitOptions:
         return self.log or sys.stderr
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """How to serve trained models behind an endpoint of the target's service."""
+
+    name: str  # the endpoint (SageMaker) or InferenceService (Kubeflow) name
+    config: str | None = None
+    output: str | None = None  # a manifest to write (Kubeflow)
+    apply: bool = False  # hand the manifest to the cluster (Kubeflow)
+
+
 class Target:
     """One place pipelines run. Subclasses override what they support."""
 
@@ -167,13 +177,19 @@ class Target:
         raise Unsupported(f"target '{self.name}' cannot continue a run on a service; "
                           "'kubesage rerun --from-failed' continues local runs here")
 
+    def deploy(self, models: dict[str, str], options: DeployOptions) -> dict[str, Any]:
+        """Serve ``models`` (name -> model reference; several: one per client) in the serving
+        image behind an endpoint of this target's service; what was created."""
+        raise Unsupported(f"target '{self.name}' has no service to deploy to; "
+                          f"{self._others('deploy')}")
+
     def _others(self, what: str) -> str:
         return "use --target " + " or --target ".join(n for n in names() if n != self.name
                                                         and _supports(n, what))
 
 
 def _supports(name: str, what: str) -> bool:
-    method = {"compile": "compile", "run": "run", "submit": "submit"}[what]
+    method = {"compile": "compile", "run": "run", "submit": "submit", "deploy": "deploy"}[what]
     target = get(name)
     return getattr(type(target), method) is not getattr(Target, method)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from kubesage.targets.base import RunOptions, SubmitOptions, Target
+from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
 
 if TYPE_CHECKING:
     from kubesage.dsl.interface import ComponentSpec
@@ -91,6 +91,19 @@ class KfpTarget(Target):
             if options.wait:
                 run["status"] = record.status
         return result
+
+    def deploy(self, models: dict[str, str], options: DeployOptions) -> dict[str, Any]:
+        """A KServe InferenceService per model (its URI on the cluster), checked against the
+        CRD's schema and written; ``apply``: handed to kubectl."""
+        from kubesage.images import check_pushed, content_refs
+        from kubesage.loader import project_root
+        from kubesage.targets.kfp.deploy import SERVE_IMAGE, deploy
+
+        config = self.load_config(options.config)
+        refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
+        image = config.with_content_tags(refs).image(SERVE_IMAGE)
+        check_pushed([image])
+        return deploy(models, options.name, config, image, options.output, options.apply)
 
     def poll_s(self, config_path: str | None = None) -> float:
         """``wait.poll_seconds`` of the config."""

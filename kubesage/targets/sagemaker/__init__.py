@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from kubesage.fsutil import write_atomic
-from kubesage.targets.base import RunOptions, SubmitOptions, Target
+from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
@@ -111,6 +111,29 @@ class SageMakerTarget(Target):
             if options.wait:
                 execution["status"] = record.status
         return result
+
+    def deploy(self, models: dict[str, str], options: DeployOptions) -> dict[str, Any]:
+        """Pack and upload the models, then create or update the endpoint (multi-model for
+        several)."""
+        import os
+
+        import boto3
+
+        from kubesage.images import check_pushed, content_refs
+        from kubesage.loader import project_root
+        from kubesage.runs.store import RunStore
+        from kubesage.serving.local import model_folder
+        from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy
+
+        config = self.load_config(options.config)
+        store = RunStore(self.local_config(options.config).store)
+        folders = {name: model_folder(ref, store) for name, ref in models.items()}
+        refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
+        image = config.with_content_tags(refs).image_uri(SERVE_IMAGE, "serve")
+        check_pushed([image])
+        return deploy(folders, options.name, config, image,
+                      boto3.client("sagemaker", region_name=config.region),
+                      boto3.client("s3", region_name=config.region))
 
     def poll_s(self, config_path: str | None = None) -> float:
         """``$KUBESAGE_POLL_S``, else 15 s."""

@@ -92,6 +92,7 @@ class SageMakerConfig:
     kms_key: str = ""
     local_config: str | None = None  # local target config for `run --target sagemaker`
     source: str = "(defaults)"
+    serving_instance_type: str = "ml.m5.xlarge"  # endpoints `kubesage deploy` creates
 
     @property
     def account_id(self) -> str:
@@ -159,7 +160,7 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
     images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
                      "amazonaws.com/kubesage/torch:1.0}")
     types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}",
-                    known=("processing", "training"))
+                    known=("processing", "training", "serving"))
     net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}",
                   known=("subnets", "security_groups"))
     spot = r.child("spot", required=False, known=("enabled", "max_run_s", "max_wait_s"))
@@ -226,6 +227,8 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
                 for name in images.doc},
         processing_instance_type=types.get("processing", str, pattern=_INSTANCE, example="ml.m5.xlarge"),
         training_instance_type=types.get("training", str, pattern=_INSTANCE, example="ml.g5.2xlarge"),
+        serving_instance_type=types.get("serving", str, False, "ml.m5.xlarge", pattern=_INSTANCE,
+                                        example="ml.m5.xlarge"),
         subnets=net.strings("subnets", _SUBNET, "subnet-0123456789abcdef0"),
         security_groups=net.strings("security_groups", _SG, "sg-0123456789abcdef0"),
         spot=enabled,

@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Processing": ("ProcessingInstanceType", ("ProcessingResources", "ClusterConfig",
                                               "InstanceType")),
     "Transform": ("TransformInstanceType", ("TransformResources", "InstanceType")),
+    "Serving": ("ProductionVariantInstanceType", ("InstanceType",)),  # an endpoint's variant
 }
 
 #: Snapshot of 2022-12-09 (the SageMaker API Reference, ``ResourceConfig.InstanceType``, as
