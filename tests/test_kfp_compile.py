@@ -36,7 +36,7 @@ def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
             check=True)
     proc = run_cli("validate", str(out), check=True)
-    assert "Kubeflow pipeline 'image-classification' is valid (5 tasks" in proc.stdout
+    assert "Kubeflow pipeline 'image-classification' is valid (7 tasks" in proc.stdout
     from kfp import components
 
     loaded = components.load_component_from_file(str(out))

@@ -49,7 +49,7 @@ def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert first.read_bytes() == second.read_bytes() == third.read_bytes()
     valid = run_cli("validate", str(first), check=True)
-    assert "SageMaker pipeline definition is valid (6 steps" in valid.stdout
+    assert "SageMaker pipeline definition is valid (8 steps" in valid.stdout
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
 
 
