@@ -136,7 +136,9 @@ def test_condition_register_and_fail(definition) -> None:
         "Path": "metrics.accuracy.value",
         "PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.report-evaluation"}}}
     assert check["RightValue"] == {"Get": "Parameters.threshold"}
-    (register,) = cond["Arguments"]["IfSteps"]
+    register, predict, postprocess = cond["Arguments"]["IfSteps"]
+    assert predict["DependsOn"] == ["register"] and predict["Type"] == "Processing"
+    assert postprocess["Type"] == "Processing"
     assert register["Type"] == "RegisterModel"
     assert register["Arguments"]["ModelPackageGroupName"] == "digits-classifier"
     container = register["Arguments"]["InferenceSpecification"]["Containers"][0]
