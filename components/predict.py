@@ -93,7 +93,7 @@ def predict_images(
     """
     import numpy as np
 
-    from components.preprocess import _load
+    from components.preprocess import load_image
 
     files, truth, misnamed = list_images(images_dir)
 
@@ -107,7 +107,7 @@ def predict_images(
             if files[i] in misnamed:
                 bad.append((i, "the name is not UTF-8; rename it"))
                 continue
-            _, array, problem = _load((os.path.join(images_dir, files[i]), height))
+            _, array, problem = load_image((os.path.join(images_dir, files[i]), height))
             if array is None:
                 bad.append((i, problem))
             else:
