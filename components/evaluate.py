@@ -25,25 +25,19 @@ def evaluate(
     import numpy as np
     import torch
 
-    from components.models import build_model
+    from components.models import load_classifier
     from components.shards import load_split
 
     torch.set_num_threads(1)
     images, labels, manifest = load_split(data.path, "val")
-    saved = torch.load(model.file("model.pt"), map_location="cpu", weights_only=False)
-    net = build_model(saved["arch"], len(saved["classes"]))
-    net.load_state_dict(saved["state_dict"])
-    net.eval()
-    pre = saved["preprocessing"]
-    mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1) * pre["scale"]
-    std = torch.tensor(pre["std"]).view(1, 3, 1, 1) * pre["scale"]
-    x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
+    classifier = load_classifier(model.file("model.pt"))
+    classes = classifier.classes
+    x_all = torch.from_numpy(np.array(images))
     preds = []
     with torch.no_grad():
         for i in range(0, len(x_all), 256):
-            preds.append(net((x_all[i:i + 256].float() - mean) / std).argmax(1))
+            preds.append(classifier.net(classifier.normalize(x_all[i:i + 256])).argmax(1))
     pred = torch.cat(preds).numpy()
-    classes = saved["classes"]
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)

@@ -13,8 +13,9 @@ from kubesage import Dataset, Output, Resources, component
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
-def _load(args: tuple[str, int]) -> tuple[str, Any, str]:
-    """Decode, convert to RGB and resize one image; (path, array or None, problem)."""
+def load_image(args: tuple[str, int]) -> tuple[str, Any, str]:
+    """Decode, convert to RGB and resize one image; (path, array or None, problem). Shared with
+    ``predict_images``, so that images are predicted as the model saw them in training."""
     import numpy as np
     from PIL import Image
 
@@ -80,7 +81,7 @@ def preprocess(
     with multiprocessing.Pool(os.cpu_count() or 1) as pool:
         decoded = []
         for i, item in enumerate(
-            pool.imap(_load, [(p, image_size) for p, _ in files], chunksize=64)
+            pool.imap(load_image, [(p, image_size) for p, _ in files], chunksize=64)
         ):
             decoded.append(item)
             if (i + 1) % 500 == 0 or i + 1 == len(files):

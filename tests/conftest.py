@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -114,6 +115,14 @@ def run_json(*args: str) -> dict[str, Any]:
     record["_stderr"] = proc.stderr
     record["_returncode"] = proc.returncode
     return record
+
+
+def predictions_sha256(record: dict[str, Any], step: str = "predict") -> str:
+    """sha256 of ``predictions.jsonl`` of a run's predict step (its ``summary.json`` holds
+    timings, so the artifact's own sha256 differs between runs; the predictions do not)."""
+    found = next(s for s in record["steps"] if s["name"] == step)
+    with open(os.path.join(found["outputs"]["predictions"]["path"], "predictions.jsonl"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def quality(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

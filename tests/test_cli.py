@@ -36,7 +36,7 @@ def test_compile_reports_definition_errors_first(tmp_path) -> None:
 
 def test_validate_pipeline_file() -> None:
     proc = run_cli("validate", "pipelines/image_classification.py", check=True)
-    assert "pipeline 'image-classification' is valid (4 tasks)" in proc.stdout
+    assert "pipeline 'image-classification' is valid (6 tasks)" in proc.stdout
 
 
 def test_bad_parameter_is_named_before_anything_runs(tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import (
     containers_created,
+    predictions_sha256,
     quality,
     run_cli,
     run_json,
@@ -46,7 +47,7 @@ def test_reference_pipeline_runs_every_step_in_a_container(reference_runs: dict[
     assert first["_returncode"] == 0, first["_stderr"]
     assert first["status"] == "succeeded" and first["runner"] == "docker"
     steps = {s["name"]: s for s in first["steps"]}
-    assert list(steps) == ["preprocess", "train", "evaluate", "register"]
+    assert list(steps) == ["preprocess", "train", "evaluate", "register", "predict", "postprocess"]
     assert all(s["status"] == "succeeded" and not s["cached"] for s in steps.values())
     assert sorted(reference_runs["first_containers"]) == sorted(steps)
     assert all(s["environment_id"].startswith("sha256:") for s in steps.values())
@@ -58,6 +59,18 @@ def test_reference_pipeline_runs_every_step_in_a_container(reference_runs: dict[
         card_doc = json.load(f)
     assert card_doc["metrics"]["accuracy"] == first["metrics"]["evaluate"]["accuracy"]
     assert card_doc["lineage"]["run_id"] == first["run_id"]
+    # the demo ends with predictions of the validation split and their report
+    predictions = steps["predict"]["outputs"]["predictions"]["path"]
+    with open(os.path.join(predictions, "predictions.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == data["metadata"]["val"] and lines[0]["file"] == "val/000000"
+    with open(os.path.join(steps["postprocess"]["outputs"]["report"]["path"], "report.json")) as f:
+        report = json.load(f)
+    assert report["count"] == len(lines) == report["labelled"]
+    # the same model on the same images: predict's top class is evaluate's
+    accuracy = first["metrics"]["evaluate"]["accuracy"]
+    assert report["accuracy_raw"] == round(accuracy, 6) == first["metrics"]["postprocess"][
+        "accuracy_raw"]
 
 
 def test_registered_model_is_in_the_mlflow_registry(
@@ -84,7 +97,7 @@ def test_identical_rerun_is_fully_cached_and_starts_no_container(
 ) -> None:
     second = reference_runs["second"]
     assert second["status"] == "succeeded"
-    assert [s["cached"] for s in second["steps"]] == [True] * 4
+    assert [s["cached"] for s in second["steps"]] == [True] * 6
     assert reference_runs["second_containers"] == []
     assert second["metrics"] == reference_runs["first"]["metrics"]
 
@@ -105,6 +118,7 @@ def test_subprocess_runner_gives_the_same_metrics(
     record = run_json("run", REFERENCE, "--runner", "subprocess", "--config", config)
     assert record["status"] == "succeeded" and record["runner"] == "subprocess"
     assert quality(record["metrics"]) == quality(reference_runs["first"]["metrics"])
+    assert predictions_sha256(record) == predictions_sha256(reference_runs["first"])
 
 
 def test_invalid_pipeline_fails_before_any_container(docker_client: Any, config_file: str) -> None:

@@ -36,13 +36,13 @@ def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
             check=True)
     proc = run_cli("validate", str(out), check=True)
-    assert "Kubeflow pipeline 'image-classification' is valid (5 tasks" in proc.stdout
+    assert "Kubeflow pipeline 'image-classification' is valid (7 tasks" in proc.stdout
     from kfp import components
 
     loaded = components.load_component_from_file(str(out))
     assert loaded.name == "image-classification"
     assert set(loaded.component_spec.inputs) == {"raw_dir", "image_size", "arch", "epochs",
-                                                 "threshold", "model_name", "seed"}
+                                                 "threshold", "model_name", "seed", "min_score"}
     # compile.py at the root calls the same code and writes the same bytes
     out2 = tmp_path / "ic2.yaml"
     subprocess.run([sys.executable, "compile.py", "pipelines/image_classification.py", "--target",
@@ -61,7 +61,8 @@ def test_compiling_twice_gives_identical_yaml(tmp_path) -> None:
 def test_reference_pipeline_components_run_the_shared_entry_point(tmp_path) -> None:
     spec, k8s = compiled("pipelines/image_classification.py", tmp_path)
     executors = spec["deploymentSpec"]["executors"]
-    assert sorted(executors) == ["exec-evaluate", "exec-preprocess", "exec-register", "exec-train"]
+    assert sorted(executors) == ["exec-evaluate", "exec-postprocess", "exec-predict",
+                                 "exec-preprocess", "exec-register", "exec-train"]
     train = executors["exec-train"]["container"]
     assert train["image"] == IMAGE
     assert train["command"] == ["python", "-m", "kubesage.runtime"]

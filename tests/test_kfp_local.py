@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli, run_json
+from tests.conftest import REPO, predictions_sha256, run_cli, run_json
 
 pytestmark = pytest.mark.docker
 
@@ -38,7 +38,7 @@ def test_reference_pipeline_gives_the_local_runners_metrics(docker_client: Any, 
     assert (kfp["target"], kfp["runner"], kfp["status"]) == ("kfp", "kfp.local-docker", "succeeded")
     assert {s["name"]: s["status"] for s in kfp["steps"]} == {
         "preprocess": "succeeded", "train": "succeeded", "evaluate": "succeeded",
-        "register": "succeeded"}
+        "register": "succeeded", "predict": "succeeded", "postprocess": "succeeded"}
     assert kfp["metrics"]["evaluate"]["accuracy"] == local["metrics"]["evaluate"]["accuracy"]
     for name in ("train_loss", "train_accuracy"):
         assert kfp["metrics"]["train"][name] == local["metrics"]["train"][name]
@@ -46,6 +46,7 @@ def test_reference_pipeline_gives_the_local_runners_metrics(docker_client: Any, 
     local_steps = {s["name"]: s for s in local["steps"]}
     assert steps["evaluate"]["returns"] == local_steps["evaluate"]["returns"]
     assert steps["register"]["returns"] == {"output": "digits-classifier"}
+    assert predictions_sha256(kfp) == predictions_sha256(local)  # byte-identical predictions
     # the same shards, byte for byte, and the same artifact metadata
     assert steps["preprocess"]["outputs"]["data"]["sha256"] == \
         local_steps["preprocess"]["outputs"]["data"]["sha256"]

@@ -153,8 +153,8 @@ def test_not_yaml_empty_and_missing_files(tmp_path) -> None:
 def test_cli_exit_codes(tmp_path, reference: Docs) -> None:
     good = broken(tmp_path, reference, lambda d: None)
     proc = run_cli("validate", good)
-    assert proc.returncode == 0 and "is valid (5 tasks, 5 components, 4 executors, Kubernetes " \
-        "config for 4 executors)" in proc.stdout
+    assert proc.returncode == 0 and "is valid (7 tasks, 7 components, 6 executors, Kubernetes " \
+        "config for 6 executors)" in proc.stdout
     bad = broken(tmp_path, reference, CASES[3][1])
     proc = run_cli("validate", bad)
     assert proc.returncode == 2

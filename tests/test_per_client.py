@@ -29,3 +29,9 @@ def test_per_client_pipeline_registers_one_model_per_client(
     counts = {s["name"]: s["outputs"]["data"]["metadata"]["train"] + s["outputs"]["data"]
               ["metadata"]["val"] for s in record["steps"] if s["task"] == "preprocess"}
     assert sorted(counts.values()) == [599, 599, 599]
+    # and each registered model predicted its own client's validation split
+    predicted = {s["name"]: s["outputs"]["predictions"]["metadata"]["count"]
+                 for s in record["steps"] if s["task"] == "predict"}
+    val = {s["name"]: s["outputs"]["data"]["metadata"]["val"] for s in record["steps"]
+           if s["task"] == "preprocess"}
+    assert sorted(predicted.values()) == sorted(val.values()) and len(predicted) == 3

@@ -49,7 +49,7 @@ def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert first.read_bytes() == second.read_bytes() == third.read_bytes()
     valid = run_cli("validate", str(first), check=True)
-    assert "SageMaker pipeline definition is valid (6 steps" in valid.stdout
+    assert "SageMaker pipeline definition is valid (8 steps" in valid.stdout
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
 
 
@@ -136,7 +136,9 @@ def test_condition_register_and_fail(definition) -> None:
         "Path": "metrics.accuracy.value",
         "PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.report-evaluation"}}}
     assert check["RightValue"] == {"Get": "Parameters.threshold"}
-    (register,) = cond["Arguments"]["IfSteps"]
+    register, predict, postprocess = cond["Arguments"]["IfSteps"]
+    assert predict["DependsOn"] == ["register"] and predict["Type"] == "Processing"
+    assert postprocess["Type"] == "Processing"
     assert register["Type"] == "RegisterModel"
     assert register["Arguments"]["ModelPackageGroupName"] == "digits-classifier"
     container = register["Arguments"]["InferenceSpecification"]["Containers"][0]

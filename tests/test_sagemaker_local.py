@@ -23,7 +23,7 @@ from kubesage.targets import RunOptions
 from kubesage.targets.local.config import load_local_config
 from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import TARGET
-from tests.conftest import REPO
+from tests.conftest import REPO, predictions_sha256
 from tests.sagemaker_fixtures import write_sagemaker_config
 
 SCORES = {"train": ("train_loss", "train_accuracy"), "evaluate": ("accuracy",)}
@@ -62,7 +62,7 @@ def scores(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return {step: {m: metrics[step][m] for m in names} for step, names in SCORES.items()}
 
 
-def local_runner_metrics(ref: str, local_config: str) -> dict[str, dict[str, float]]:
+def local_runner_record(ref: str, local_config: str) -> dict[str, Any]:
     pipeline = load_pipeline(ref)[0].build()
     runner = runner_for("docker", load_local_config(local_config), REPO, log=io.StringIO())
     for _ in range(3):  # other tests on this shared engine may kill "train" containers (137)
@@ -70,7 +70,7 @@ def local_runner_metrics(ref: str, local_config: str) -> dict[str, dict[str, flo
         if record.status == "succeeded" or "exit code 137" not in record.step("train").error:
             break
     assert record.status == "succeeded", [(s.name, s.error) for s in record.steps]
-    return record.metrics
+    return record.to_dict()
 
 
 def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
@@ -79,11 +79,14 @@ def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
     status = {s["name"]: s["status"] for s in record["steps"]}
     # the plan's steps, as on every path (the ConditionStep and its FailStep are SageMaker's own)
     assert status == {"preprocess": "succeeded", "train": "succeeded", "evaluate": "succeeded",
-                      "register": "succeeded"}
+                      "register": "succeeded", "predict": "succeeded", "postprocess": "succeeded"}
     assert "preprocess: 1797 images in 10 classes from /opt/ml/processing/mounts/fsx/digits" in (
         record["_stderr"])
-    expected = local_runner_metrics("pipelines/image_classification.py", configs["local"])
-    assert scores(record["metrics"]) == scores(expected)
+    local = local_runner_record("pipelines/image_classification.py", configs["local"])
+    assert scores(record["metrics"]) == scores(local["metrics"])
+    # the same model on the same images: the same predictions, byte for byte
+    assert predictions_sha256(record) == predictions_sha256(local)
+    assert record["metrics"]["postprocess"] == local["metrics"]["postprocess"]
     assert record["metrics"]["evaluate"]["accuracy"] >= 0.9
     register = next(s for s in record["steps"] if s["name"] == "register")
     assert register["returns"]["model_package_arn"].endswith(":model-package/digits-classifier/1")
@@ -120,7 +123,7 @@ def test_multi_node_training_on_a_private_network(configs) -> None:
     text = log.getvalue()
     assert "algo-1: train: rank 0 of 2 on algo-1" in text
     assert "algo-2: train: rank 1 of 2 on algo-2" in text
-    assert scores(record.metrics) == scores(local_runner_metrics(ref, configs["local"]))
+    assert scores(record.metrics) == scores(local_runner_record(ref, configs["local"])["metrics"])
 
 
 def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> None:
@@ -154,7 +157,7 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
     assert "spot interruption (host killed); resuming from its checkpoints" in text
     assert "train: resumed from /opt/ml/checkpoints/ckpt-" in text
     # resumed training ends where uninterrupted training ends (deterministic on CPU)
-    expected = local_runner_metrics(ref, configs["local"])
+    expected = local_runner_record(ref, configs["local"])["metrics"]
     assert record.metrics["train"]["train_loss"] == pytest.approx(expected["train"]["train_loss"])
 
 

@@ -109,7 +109,7 @@ def test_submit_reference_creates_pipeline_with_its_parameters(aws) -> None:
     declared = {p["Name"]: p["Type"] for p in definition["Parameters"]}
     assert declared == {"raw_dir": "String", "image_size": "Integer", "arch": "String",
                         "epochs": "Integer", "threshold": "Float", "model_name": "String",
-                        "seed": "Integer"}
+                        "seed": "Integer", "min_score": "Float"}
     assert described["RoleArn"] == "arn:aws:iam::111122223333:role/kubesage-sagemaker"
     assert len(executions(aws, "image-classification")) == 1
     (run,) = result["executions"]

@@ -1,0 +1,256 @@
+"""predict: batch inference with a trained model over a dataset split or a folder of images.
+
+Two entry points share one engine: ``predict`` reads a split of the shards ``preprocess`` wrote
+(a dataset artifact), ``predict_images`` a folder of images on the data mount (flat, or in class
+subfolders whose names are the true classes). Both write a ``predictions`` artifact:
+
+- ``predictions.jsonl``: one line per image, sorted by ``file``:
+  ``{"file", "class", "score", "top_k": [[class, score], ...], "label"}`` (``label``, the true
+  class, only where it is known); scores are softmax probabilities rounded to 6 decimals;
+- ``summary.json``: count, per-class counts, mean score, throughput, skipped images.
+
+Data-parallel under torchrun: the images are cut into batches once, whatever the world size;
+each rank predicts a contiguous run of whole batches, and rank 0 gathers and writes. Every image
+is computed in the same batch on every layout, so ``predictions.jsonl`` is byte-identical on 1 or
+N processes (on the same kind of device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubesage import Dataset, Input, Metrics, Model, Output, Resources, component
+
+PREDICTIONS_FILE = "predictions.jsonl"
+SUMMARY_FILE = "summary.json"
+
+# (indices of a batch, the (height, width) the model expects) -> (uint8 NHWC images of those
+# that could be read, their indices, [(index, problem)] of those that could not)
+ReadBatch = Callable[[list[int], tuple[int, int]], tuple[Any, list[int], list[tuple[int, str]]]]
+
+
+@component(version="1.0.0", resources=Resources(cpu=1, memory="4Gi"),
+           preload=["torch", "torchvision", "components.models", "components.shards"])
+def predict(
+    model: Input[Model],
+    data: Input[Dataset],
+    predictions: Output[Dataset],
+    metrics: Output[Metrics],
+    split: str = "val",
+    top_k: int = 3,
+    batch_size: int = 256,
+) -> int:
+    """Predict every image of ``split`` of a ``preprocess`` dataset; returns the image count.
+
+    Files are named ``<split>/<index>`` (the index in the shard); each line carries the label.
+    """
+    import numpy as np
+
+    from components.shards import load_split, read_manifest
+
+    splits = sorted(read_manifest(data.path)["splits"])
+    if split not in splits:
+        raise ValueError(f"the dataset has no split '{split}'; use one of: {', '.join(splits)}")
+    images, labels, manifest = load_split(data.path, split)
+    if len(labels) == 0:
+        raise ValueError(f"split '{split}' of the dataset is empty; predict another split "
+                         f"({', '.join(splits)})")
+    width = max(6, len(str(len(labels) - 1)))
+    files = [f"{split}/{i:0{width}d}" for i in range(len(labels))]
+    truth = [manifest["classes"][int(y)] for y in labels]
+
+    have = tuple(manifest["image_size"])
+
+    def read(batch: list[int], size: tuple[int, int]) -> tuple[Any, list[int], list[Any]]:
+        if have != size:
+            raise ValueError(f"the dataset's images are {have[0]}x{have[1]} but the model "
+                             f"expects {size[0]}x{size[1]}; preprocess with image_size={size[0]}")
+        return np.array(images[batch[0]:batch[-1] + 1]), batch, []  # a copy: writable
+
+    return run_prediction(model.file("model.pt"), files, truth, read, predictions, metrics,
+                          source={"kind": "dataset", "split": split}, top_k=top_k,
+                          batch_size=batch_size)
+
+
+@component(version="1.0.0", mounts={"fsx": "/fsx"}, resources=Resources(cpu=1, memory="4Gi"),
+           preload=["torch", "torchvision", "components.models", "PIL.Image"])
+def predict_images(
+    model: Input[Model],
+    images_dir: str,
+    predictions: Output[Dataset],
+    metrics: Output[Metrics],
+    top_k: int = 3,
+    batch_size: int = 256,
+) -> int:
+    """Predict every image under ``images_dir`` (on the data mount, e.g. ``/fsx/incoming``),
+    flat or in class subfolders; returns the count predicted. Files are named by their path
+    below ``images_dir``; an image in a subfolder is labelled with the subfolder's name.
+    Unreadable images are skipped and listed in the summary, never fatal.
+    """
+    import numpy as np
+
+    from components.preprocess import load_image
+
+    files, truth, misnamed = list_images(images_dir)
+
+    def read(batch: list[int], size: tuple[int, int]) -> tuple[Any, list[int], list[Any]]:
+        height, width = size
+        if height != width:
+            raise ValueError(f"the model expects {height}x{width} images; predict_images "
+                             "resizes to squares only (as preprocess does): train on squares")
+        good, arrays, bad = [], [], []
+        for i in batch:
+            if files[i] in misnamed:
+                bad.append((i, "the name is not UTF-8; rename it"))
+                continue
+            _, array, problem = load_image((os.path.join(images_dir, files[i]), height))
+            if array is None:
+                bad.append((i, problem))
+            else:
+                good.append(i)
+                arrays.append(array)
+        stacked = np.stack(arrays) if arrays else np.zeros((0, height, width, 3), np.uint8)
+        return stacked, good, bad
+
+    shown = [f.encode("utf-8", "backslashreplace").decode() for f in files]
+    return run_prediction(model.file("model.pt"), shown, truth, read, predictions, metrics,
+                          source={"kind": "folder", "path": images_dir}, top_k=top_k,
+                          batch_size=batch_size)
+
+
+def list_images(folder: str) -> tuple[list[str], list[str | None], set[str]]:
+    """Images below ``folder`` (hidden entries skipped): (paths relative to it, sorted; the true
+    class of each: its top-level subfolder, None for a file directly in ``folder``; the paths
+    whose names are not UTF-8)."""
+    from components.preprocess import EXTENSIONS
+
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder; pass images_dir=<a folder of images on the "
+                         "data mount>, e.g. /fsx/digits")
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            if name.lower().endswith(EXTENSIONS) and not name.startswith("."):
+                found.append(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/"))
+    if not found:
+        raise ValueError(f"{folder} has no images (files ending in {', '.join(EXTENSIONS)}); "
+                         "put images in it, flat or in class subfolders")
+    found.sort()
+    misnamed = set()
+    for path in found:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            misnamed.add(path)
+    truth = [path.split("/", 1)[0] if "/" in path else None for path in found]
+    return found, truth, misnamed
+
+
+def run_prediction(
+    model_path: str,
+    files: list[str],
+    truth: list[str | None],
+    read: ReadBatch,
+    predictions: Dataset,
+    metrics: Metrics,
+    *,
+    source: dict[str, Any],
+    top_k: int,
+    batch_size: int,
+) -> int:
+    """Predict ``files`` (read in batches by ``read``) on this rank's share, gather on rank 0,
+    write ``predictions.jsonl`` and ``summary.json`` there; returns the count predicted."""
+    import torch
+    import torch.distributed as dist
+
+    from components.models import load_classifier
+    from kubesage.fsutil import write_atomic
+    from kubesage.runtime.context import world
+
+    if top_k < 1 or batch_size < 1:
+        raise ValueError(f"top_k ({top_k}) and batch_size ({batch_size}) must be at least 1")
+    me = world()
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{me.local_rank}" if cuda else "cpu")
+    if not cuda:
+        torch.set_num_threads(1)  # the same float results on every machine; scale out instead
+    classifier = load_classifier(model_path, device)
+    classes = classifier.classes
+    k = min(top_k, len(classes))
+    start = time.time()
+    batches = [list(range(s, min(s + batch_size, len(files))))
+               for s in range(0, len(files), batch_size)]
+    share = batches[me.rank * len(batches) // me.world_size:
+                    (me.rank + 1) * len(batches) // me.world_size]
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    with torch.no_grad():
+        for batch in share:
+            images, kept, bad = read(batch, classifier.image_size)
+            skipped += [{"file": files[i], "problem": why} for i, why in bad]
+            if not kept:
+                continue
+            logits = classifier.net(classifier.normalize(torch.as_tensor(images)))
+            probs = torch.softmax(logits.float(), dim=1)
+            probs = probs.double().cpu().numpy()
+            for i, p in zip(kept, probs, strict=True):
+                rows.append(prediction_row(files[i], truth[i], p, classes, k))
+    if me.distributed:
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        gathered: list[Any] = [None] * me.world_size
+        dist.gather_object((rows, skipped), gathered if me.is_main else None, dst=0)
+        rows = [r for part, _ in gathered if part for r in part] if me.is_main else []
+        skipped = [s for part in gathered if part for s in part[1]] if me.is_main else []
+    seconds = time.time() - start
+    count = len(rows)
+    if me.is_main:
+        rows.sort(key=lambda r: r["file"])
+        skipped.sort(key=lambda s: s["file"])
+        if not rows:
+            raise ValueError(f"none of the {len(files)} images could be read (first: "
+                             f"{skipped[0]['file']}: {skipped[0]['problem']}); fix the images")
+        per_class = dict.fromkeys(classes, 0)
+        for r in rows:
+            per_class[r["class"]] += 1
+        mean_score = round(sum(r["score"] for r in rows) / count, 6)
+        summary = {
+            "count": count, "classes": classes, "per_class": per_class, "mean_score": mean_score,
+            "labelled": sum(1 for r in rows if "label" in r), "top_k": k, "source": source,
+            "skipped": skipped, "world_size": me.world_size, "seconds": round(seconds, 3),
+            "images_per_s": round(count / max(seconds, 1e-9), 1),
+        }
+        # the summary is written last: a predictions artifact with a summary is complete
+        write_atomic(predictions.file(PREDICTIONS_FILE),
+                     "".join(json.dumps(r) + "\n" for r in rows))
+        write_atomic(predictions.file(SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        predictions.metadata.update(count=count, mean_score=mean_score, skipped=len(skipped))
+        metrics.log_metric("count", count)
+        metrics.log_metric("mean_score", mean_score)
+        metrics.log_metric("images_per_s", summary["images_per_s"])
+        print(f"predict: {count} images in {seconds:.2f}s ({summary['images_per_s']} img/s, "
+              f"{me.world_size} process(es)), mean score {mean_score}, "
+              f"{len(skipped)} skipped", flush=True)
+        for s in skipped:
+            print(f"predict: skipped {s['file']}: {s['problem']}", flush=True)
+    if me.distributed:
+        dist.barrier()  # every rank leaves together, once rank 0 has written
+    return count
+
+
+def prediction_row(file: str, label: str | None, probs: Any, classes: list[str],
+                   k: int) -> dict[str, Any]:
+    """One JSONL line: the top ``k`` classes by probability (ties: class order), rounded."""
+    import numpy as np
+
+    order = np.argsort(-probs, kind="stable")[:k]
+    top = [[classes[c], round(float(probs[c]), 6)] for c in order]
+    row: dict[str, Any] = {"file": file, "class": top[0][0], "score": top[0][1], "top_k": top}
+    if label is not None:
+        row["label"] = label
+    return row
