@@ -2,7 +2,7 @@
 model called in-process, as ratios measured in one run.
 
 For each batch size (1 and 32): ``--requests`` requests one after another, each the same images
-(PNG files of the sample set). In-process is ``Classifier.predict`` on the encoded images
+(PNG files of the sample set). In-process is ``Handler.predict`` on the encoded images
 (decode + inference, what a request costs the server); served is ``POST /invocations`` to the
 ``kubesage/serve`` container (JSON with base64 images for a batch, the PNG's bytes for one).
 Throughput is images per second over all requests; p50/p99 are per request.
@@ -85,7 +85,7 @@ def main() -> int:
     import docker
     import torch
 
-    from components.classifier import Classifier
+    from components.classifier import Handler
     from kubesage.images import ensure_fresh
     from kubesage.sample_data import write_digits
     from kubesage.serving.local import IMAGE, LABEL
@@ -96,7 +96,7 @@ def main() -> int:
     files = sorted(glob.glob(os.path.join(work, "fsx", "digits", "*", "*.png")))[:32]
     images = [open(f, "rb").read() for f in files]
     model = make_model(os.path.join(work, "model"), args.arch, args.image_size)
-    handler = Classifier(model)
+    handler = Handler(model)
 
     ensure_fresh(ROOT, {IMAGE}, "latest", lambda text: print(text, file=sys.stderr))
     with socket.socket() as s:

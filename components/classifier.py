@@ -1,9 +1,9 @@
-"""The image classifier ``train`` writes, as a serving handler: load ``model.pt``, decode images
-as ``preprocess`` does, answer class, score and top-k.
+"""The image classifier ``train`` writes, as a serving handler (``kubesage.serving``).
 
-``load(folder)`` is the handler the serving image uses (``kubesage.serving``); ``predict_arrays``
-is the batch path on already decoded images (uint8, N x H x W x 3), the same arithmetic as
-``evaluate``'s, so a served answer equals an in-process one.
+The same parts as batch inference (``predict``): the model loaded by ``models.load_classifier``,
+images decoded by ``preprocess.load_image`` (as training saw them), each answer made by
+``predict.prediction_row`` (class, score, top-k, rounded alike), so that a served answer is the
+one ``predict`` writes for the same image.
 """
 
 from __future__ import annotations
@@ -12,61 +12,46 @@ import io
 import os
 from typing import Any
 
-TOP_K = 5
+TOP_K = 3  # predict's default
 
 
-class Classifier:
-    """A trained classifier and the preprocessing it expects (from its ``model.pt``)."""
+class Handler:
+    """A trained classifier behind the server: decode, infer, answer."""
 
     def __init__(self, folder: str, top_k: int = TOP_K) -> None:
-        import torch
-
-        from components.models import build_model
+        from components.models import load_classifier
 
         path = os.path.join(folder, "model.pt")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{folder} holds no model.pt; give the folder of a model "
                                     "that 'train' wrote")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        self.classes: list[str] = list(saved["classes"])
-        self.net = build_model(saved["arch"], len(self.classes))
-        self.net.load_state_dict(saved["state_dict"])
-        self.net.eval()
-        pre = saved["preprocessing"]
-        size = pre["image_size"]  # [height, width] (train keeps the manifest's), or one side
-        self.height, self.width = (int(size[0]), int(size[1])) if isinstance(size, list | tuple) \
-            else (int(size), int(size))
-        self.mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1) * pre["scale"]
-        self.std = torch.tensor(pre["std"]).view(1, 3, 1, 1) * pre["scale"]
-        self.top_k = min(top_k, len(self.classes))
+        self.model = load_classifier(path)
+        self.top_k = min(top_k, len(self.model.classes))
 
     def decode(self, data: bytes) -> Any:
-        """An image file's bytes as ``preprocess`` stores it: RGB, resized (bilinear), uint8."""
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
-
+        """An image file's bytes as ``preprocess`` stores it: RGB, resized, uint8 H x W x 3."""
+        from components.preprocess import load_image
         from kubesage.serving.models import BadInput
 
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                rgb = img.convert("RGB").resize((self.width, self.height), Image.BILINEAR)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise BadInput(f"not an image this server can decode ({type(e).__name__}); send "
-                           "PNG or JPEG bytes") from None
-        return np.asarray(rgb, dtype=np.uint8)
+        _, array, problem = load_image((io.BytesIO(data), self.model.image_size[0]))
+        if array is None:
+            raise BadInput(f"not an image this server can decode ({problem.split(':')[0]}); "
+                           "send PNG or JPEG bytes")
+        return array
 
     def predict_arrays(self, images: Any) -> list[dict[str, Any]]:
         """Class, score and top-k ``[[class, score], ...]`` of each image (N x H x W x 3)."""
         import torch
 
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)
+        from components.predict import prediction_row
+
         with torch.no_grad():
-            probs = torch.softmax(self.net((x.float() - self.mean) / self.std), dim=1)
-        scores, indices = probs.topk(self.top_k, dim=1)
+            logits = self.model.net(self.model.normalize(torch.as_tensor(images)))
+            probs = torch.softmax(logits.float(), dim=1).double().cpu().numpy()
         answers = []
-        for row_s, row_i in zip(scores.tolist(), indices.tolist(), strict=True):
-            top = [[self.classes[i], round(s, 6)] for s, i in zip(row_s, row_i, strict=True)]
-            answers.append({"class": top[0][0], "score": top[0][1], "top_k": top})
+        for p in probs:
+            row = prediction_row("", None, p, self.model.classes, self.top_k)
+            answers.append({k: row[k] for k in ("class", "score", "top_k")})
         return answers
 
     def predict(self, payloads: list[bytes]) -> list[dict[str, Any]]:
@@ -79,13 +64,13 @@ class Classifier:
                 "outputs": [{"name": "class", "datatype": "BYTES", "shape": [-1]},
                             {"name": "score", "datatype": "FP32", "shape": [-1]},
                             {"name": "top_k", "datatype": "BYTES", "shape": [-1]}],
-                "parameters": {"classes": self.classes,
-                               "image_size": [self.height, self.width]}}
+                "parameters": {"classes": self.model.classes,
+                               "image_size": list(self.model.image_size)}}
 
 
-def load(folder: str) -> Classifier:
+def load(folder: str) -> Handler:
     """The serving handler of a ``train`` model folder."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("KUBESAGE_SERVE_THREADS", "1")))
-    return Classifier(folder)
+    return Handler(folder)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from components.classifier import Classifier, load
+from components.classifier import Handler, load
 from kubesage.serving.models import ModelCache
 
 
@@ -106,7 +106,7 @@ def _b64(data: bytes) -> str:
 def test_sagemaker_and_oip_answer_as_the_model_does_in_process(server, models, images) -> None:
     import numpy as np
 
-    model = Classifier(models["acme"])
+    model = Handler(models["acme"])
     expected = model.predict_arrays(np.stack([model.decode(i) for i in images]))
     assert len({a["score"] for a in expected}) > 1  # answers that depend on the image
 
@@ -130,7 +130,7 @@ def test_sagemaker_and_oip_answer_as_the_model_does_in_process(server, models, i
     assert outputs["class"]["data"] == [a["class"] for a in expected]
     assert outputs["score"]["data"] == [a["score"] for a in expected]
     assert [json.loads(t) for t in outputs["top_k"]["data"]] == [a["top_k"] for a in expected]
-    assert all(len(a["top_k"]) == 5 and a["top_k"][0] == [a["class"], a["score"]] for a in expected)
+    assert all(len(a["top_k"]) == 3 and a["top_k"][0] == [a["class"], a["score"]] for a in expected)
 
 
 @pytest.mark.parametrize(("path", "body", "content_type", "status", "says"), [
@@ -164,7 +164,7 @@ def test_several_models_load_lazily_into_a_bounded_cache(models, images) -> None
             assert code == 200
             answers[name] = answer["predictions"][0]
         assert cache.loaded() == ["initech", "acme"] and cache.loads == 4  # acme came back
-        assert answers["acme"] == Classifier(models["acme"]).predict([images[0]])[0]
+        assert answers["acme"] == Handler(models["acme"]).predict([images[0]])[0]
         assert answers["acme"] != answers["globex"]  # each client its own model
         code, answer = server.call("/invocations", images[0], "image/png")
         assert code == 404 and "holds 3 models (acme, globex, initech); name one" in answer["error"]
@@ -202,7 +202,7 @@ def test_kubesage_serve_runs_the_serving_image(models, images, config_file: str)
                                                       "X-Amzn-SageMaker-Target-Model": name})
             with urllib.request.urlopen(request, timeout=60) as r:
                 served = json.loads(r.read())["predictions"][0]
-            assert served == Classifier(models[name]).predict([images[3]])[0]
+            assert served == Handler(models[name]).predict([images[3]])[0]
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
@@ -224,7 +224,7 @@ def test_the_multi_model_endpoint_contract_loads_and_unloads_models(models, imag
         assert [m["modelName"] for m in server.call("/models")[1]["models"]] == ["acme", "globex"]
         code, answer = server.call("/models/globex/invoke", images[5], "image/png")
         assert code == 200
-        assert answer["predictions"] == Classifier(models["globex"]).predict([images[5]])
+        assert answer["predictions"] == Handler(models["globex"]).predict([images[5]])
         assert server.call("/models/globex")[1]["modelUrl"] == models["globex"]
         assert server.call("/models/globex", None)[0] == 200
         request = urllib.request.Request(server.url + "/models/globex", method="DELETE")
