@@ -8,7 +8,12 @@ For each batch size (1 and 32): ``--requests`` requests one after another, each 
 Throughput is images per second over all requests; p50/p99 are per request.
 
     .venv/bin/python benchmarks/serving.py [--arch smallcnn|resnet18] [--image-size 16]
-        [--requests 200] [--threads 1] [--json]
+        [--requests 200] [--threads 1] [--rounds 3] [--skip-serving] [--skip-batch] [--json]
+
+Batch inference (``--skip-batch`` leaves it out): ``predict`` over the preprocessed shards (the
+fast path) and ``predict_images`` over the image folder (decoding each file, as preprocess
+does), against a plain torchvision ``ImageFolder`` + ``DataLoader`` loop over the same files
+with the same model, batch 256, one thread each; the best of ``--rounds`` alternating rounds.
 
 The model is ``train``'s format with seeded random weights (the cost of an answer does not depend
 on the weights). Target (issue 14): served throughput at batch 32 >= 0.8 of in-process.
@@ -79,6 +84,9 @@ def main() -> int:
     p.add_argument("--image-size", type=int, default=16)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--skip-serving", action="store_true")
+    p.add_argument("--skip-batch", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -98,6 +106,12 @@ def main() -> int:
     model = make_model(os.path.join(work, "model"), args.arch, args.image_size)
     handler = Handler(model)
 
+    results: dict[str, Any] = {"arch": args.arch, "image_size": args.image_size,
+                               "requests": args.requests, "threads": args.threads, "batches": {}}
+    if not args.skip_batch:
+        results["batch_inference"] = batch_inference(work, model, args)
+    if args.skip_serving:
+        return report(results, args)
     ensure_fresh(ROOT, {IMAGE}, "latest", lambda text: print(text, file=sys.stderr))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,8 +123,6 @@ def main() -> int:
         environment={"KUBESAGE_SERVE_THREADS": str(args.threads)},
         nano_cpus=args.threads * 10**9)  # the same CPU share as the in-process side
     url = f"http://127.0.0.1:{port}"
-    results: dict[str, Any] = {"arch": args.arch, "image_size": args.image_size,
-                               "requests": args.requests, "threads": args.threads, "batches": {}}
     try:
         from kubesage.serving.local import _wait_ready
 
@@ -130,8 +142,82 @@ def main() -> int:
                 "throughput_ratio": served["images_per_s"] / local["images_per_s"]}
     finally:
         container.remove(force=True)
+    return report(results, args)
+
+
+def batch_inference(work: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Images per second of predict (shards), predict_images (files) and an ImageFolder loop."""
+    import torch
+    import torchvision
+    from torch.utils.data import DataLoader
+
+    from components.models import load_classifier
+    from components.predict import predict, predict_images
+    from components.preprocess import preprocess
+    from kubesage import Dataset, Metrics, Model
+
+    folder = os.path.join(work, "fsx", "digits")
+    count = len(glob.glob(os.path.join(folder, "*", "*.png")))
+    shards = os.path.join(work, "shards")
+    os.makedirs(shards)
+    preprocess(folder, Dataset(shards), image_size=args.image_size, seed=0)
+
+    def out(name: str) -> tuple[Dataset, Metrics]:
+        path = tempfile.mkdtemp(prefix=name, dir=work)
+        os.makedirs(path + "/m")
+        return Dataset(path), Metrics(path + "/m")
+
+    def shard_path() -> float:
+        start = time.perf_counter()
+        n = sum(predict(Model(model), Dataset(shards), *out("s"), split=split)
+                for split in ("train", "val"))  # every image, as the others
+        return n / (time.perf_counter() - start)
+
+    def file_path() -> float:
+        start = time.perf_counter()
+        n = predict_images(Model(model), folder, *out("f"))
+        return n / (time.perf_counter() - start)
+
+    classifier = load_classifier(os.path.join(model, "model.pt"))
+    transform = torchvision.transforms.Compose([
+        torchvision.transforms.Resize((args.image_size, args.image_size)),
+        torchvision.transforms.PILToTensor()])
+
+    def image_folder() -> float:
+        torch.set_num_threads(args.threads)
+        start = time.perf_counter()
+        loader = DataLoader(torchvision.datasets.ImageFolder(folder, transform=transform),
+                            batch_size=256, num_workers=0)
+        seen = 0
+        with torch.no_grad():
+            for x, _ in loader:
+                probs = torch.softmax(classifier.net(classifier.normalize(x.permute(0, 2, 3, 1))), 1)
+                probs.topk(3, dim=1)
+                seen += len(x)
+        return seen / (time.perf_counter() - start)
+
+    best: dict[str, float] = {"shards": 0.0, "files": 0.0, "image_folder": 0.0}
+    for _ in range(args.rounds):
+        for name, run in (("image_folder", image_folder), ("shards", shard_path),
+                          ("files", file_path)):
+            best[name] = max(best[name], run())
+    return {"images": count, "images_per_s": best,
+            "ratio_shards": best["shards"] / best["image_folder"],
+            "ratio_files": best["files"] / best["image_folder"]}
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
+        return 0
+    batch = results.get("batch_inference")
+    if batch:
+        rates = batch["images_per_s"]
+        print(f"batch inference, {batch['images']} images, {args.arch} at {args.image_size}px: "
+              f"ImageFolder loop {rates['image_folder']:.0f} img/s; predict on shards "
+              f"{rates['shards']:.0f} ({batch['ratio_shards']:.2f}x); predict_images on files "
+              f"{rates['files']:.0f} ({batch['ratio_files']:.2f}x)")
+    if not results["batches"]:
         return 0
     print(f"{args.arch}, {args.image_size}px, {args.requests} requests per case, "
           f"{args.threads} thread(s) each side")
