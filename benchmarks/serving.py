@@ -1,7 +1,8 @@
 """Serving throughput and latency: the serving container over HTTP on loopback, against the same
 model called in-process, as ratios measured in one run.
 
-For each batch size (1 and 32): ``--requests`` requests one after another, each the same images
+For each batch size (1 and 32): ``--rounds`` alternating rounds of ``--requests`` requests one
+after another on each side (a kept-alive connection when served), each the same images
 (PNG files of the sample set). In-process is ``Handler.predict`` on the encoded images
 (decode + inference, what a request costs the server); served is ``POST /invocations`` to the
 ``kubesage/serve`` container (JSON with base64 images for a batch, the PNG's bytes for one).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import glob
+import http.client
 import json
 import os
 import socket
@@ -31,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,11 +72,13 @@ def summary(times: list[float], batch: int) -> dict[str, float]:
             "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
 
 
-def post(url: str, body: bytes, content_type: str) -> None:
-    request = urllib.request.Request(url + "/invocations", data=body, method="POST",
-                                     headers={"Content-Type": content_type})
-    with urllib.request.urlopen(request, timeout=60) as r:
-        r.read()
+def post(connection: http.client.HTTPConnection, body: bytes, content_type: str) -> None:
+    """One request on a kept-alive connection, as a serving client keeps one."""
+    connection.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        raise RuntimeError(f"/invocations answered {response.status}")
 
 
 def main() -> int:
@@ -135,8 +138,15 @@ def main() -> int:
                 body = json.dumps({"instances": [{"b64": base64.b64encode(i).decode()}
                                                  for i in payloads]}).encode()
                 kind = "application/json"
-            local = summary(timed(lambda p=payloads: handler.predict(p), args.requests), batch)
-            served = summary(timed(lambda b=body, k=kind: post(url, b, k), args.requests), batch)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            local_times: list[float] = []
+            served_times: list[float] = []
+            for _ in range(args.rounds):  # alternating, so that load from others hits both
+                local_times += timed(lambda p=payloads: handler.predict(p), args.requests)
+                served_times += timed(lambda b=body, k=kind, c=connection: post(c, b, k),
+                                      args.requests)
+            connection.close()
+            local, served = summary(local_times, batch), summary(served_times, batch)
             results["batches"][batch] = {
                 "in_process": local, "served": served,
                 "throughput_ratio": served["images_per_s"] / local["images_per_s"]}

@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from kubesage import __version__
 from kubesage.serving.models import BadInput, ModelCache, UnknownModel
@@ -110,6 +110,12 @@ def oip_response(name: str, answers: list[dict[str, Any]], request_id: str | Non
     return out
 
 
+def _answer(doc: dict[str, Any]) -> Response:
+    """An answer serialized once, straight to JSON (plain lists and numbers: FastAPI's generic
+    encoder would walk every value again)."""
+    return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
+
+
 def create_app(models: ModelCache) -> FastAPI:
     """The FastAPI application serving ``models``."""
     app = FastAPI(title="kubesage serving", version=__version__, docs_url=None, redoc_url=None)
@@ -128,13 +134,12 @@ def create_app(models: ModelCache) -> FastAPI:
         return {"status": "ok", "models": sorted(models.folders)}
 
     @app.post("/invocations")
-    async def invocations(request: Request) -> dict[str, Any]:
+    async def invocations(request: Request) -> Response:
         body = await request.body()
         target = request.headers.get(TARGET_MODEL)
         name = target.removesuffix(".tar.gz") if target else models.default
         payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
-        handler = models.get(name)
-        return {"predictions": handler.predict(payloads)}
+        return _answer({"predictions": models.get(name).predict(payloads)})
 
     # -- SageMaker multi-model endpoints: the service loads and unloads models ---------
     @app.post("/models")
@@ -163,10 +168,10 @@ def create_app(models: ModelCache) -> FastAPI:
         return {"status": f"model '{name}' unloaded"}
 
     @app.post("/models/{name}/invoke")
-    async def invoke(name: str, request: Request) -> dict[str, Any]:
+    async def invoke(name: str, request: Request) -> Response:
         payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""),
                                          await request.body())
-        return {"predictions": models.get(name).predict(payloads)}
+        return _answer({"predictions": models.get(name).predict(payloads)})
 
     # -- Open Inference Protocol v2 (KServe) -------------------------------------------
     @app.get("/v2")
@@ -192,8 +197,8 @@ def create_app(models: ModelCache) -> FastAPI:
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request) -> dict[str, Any]:
+    async def infer(name: str, request: Request) -> Response:
         payloads, request_id = oip_payloads(await request.body())
-        return oip_response(name, models.get(name).predict(payloads), request_id)
+        return _answer(oip_response(name, models.get(name).predict(payloads), request_id))
 
     return app
