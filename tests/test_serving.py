@@ -234,3 +234,26 @@ def test_the_multi_model_endpoint_contract_loads_and_unloads_models(models, imag
         assert code == 404 and "no model 'globex'" in gone["error"]
         code, bad = server.call("/models", b'{"model_name": "x"}')
         assert code == 400 and "expected" in bad["error"]
+
+
+def test_a_served_answer_is_the_line_predict_writes(server, models, fsx_root, tmp_path) -> None:
+    """The floor of issue 14: the same model and images give the same class, score and top-k
+    over HTTP (one image, and a batch) as in predict's predictions.jsonl."""
+    from components.predict import PREDICTIONS_FILE, predict_images
+    from kubesage import Dataset, Metrics, Model
+
+    folder = os.path.join(fsx_root, "digits")
+    (tmp_path / "out" / "m").mkdir(parents=True)
+    predict_images(Model(models["acme"]), folder, Dataset(str(tmp_path / "out")),
+                   Metrics(str(tmp_path / "out" / "m")))
+    with open(tmp_path / "out" / PREDICTIONS_FILE) as f:
+        rows = {row["file"]: row for row in map(json.loads, f)}
+    files = sorted(rows)[::37]  # every class, spread over the set
+    data = [open(os.path.join(folder, name), "rb").read() for name in files]
+    code, batch = server.call("/invocations", json.dumps(
+        {"instances": [{"b64": _b64(d)} for d in data]}).encode())
+    assert code == 200
+    for name, one, answer in zip(files, data, batch["predictions"], strict=True):
+        line = {k: rows[name][k] for k in ("class", "score", "top_k")}
+        assert answer == line, name
+        assert server.call("/invocations", one, "image/png")[1]["predictions"][0] == line
