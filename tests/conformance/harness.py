@@ -17,6 +17,7 @@ metrics (no throughput or timing metrics), and per output artifact its metadata 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -139,11 +140,25 @@ class Outcome:
         return round(sum(a.wall_s for a in self.attempts), 1)
 
 
+def _spawn(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own. Starting it is tried again when the kernel refuses the
+    exec itself (EFAULT, seen once in CI while the harness starts CLIs from several threads):
+    that is this machine failing to start a process, not the path under test failing."""
+    for tries_left in (2, 1, 0):
+        try:
+            return subprocess.run([*KUBESAGE, *args], cwd=REPO, capture_output=True, text=True,
+                                  timeout=timeout)
+        except OSError as e:
+            if e.errno != errno.EFAULT or not tries_left:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S) -> Attempt:
     start = time.monotonic()
     try:
-        proc = subprocess.run([*KUBESAGE, *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = _spawn(args, timeout)
     except subprocess.TimeoutExpired as e:
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         return Attempt(-1, None, err + f"\n(timed out after {timeout:.0f} s)",
