@@ -39,25 +39,32 @@ class Handler:
                            "send PNG or JPEG bytes")
         return array
 
-    def predict_arrays(self, images: Any) -> list[dict[str, Any]]:
+    def predict_arrays(self, images: Any, top_k: int | None = None) -> list[dict[str, Any]]:
         """Class, score and top-k ``[[class, score], ...]`` of each image (N x H x W x 3)."""
         import torch
 
         from components.predict import prediction_row
 
+        k = self.top_k if top_k is None else min(top_k, len(self.model.classes))
         with torch.no_grad():
             logits = self.model.net(self.model.normalize(torch.as_tensor(images)))
             probs = torch.softmax(logits.float(), dim=1).double().cpu().numpy()
         answers = []
         for p in probs:
-            row = prediction_row("", None, p, self.model.classes, self.top_k)
+            row = prediction_row("", None, p, self.model.classes, k)
             answers.append({k: row[k] for k in ("class", "score", "top_k")})
         return answers
 
-    def predict(self, payloads: list[bytes]) -> list[dict[str, Any]]:
+    def predict(self, payloads: list[bytes], **options: Any) -> list[dict[str, Any]]:
         import numpy as np
 
-        return self.predict_arrays(np.stack([self.decode(p) for p in payloads]))
+        from kubesage.serving.models import BadInput
+
+        unknown = sorted(set(options) - {"top_k"})
+        if unknown:
+            raise BadInput(f"unknown option(s) {', '.join(unknown)}; this model takes top_k")
+        return self.predict_arrays(np.stack([self.decode(p) for p in payloads]),
+                                   options.get("top_k"))
 
     def metadata(self) -> dict[str, Any]:
         return {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],

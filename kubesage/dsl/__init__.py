@@ -13,7 +13,7 @@ from kubesage.dsl.errors import (
     TypeMismatchError,
     UnknownInputError,
 )
-from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
+from kubesage.dsl.interface import ComponentSpec, Distribution, Resources, Serving
 from kubesage.dsl.pipeline import Pipeline, PipelineDefinition, pipeline
 from kubesage.dsl.task import Task
 from kubesage.dsl.types import Artifact, Dataset, Input, Metrics, Model, Output, Secret
@@ -22,6 +22,6 @@ __all__ = [
     "Artifact", "Comparison", "Component", "ComponentSpec", "Condition", "CycleError", "Dataset",
     "DefinitionError", "Distribution", "DuplicateNameError", "Input", "KubesageError", "Metrics",
     "MissingInputError", "Model", "Output", "ParallelFor", "ParameterError", "Pipeline",
-    "PipelineDefinition", "Resources", "Secret", "Task", "TypeMismatchError", "UnknownInputError",
+    "PipelineDefinition", "Resources", "Secret", "Serving", "Task", "TypeMismatchError", "UnknownInputError",
     "component", "pipeline",
 ]

@@ -20,6 +20,7 @@ from kubesage.dsl.interface import (
     Distribution,
     ParameterSpec,
     Resources,
+    Serving,
 )
 from kubesage.dsl.types import INPUT, artifact_annotation, check_value, param_type_name
 
@@ -75,6 +76,7 @@ def component(
     retries: int = ...,
     cache: bool = ...,
     preload: list[str] | None = ...,
+    serving: Serving | None = ...,
 ) -> Callable[[Callable[P, R]], Component[P, R]]: ...
 
 
@@ -91,6 +93,7 @@ def component(
     retries: int = 0,
     cache: bool = True,
     preload: list[str] | None = None,
+    serving: Serving | None = None,
 ) -> Any:
     """Declare a component from a typed function.
 
@@ -101,7 +104,9 @@ def component(
     container (``"/fsx"``); where the data comes from is the target config's business.
     ``preload`` names heavy modules the function imports (``["torch"]``): the local Docker
     runner starts the step's container while its upstream steps still run and imports them
-    there, so the step itself starts warm.
+    there, so the step itself starts warm. ``serving`` marks a batch-inference component
+    whose model the serving image answers alike (``Serving(handler=...)``): SageMaker compiles
+    it to a model plus a batch transform job.
     """
 
     def wrap(f: Callable[..., Any]) -> Component[Any, Any]:
@@ -116,6 +121,7 @@ def component(
             retries=retries,
             cache=cache,
             preload=tuple(preload or ()),
+            serving=serving,
         )
         return Component(f, spec)
 
@@ -169,6 +175,7 @@ def _spec_from_function(f: Callable[..., Any], **options: Any) -> ComponentSpec:
         retries=options["retries"],
         cache=options["cache"],
         preload=options["preload"],
+        serving=options["serving"],
     )
 
 

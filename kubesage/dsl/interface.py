@@ -98,6 +98,21 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How a batch-inference component's model is served: ``handler`` (``module:function``)
+    loads a model folder into the serving image's handler (``kubesage.serving``), which answers
+    for the same images what the component writes. Where a target has a native batch-inference
+    job (SageMaker's batch transform), the component compiles to a model in ``image`` plus that
+    job; elsewhere it runs as written."""
+
+    handler: str
+    image: str = "kubesage/serve"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     """Everything a target needs to know about a component, without its code."""
 
@@ -120,6 +135,7 @@ class ComponentSpec:
     preload: tuple[str, ...] = ()
     # Set for a container component (imported Kubeflow YAML): runs this, not ``entry``.
     container: ContainerSpec | None = None
+    serving: Serving | None = None  # batch inference whose model the serving image answers
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -158,6 +174,8 @@ class ComponentSpec:
         }
         if self.container is not None:
             doc["container"] = self.container.to_dict()
+        if self.serving is not None:
+            doc["serving"] = self.serving.to_dict()
         return doc
 
     @classmethod
@@ -178,6 +196,7 @@ class ComponentSpec:
             retries=d.get("retries", 0),
             cache=d.get("cache", True),
             container=ContainerSpec.from_dict(d["container"]) if d.get("container") else None,
+            serving=Serving(**d["serving"]) if d.get("serving") else None,
         )
 
     def digest(self) -> str:

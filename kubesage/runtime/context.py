@@ -74,3 +74,33 @@ def mlflow_store_lock(uri: str) -> Iterator[None]:
             if os.getuid() == 0 and os.path.exists(db):  # a root host shares it with its steps:
                 os.chmod(db, os.stat(db).st_mode | 0o020)  # SQLite makes 0644 whatever the umask
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+BATCH_PHASE_ENV = "KUBESAGE_BATCH_PHASE"  # "requests" or "collect", around a batch transform
+BATCH_REQUESTS_ENV = "KUBESAGE_BATCH_REQUESTS"  # collect: the requests step's output folder
+BATCH_RESULTS_ENV = "KUBESAGE_BATCH_RESULTS"  # collect: the transform job's output folder
+REQUESTS_FILE = "requests.jsonl"  # what a requests phase writes; the transform job reads it
+
+
+@dataclass(frozen=True)
+class BatchPhase:
+    """Which half of a batch-inference component runs, where a target runs the inference itself
+    as a batch transform job with the serving image (``Serving``): ``requests`` writes the
+    images as ``requests.jsonl`` lines (``{"b64": PNG, ...}``) into the component's first output;
+    ``collect`` makes the component's outputs from the job's answers (``results``) and what
+    the requests half wrote (``requests``). None: the component runs whole, as written."""
+
+    name: str
+    requests: str = ""
+    results: str = ""
+
+
+def batch_phase() -> BatchPhase | None:
+    """The batch phase this step runs (see ``BatchPhase``), or None."""
+    name = os.environ.get(BATCH_PHASE_ENV, "")
+    if not name:
+        return None
+    if name not in ("requests", "collect"):
+        raise ValueError(f"{BATCH_PHASE_ENV}={name!r}: expected 'requests' or 'collect'")
+    return BatchPhase(name, os.environ.get(BATCH_REQUESTS_ENV, ""),
+                      os.environ.get(BATCH_RESULTS_ENV, ""))

@@ -30,7 +30,7 @@ from typing import Any
 from kubesage.dsl.types import parse_value
 from kubesage.fsutil import write_json_atomic
 from kubesage.runtime import COMMAND
-from kubesage.runtime.context import world
+from kubesage.runtime.context import batch_phase, world
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 
 ROOT_ENV = "KUBESAGE_SAGEMAKER_ROOT"  # /opt/ml unless a test runs the contract in place
@@ -160,6 +160,10 @@ def main(*args: str) -> None:
             if name in metadata else None)
         for name, folder in input_folders.items()
     }
+    phase = batch_phase()
+    if phase is not None and phase.name == "collect":  # it reads only the inputs it was given
+        for a in component.spec.inputs:
+            inputs.setdefault(a.name, (os.path.join(scratch, "not-delivered", a.name), {}))
     outputs = {a.name: os.path.join(base, "output", a.name) for a in component.spec.outputs}
     call = Invocation(typed_parameters(entry, texts, mounts), inputs, outputs)
     result = invoke(component, call)

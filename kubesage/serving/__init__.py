@@ -10,3 +10,7 @@ image classifier is ``components.classifier:load``). Several models, each under 
 (one per client), load lazily into a bounded cache (``models.ModelCache``). Built on FastAPI
 and uvicorn, which the serving image installs; the rest of kubesage never imports them.
 """
+
+HANDLER_ENV = "KUBESAGE_HANDLER"  # the handler the image loads models with (``module:function``)
+MODEL_PATH_ENV = "KUBESAGE_MODEL_PATH"  # the model's folder inside /opt/ml/model, if not itself
+JSON_LINES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines")

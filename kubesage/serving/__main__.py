@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from kubesage.serving import HANDLER_ENV, MODEL_PATH_ENV
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kubesage.serving")
@@ -14,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
                    help="a model folder to serve under NAME (default: every folder of "
                         "/opt/ml/model, SageMaker's, or /opt/ml/model itself)")
-    p.add_argument("--handler", default=os.environ.get("KUBESAGE_HANDLER",
+    p.add_argument("--handler", default=os.environ.get(HANDLER_ENV,
                                                        "components.classifier:load"))
     p.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
     p.add_argument("--host", default="0.0.0.0")
@@ -35,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sagemaker_models(root: str = "/opt/ml/model") -> dict[str, str]:
     """SageMaker puts a model's ``model.tar.gz`` unpacked in ``/opt/ml/model``; a multi-model
-    endpoint's models each in a folder of their own."""
+    endpoint's models each in a folder of their own. A training job's archive holds a folder
+    per output: ``KUBESAGE_MODEL_PATH`` names the model's."""
+    if os.environ.get(MODEL_PATH_ENV):
+        return {"default": os.path.join(root, os.environ[MODEL_PATH_ENV])}
     if not os.path.isdir(root):
         return {}
-    subfolders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    subfolders = sorted(d for d in os.listdir(root)
+                        if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if subfolders and not os.path.exists(os.path.join(root, "model.pt")):
         return {d: os.path.join(root, d) for d in subfolders}
     return {"default": root}

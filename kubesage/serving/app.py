@@ -4,7 +4,10 @@ Payloads:
 - ``POST /invocations``: an image file (``image/png``, ``image/jpeg``,
   ``application/x-image``, ``application/octet-stream``) answers
   ``{"predictions": [one]}``; ``application/json`` ``{"instances": [{"b64": ...}, ...]}`` (or a
-  list of base64 strings) answers one prediction per instance.
+  list of base64 strings) answers one prediction per instance;
+  ``application/jsonlines`` (what a SageMaker batch transform sends with ``SplitType=Line``):
+  one instance per line, ``{"b64": ..., "top_k"?: N, ...}``, answers one line per instance, in
+  order, carrying the instance's other fields (``file``, ``label``, ...) beside the prediction.
 - ``POST /models`` ``{"model_name", "url"}``, ``GET /models[/{name}]``, ``DELETE
   /models/{name}``, ``POST /models/{name}/invoke``: the multi-model endpoint contract, by which
   SageMaker itself loads and unloads each client's model;
@@ -25,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from kubesage import __version__
+from kubesage.serving import JSON_LINES
 from kubesage.serving.models import BadInput, ModelCache, UnknownModel
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/x-image", "application/octet-stream")
@@ -58,13 +62,50 @@ def sagemaker_payloads(content_type: str, body: bytes) -> tuple[list[bytes], boo
         return [body], False
     if kind != "application/json":
         raise BadInput(f"unsupported content type '{kind or '(none)'}'; send an image "
-                       f"({', '.join(IMAGE_TYPES)}) or application/json "
-                       '{"instances": [{"b64": ...}]}')
+                       f"({', '.join(IMAGE_TYPES)}), application/json "
+                       '{"instances": [{"b64": ...}]} or application/jsonlines')
     doc = _json(body)
     instances = doc.get("instances") if isinstance(doc, dict) else doc
     if not isinstance(instances, list) or not instances:
         raise BadInput('expected {"instances": [{"b64": ...}, ...]} with at least one instance')
     return [_b64(item, f"instances[{i}]") for i, item in enumerate(instances)], True
+
+
+def is_json_lines(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in JSON_LINES
+
+
+def json_lines_answer(handler: Any, body: bytes) -> Response:
+    """One answer line per instance line, in order: the instance's fields but ``b64`` and
+    ``top_k``, then the prediction. Lines asking different ``top_k`` are predicted apart."""
+    instances = []
+    for n, text in enumerate(body.splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadInput(f"line {n} is not valid JSON ({e})") from None
+        if not isinstance(doc, dict) or "b64" not in doc:
+            raise BadInput(f'line {n}: expected {{"b64": <base64 image>, ...}}')
+        top_k = doc.get("top_k")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise BadInput(f"line {n}: top_k must be a whole number >= 1, not {top_k!r}")
+        instances.append((doc, _b64(doc["b64"], f"line {n}"), top_k))
+    if not instances:
+        raise BadInput("the body has no lines; send one JSON instance per line")
+    answers: list[Any] = [None] * len(instances)
+    for top_k in sorted({k for _, _, k in instances}, key=lambda k: k or 0):
+        picked = [i for i, (_, _, k) in enumerate(instances) if k == top_k]
+        options = {"top_k": top_k} if top_k is not None else {}
+        for i, answer in zip(picked, handler.predict([instances[i][1] for i in picked],
+                                                     **options), strict=True):
+            answers[i] = answer
+    lines = []
+    for (doc, _, _), answer in zip(instances, answers, strict=True):
+        extra = {k: v for k, v in doc.items() if k not in ("b64", "top_k")}
+        lines.append(json.dumps({**extra, **answer}, separators=(",", ":")))
+    return Response("\n".join(lines) + "\n", media_type="application/jsonlines")
 
 
 def oip_payloads(body: bytes) -> tuple[list[bytes], str | None]:
@@ -138,6 +179,9 @@ def create_app(models: ModelCache) -> FastAPI:
         body = await request.body()
         target = request.headers.get(TARGET_MODEL)
         name = target.removesuffix(".tar.gz") if target else models.default
+        content_type = request.headers.get("content-type", "")
+        if is_json_lines(content_type):
+            return json_lines_answer(models.get(name), body)
         payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
@@ -169,8 +213,10 @@ def create_app(models: ModelCache) -> FastAPI:
 
     @app.post("/models/{name}/invoke")
     async def invoke(name: str, request: Request) -> Response:
-        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""),
-                                         await request.body())
+        body = await request.body()
+        if is_json_lines(request.headers.get("content-type", "")):
+            return json_lines_answer(models.get(name), body)
+        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
     # -- Open Inference Protocol v2 (KServe) -------------------------------------------

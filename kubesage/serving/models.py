@@ -14,8 +14,9 @@ from kubesage.dsl.errors import KubesageError
 class Handler(Protocol):
     """One loaded model: what it takes and what it answers."""
 
-    def predict(self, payloads: list[bytes]) -> list[dict[str, Any]]:
-        """One answer per encoded input (an image file's bytes); ``BadInput`` for a bad one."""
+    def predict(self, payloads: list[bytes], **options: Any) -> list[dict[str, Any]]:
+        """One answer per encoded input (an image file's bytes); ``BadInput`` for a bad one, or
+        for an option (``top_k``, ...) the model does not take."""
         ...
 
     def metadata(self) -> dict[str, Any]:

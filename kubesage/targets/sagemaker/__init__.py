@@ -4,7 +4,8 @@ The SageMaker SDK (pinned, see ``session.SDK_VERSION``) and boto3 are imported o
 functions below, so importing this package stays as cheap as importing kubesage.
 
 - ``compiler``: neutral graph -> definition JSON (``ProcessingStep``, ``TrainingStep``,
-  ``ModelStep``, ``ConditionStep``/``FailStep``); ``parameters``, ``conditions`` beside it;
+  ``ModelStep``, ``ConditionStep``/``FailStep``, batch transforms in ``transform``);
+  ``parameters``, ``conditions`` beside it;
 - ``config``: the target config file (``config/sagemaker.yaml``);
 - ``validate``: each step's arguments against botocore's SageMaker service model;
 - ``local_run``: executes a definition JSON on this machine, in Docker, under SageMaker's
@@ -170,8 +171,18 @@ def with_content_tags(config: SageMakerConfig, pipeline: Pipeline, source: str) 
     from kubesage.images import content_refs
     from kubesage.loader import project_root
 
-    refs = content_refs(project_root(source or os.getcwd()), {t.spec.image for t in pipeline.tasks})
+    refs = content_refs(project_root(source or os.getcwd()), images_of(pipeline, config))
     return config.with_content_tags(refs)
+
+
+def images_of(pipeline: Pipeline, config: SageMakerConfig) -> set[str]:
+    """The logical images the pipeline's definition runs: its components', and the serving
+    image of each batch transform."""
+    from kubesage.targets.sagemaker.compiler import step_kind
+
+    return {t.spec.image for t in pipeline.tasks} | {
+        t.spec.serving.image for t in pipeline.tasks
+        if t.spec.serving is not None and step_kind(t.spec, config, t.distribution) == "transform"}
 
 
 TARGET = SageMakerTarget()

@@ -2,7 +2,8 @@
 
 One step per task (and per item of a literal ``ParallelFor``): ``ProcessingStep`` or
 ``TrainingStep`` running ``python -m kubesage.runtime sagemaker_processing|sagemaker_training``
-in the component's image, ``ModelStep`` for registration, ``ConditionStep`` for a ``Condition``
+in the component's image, ``ModelStep`` for registration, a batch transform for batch inference
+(four steps, ``transform.py``), ``ConditionStep`` for a ``Condition``
 (with a ``FailStep`` where the config says that a condition that does not hold fails the
 execution). Artifacts travel through S3 under ``s3://<bucket>/<prefix>/<pipeline>/...``.
 """
@@ -25,7 +26,7 @@ from kubesage.runtime.sagemaker_processing import (
     RESULT_FILE,
     RESULT_OUTPUT,
 )
-from kubesage.targets.sagemaker import processing, registration, training
+from kubesage.targets.sagemaker import processing, registration, training, transform
 from kubesage.targets.sagemaker.conditions import compile_condition, describe
 from kubesage.targets.sagemaker.config import SageMakerConfig
 from kubesage.targets.sagemaker.parameters import (
@@ -40,13 +41,15 @@ class CompileError(KubesageError):
 
 def step_kind(spec: ComponentSpec, config: SageMakerConfig,
               distribution: Distribution | None = None) -> str:
-    """processing, training or register: the config's hint, else the default rule."""
+    """processing, training, register or transform: the config's hint, else the default rule."""
     distribution = distribution or spec.distribution
     if spec.container is not None:  # its own command line: a processing job runs it as is
         return "processing"
     hint = config.hints(spec.name).kind
     if hint:
         return hint
+    if spec.serving is not None:
+        return "transform"
     makes_model = any(a.type == "Model" for a in spec.outputs)
     reads_model = any(a.type == "Model" for a in spec.inputs)
     if (makes_model and not reads_model) or distribution.world_size > 1:
@@ -62,7 +65,8 @@ class Instance:
     plan: Step
     name: str
     kind: str = ""
-    step: Any = None
+    step: Any = None  # the step whose outputs are the task's (the last of several)
+    steps: list[Any] = field(default_factory=list)  # every SDK step of the task, in order
     property_files: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
@@ -103,13 +107,16 @@ class Compiler:
         branches: dict[str, list[Any]] = {}
         for inst in self.instances:
             inst.kind = step_kind(inst.task.spec, self.config, inst.task.distribution)
-            inst.step = {"processing": processing.processing, "training": training.training,
-                         "register": registration.register}[inst.kind](self, inst)
+            built = {"processing": processing.processing, "training": training.training,
+                     "register": registration.register,
+                     "transform": transform.transform}[inst.kind](self, inst)
+            inst.steps = built if isinstance(built, list) else [built]
+            inst.step = inst.steps[-1]
             cond = self.condition_of(inst.task)
             if cond is None:
-                top.append(inst.step)
+                top.extend(inst.steps)
             else:
-                branches.setdefault(cond.id, []).append(inst.step)
+                branches.setdefault(cond.id, []).extend(inst.steps)
         for group in self.pipeline.groups:
             if not isinstance(group, Condition) or group.id not in branches:
                 continue
@@ -188,7 +195,7 @@ class Compiler:
     def artifact_uri(self, producer: Instance, output: str) -> Any:
         if producer.kind == "training":
             return producer.step.properties.ModelArtifacts.S3ModelArtifacts
-        if producer.kind == "processing":
+        if producer.kind in ("processing", "transform"):  # a transform's outputs: its last step's
             return producer.step.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
         raise CompileError(
             f"task '{producer.name}' is a registration step on SageMaker and has no artifact "
@@ -204,7 +211,7 @@ class Compiler:
                 f"but '{producer.task.spec.name}' is a container component (imported Kubeflow YAML): "
                 "SageMaker reads values from a JSON property file, which its command does not "
                 "write; pass the value on in an output artifact instead")
-        if producer.kind != "processing":
+        if producer.kind not in ("processing", "transform"):
             raise CompileError(
                 f"output '{name}' of task '{producer.name}' is read by a condition or another "
                 f"step, but '{producer.task.spec.name}' compiles to a {producer.kind} step, whose "
@@ -304,7 +311,7 @@ class Compiler:
         for arg, value in sorted(inst.task.arguments.items()):
             if isinstance(value, TaskOutput) and value.is_artifact:
                 producer = self.producer(value, inst)
-                if producer.kind == "processing" and producer.task.spec.container is None:
+                if producer.kind in ("processing", "transform") and producer.task.spec.container is None:
                     uri = producer.step.properties.ProcessingOutputConfig.Outputs[
                         RESULT_OUTPUT].S3Output.S3Uri
                     found[arg] = (uri, value.output)

@@ -10,6 +10,9 @@ Default mapping of a component onto a SageMaker step:
 - ``training``: it declares a ``Model`` output and no ``Model`` input, or a ``Distribution`` of
   more than one process (the job that makes a model);
 - ``register``: only by hint (``kind: register``), becomes a ``ModelStep`` (RegisterModel);
+- ``transform``: it declares ``Serving`` (batch inference the serving image answers alike):
+  a model in the serving image plus a batch transform job, between the component's two halves
+  as processing steps (``kind: processing`` runs it whole as one processing job instead);
 - ``processing``: everything else.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from kubesage.configfile import ConfigError, ConfigReader
 
 DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
-KINDS = ("processing", "training", "register")
+KINDS = ("processing", "training", "register", "transform")
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
@@ -93,6 +96,7 @@ class SageMakerConfig:
     local_config: str | None = None  # local target config for `run --target sagemaker`
     source: str = "(defaults)"
     serving_instance_type: str = "ml.m5.xlarge"  # endpoints `kubesage deploy` creates
+    transform_instance_type: str = ""  # batch transform jobs; "" = processing_instance_type
 
     @property
     def account_id(self) -> str:
@@ -160,7 +164,7 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
     images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
                      "amazonaws.com/kubesage/torch:1.0}")
     types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}",
-                    known=("processing", "training", "serving"))
+                    known=("processing", "training", "serving", "transform"))
     net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}",
                   known=("subnets", "security_groups"))
     spot = r.child("spot", required=False, known=("enabled", "max_run_s", "max_wait_s"))
@@ -229,6 +233,8 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
         training_instance_type=types.get("training", str, pattern=_INSTANCE, example="ml.g5.2xlarge"),
         serving_instance_type=types.get("serving", str, False, "ml.m5.xlarge", pattern=_INSTANCE,
                                         example="ml.m5.xlarge"),
+        transform_instance_type=types.get("transform", str, False, "", pattern=_INSTANCE,
+                                          example="ml.m5.xlarge"),
         subnets=net.strings("subnets", _SUBNET, "subnet-0123456789abcdef0"),
         security_groups=net.strings("security_groups", _SG, "sg-0123456789abcdef0"),
         spot=enabled,

@@ -4,9 +4,12 @@ SageMaker reuses an earlier run of a step with ``CacheConfig`` while the attribu
 documentation lists for that step type are unchanged ("Default cache key attributes by pipeline
 step type", https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-default-keys.html):
 ``CACHE_KEY_ATTRIBUTES`` below, resolved as the job request has them. Everything else (where
-outputs go, instance types, the role, stopping conditions) changes no key. Transform and tuning
-steps have lists there too; kubesage compiles neither. Model registration, condition and fail
-steps have no cache. A hit is an earlier run younger than the step's ``ExpireAfter``.
+outputs go, instance types, the role, stopping conditions) changes no key. A transform's key
+holds its ``ModelName``, which a ``ModelStep`` makes anew in each execution: as on the service,
+a batch transform behind a model step runs again every time (and the step reading its output
+after it). Tuning steps have a list there too; kubesage compiles none. Model creation and
+registration, condition and fail steps have no cache. A hit is an earlier run younger than the
+step's ``ExpireAfter``.
 
 Locally the key also covers the image's ID and the content of the inputs: the service trusts
 that an S3 URI (and an image URI) names fixed content; a local folder may change. Entries live
@@ -33,6 +36,7 @@ CACHE_KEY_ATTRIBUTES = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
     "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig",
                  "DebugRuleConfigurations", "Environment", "HyperParameters", "InputDataConfig"),
+    "Transform": ("DataProcessing", "Environment", "ModelName", "TransformInput"),
 }
 
 # ISO 8601 durations as CacheConfig takes them ("P30D", "30d", "T16m", "30dT5h"), in seconds
@@ -56,6 +60,8 @@ def input_uris(args: dict[str, Any]) -> list[str]:
     uris = [i["S3Input"]["S3Uri"] for i in args.get("ProcessingInputs", []) if "S3Input" in i]
     uris += [c["DataSource"]["S3DataSource"]["S3Uri"] for c in args.get("InputDataConfig", [])
              if "S3DataSource" in c["DataSource"]]
+    if "TransformInput" in args:
+        uris.append(args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
     return uris
 
 

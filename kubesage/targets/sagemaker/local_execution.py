@@ -1,9 +1,11 @@
 """One execution of a SageMaker definition: its parameters, step properties, property files and
-branch outcomes, and what each step type does (job, condition, fail, model registration).
+branch outcomes, and what each step type does (processing, training and transform jobs,
+model creation, condition, fail, model registration).
 
 A definition step that was compiled from a plan step fills that step's record; the steps that
-SageMaker adds (a ``ConditionStep``, its ``FailStep``) are kept out of the record, except a Fail
-step that runs, which fails the run and says why.
+SageMaker adds (a ``ConditionStep``, its ``FailStep``, the model, transform and requests steps of
+a batch transform) are kept out of the record, except one that fails (a Fail step that runs),
+which fails the run and says why.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Execution:
         self.properties: dict[str, Any] = {}
         self.property_files: dict[tuple[str, str], Any] = {}
         self.outcomes: dict[str, bool] = {}
+        self.models: dict[str, dict[str, Any]] = {}  # models created: name -> CreateModel request
         self.evaluate = Evaluator(self._lookup, self._property_file)
 
     # -- expressions ------------------------------------------------------------------
@@ -110,7 +113,7 @@ class Execution:
             else:
                 self._run_step(step, record)
                 failed_run = record.status == "failed"
-                if step["Type"] == "Fail" and record.status == "failed":
+                if name not in self.records and record.status == "failed":
                     if self.number:
                         record.name = f"{record.name}@{self.number}"
                     self.run_.record.steps.append(record)  # it fails the run: the record says why
@@ -122,8 +125,9 @@ class Execution:
         self.run_.changed(record)
         self.run_.say(f"> {record.name} ({step['Type']}) started")
         try:
-            {"Processing": self._job, "Training": self._job, "Condition": self._condition,
-             "Fail": self._fail, "RegisterModel": self._register}.get(
+            {"Processing": self._job, "Training": self._job, "Transform": self._job,
+             "Model": self._model, "Condition": self._condition, "Fail": self._fail,
+             "RegisterModel": self._register}.get(
                 step["Type"], self._unsupported)(step, record)
         except (JobFailed, KubesageError) as e:
             record.status, record.error = "failed", str(e)
@@ -180,12 +184,28 @@ class Execution:
         types = {p.name: p.type for p in planned[0].task.spec.parameters} if planned else {}
         record.parameters = masked(dict(request.get("CustomerMetadataProperties", {})), types)
 
+    def _model(self, step: dict[str, Any], record: StepRecord) -> None:
+        """CreateModel: kept for the transform jobs that name it (no container starts here)."""
+        args = self.evaluate(step["Arguments"])
+        name = f"{step['Name']}-{self.run_.run_id[-6:]}{'-' + str(self.number) if self.number else ''}"
+        self.models[name] = args
+        self.properties[step["Name"]] = {"ModelName": name, "PrimaryContainer": {
+            "Image": args["PrimaryContainer"]["Image"]}}
+
     def _job(self, step: dict[str, Any], record: StepRecord) -> None:
         args = self.evaluate(step["Arguments"])
         planned = self.planned.get(step["Name"])
         types = {p.name: p.type for p in planned[0].task.spec.parameters} if planned else {}
         record.parameters = masked(_parameters(step["Type"], args), types)
-        record.environment_id = self.owner.image_id(record.image) if record.image else ""
+        model = self.models.get(args.get("ModelName", "")) if step["Type"] == "Transform" else None
+        if step["Type"] == "Transform" and model is None:
+            raise KubesageError(f"transform job '{step['Name']}' names model "
+                                f"{args.get('ModelName')!r}, which no step of this execution "
+                                "created")
+        image = model["PrimaryContainer"]["Image"] if model else ""
+        record.environment_id = (self.owner.image_id(record.image) if record.image else
+                                 self.owner.image_id(self.owner.local_image_of(image)) if image
+                                 else "")
         key = local_cache.cache_key(step, args, record.environment_id, self.owner.s3,
                                     self.owner.filesystem_for)
         record.cache_key = key
@@ -208,6 +228,8 @@ class Execution:
         job = f"{name}-{self.run_.run_id[-6:]}"[-63:].lstrip("-")
         if step["Type"] == "Processing":
             result = self.jobs.processing(record.name, args, work, job)
+        elif model is not None:
+            result = self.jobs.transform(record.name, args, model, work, job)
         else:
             checkpoints = None
             if "CheckpointConfig" in args:  # kept, as in S3: a spot restart resumes from them

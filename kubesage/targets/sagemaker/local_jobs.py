@@ -186,6 +186,58 @@ class JobRunner:
                 result.result = json.load(f)
         return result
 
+    # -- batch transform ----------------------------------------------------------------
+    def transform(self, step: str, args: dict[str, Any], model: dict[str, Any], work: str,
+                  job_name: str) -> JobResult:
+        container = model["PrimaryContainer"]
+        model_dir = os.path.join(work, "model")
+        os.makedirs(model_dir, exist_ok=True)
+        source = self.s3.path(container["ModelDataUrl"])
+        if not os.path.exists(source):
+            raise JobFailed(f"{step}: no model data at {container['ModelDataUrl']}")
+        if os.path.isfile(source):  # model.tar.gz, unpacked where SageMaker unpacks it
+            with tarfile.open(source) as tar:
+                tar.extractall(model_dir, filter="data")
+        else:
+            model_dir = source
+        objects = _objects(self.s3.path(args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]))
+        if not objects:
+            raise JobFailed(f"{step}: no input objects at "
+                            f"{args['TransformInput']['DataSource']['S3DataSource']['S3Uri']}")
+        out_dir = os.path.join(work, "output")
+        os.makedirs(out_dir, exist_ok=True)
+        env = {**container.get("Environment", {}), **args.get("Environment", {})}
+        tag = f"ks-sm-{self.run_id[-6:]}-{secrets.token_hex(2)}-{re.sub(r'[^a-zA-Z0-9_.-]', '-', step)}"
+        server = self.client.containers.run(
+            self.image_for(container["Image"]), ["serve"], detach=True, name=tag,
+            environment={"HOME": "/tmp", **env}, user=step_user(),
+            volumes=[f"{model_dir}:/opt/ml/model:ro"], ports={"8080/tcp": ("127.0.0.1", None)},
+            labels=labels(self.run_id, step))
+        try:
+            url = _serving_url(server)
+            self.say(f"{step}: serving container up at {url}")
+            requests = 0
+            for path, name in objects:
+                answers = []
+                for payload in _batches(path, args):
+                    answers.append(_invoke(url, payload, args, server, step))
+                    requests += 1
+                joiner = b"\n" if args.get("TransformOutput", {}).get("AssembleWith") == "Line" else b""
+                out = os.path.join(out_dir, name + ".out")
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with open(out, "wb") as f:
+                    for body in answers:
+                        f.write(body if not joiner or body.endswith(joiner) else body + joiner)
+            self.say(f"{step}: {len(objects)} object(s) in {requests} request(s)")
+        finally:
+            server.remove(force=True)
+        uri = args["TransformOutput"]["S3OutputPath"]
+        result = JobResult()
+        result.outputs["transform"] = (uri, self.s3.put_folder(out_dir, uri))
+        result.properties = {"TransformJobName": job_name, "ModelName": args["ModelName"],
+                             "TransformOutput": {"S3OutputPath": uri}}
+        return result
+
     # -- containers -------------------------------------------------------------------
     def _read_only(self, name: str, uri: str, target: str) -> str:
         source = self.s3.path(uri)
@@ -260,3 +312,91 @@ def pack(folder: str, archive: str) -> None:
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
                 tar.add(full, arcname=os.path.relpath(full, folder), filter=clean)
+
+
+def _objects(prefix: str) -> list[tuple[str, str]]:
+    """(local path, name below the prefix's folder) of every object an ``S3Prefix`` selects:
+    the keys that start with it (a folder's files, or the files a name prefix matches)."""
+    if os.path.isdir(prefix):
+        base, found = prefix, [os.path.join(d, f) for d, _, fs in os.walk(prefix) for f in fs]
+    else:
+        base = os.path.dirname(prefix)
+        stem = os.path.basename(prefix)
+        found = [os.path.join(base, f) for f in os.listdir(base) if f.startswith(stem)] \
+            if os.path.isdir(base) else []
+    return sorted((p, os.path.relpath(p, base)) for p in found if os.path.isfile(p))
+
+
+def _batches(path: str, args: dict[str, Any]) -> list[bytes]:
+    """The request bodies of one input object: whole (``SplitType`` None), or its records
+    (lines), one per request (``SingleRecord``) or as many as fit ``MaxPayloadInMB``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if args["TransformInput"].get("SplitType", "None") != "Line":
+        return [data]
+    records = [line for line in data.split(b"\n") if line.strip()]
+    if args.get("BatchStrategy") != "MultiRecord":
+        return records
+    limit = int(args.get("MaxPayloadInMB", 6)) * 1024 * 1024
+    bodies: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for record in records:
+        if len(record) > limit:
+            raise JobFailed(f"a record of {len(record)} bytes exceeds MaxPayloadInMB="
+                            f"{args.get('MaxPayloadInMB', 6)}")
+        if current and size + len(record) + 1 > limit:
+            bodies.append(b"\n".join(current))
+            current, size = [], 0
+        current.append(record)
+        size += len(record) + 1
+    if current:
+        bodies.append(b"\n".join(current))
+    return bodies
+
+
+def _serving_url(server: Any, timeout_s: float = 120) -> str:
+    """The loopback URL of a serving container, once ``GET /ping`` answers 200."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    url = ""
+    while time.time() < deadline:
+        server.reload()
+        if server.status == "exited":
+            logs = server.logs().decode(errors="replace").strip().splitlines()
+            raise JobFailed("the serving container stopped: " + "\n".join(logs[-20:]))
+        bound = (server.attrs.get("NetworkSettings", {}).get("Ports") or {}).get("8080/tcp")
+        if bound:
+            url = f"http://127.0.0.1:{bound[0]['HostPort']}"
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return url
+            except OSError:
+                pass
+        time.sleep(0.3)
+    raise JobFailed(f"the serving container did not answer GET /ping in {timeout_s:.0f}s")
+
+
+def _invoke(url: str, body: bytes, args: dict[str, Any], server: Any, step: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": args["TransformInput"].get("ContentType", "application/octet-stream")}
+    accept = args.get("TransformOutput", {}).get("Accept")
+    if accept:
+        headers["Accept"] = accept
+    request = urllib.request.Request(url + "/invocations", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=600) as r:
+            answer: bytes = r.read()
+            return answer
+    except urllib.error.HTTPError as e:
+        raise JobFailed(f"{step}: POST /invocations answered {e.code}: "
+                        f"{e.read().decode(errors='replace')[:500]}") from None
+    except OSError as e:
+        logs = server.logs().decode(errors="replace").strip().splitlines()
+        raise JobFailed(f"{step}: POST /invocations failed ({e}); container log:\n"
+                        + "\n".join(logs[-20:])) from None

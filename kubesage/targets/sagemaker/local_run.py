@@ -52,7 +52,7 @@ def refusals(pipeline: Pipeline) -> None:
 
 def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     """Compile ``pipeline`` for SageMaker, then execute the definition JSON locally."""
-    from kubesage.targets.sagemaker import with_content_tags
+    from kubesage.targets.sagemaker import images_of, with_content_tags
     from kubesage.targets.sagemaker.compiler import definition_json
     from kubesage.targets.sagemaker.parameters import fan_out_parameters
     from kubesage.targets.sagemaker.validate import DefinitionInvalid, validate_definition
@@ -61,7 +61,7 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(options.params)
     root = project_root(options.pipeline_file or os.getcwd())
-    code = ensure_fresh(root, {t.spec.image for t in pipeline.tasks} - set(options.images),
+    code = ensure_fresh(root, images_of(pipeline, config) - set(options.images),
                         local.image_tag, lambda text: print(text, file=options.out(), flush=True))
     config = with_content_tags(config, pipeline, options.pipeline_file)
     text = definition_json(pipeline, config)
@@ -263,7 +263,8 @@ def image_uri(step: dict[str, Any]) -> str | None:
     """The image URI a job step runs."""
     args = step.get("Arguments", {})
     uri = (args.get("AppSpecification", {}).get("ImageUri")
-           or args.get("AlgorithmSpecification", {}).get("TrainingImage"))
+           or args.get("AlgorithmSpecification", {}).get("TrainingImage")
+           or args.get("PrimaryContainer", {}).get("Image"))  # a model a transform job serves
     return uri if isinstance(uri, str) else None
 
 

@@ -25,28 +25,38 @@ if TYPE_CHECKING:
     from kubesage.targets.sagemaker.compiler import Compiler, Instance
 
 
-def processing(c: Compiler, inst: Instance) -> Any:
+def processing(c: Compiler, inst: Instance, *, part: str = "", env: dict[str, Any] | None = None,
+               only: set[str] | None = None,
+               extra: dict[str, tuple[Any, str]] | None = None) -> Any:
+    """The processing step of a kubesage component. ``part`` names one step of several the task
+    compiles to (``predict-requests``; its outputs under ``.../predict/requests/``), with
+    ``env`` added, only the input artifacts ``only`` (and no data mounts) when given, and the
+    ``extra`` inputs (name -> (S3 URI, local path)) the runtime does not bind."""
     spec = inst.task.spec
     if spec.container is not None:
         return container_processing(c, inst)
     params, artifacts = c.arguments(inst)
+    if only is not None:
+        artifacts = {name: uri for name, uri in artifacts.items() if name in only}
     layout = c.input_layout(inst)
     args: list[Any] = ["--entry", spec.entry]
     inputs = {name: (uri, f"{PROCESSING}/input/{name}") for name, uri in artifacts.items()}
     for name in artifacts:
         args += ["--input", f"{name}={layout.get(name, '')}"]
     for name, (uri, output) in c.metadata_sources(inst).items():
-        inputs[name + METADATA_SUFFIX] = (uri, f"{PROCESSING}/input/{name}{METADATA_SUFFIX}")
-        args += ["--metadata", f"{name}={output}"]
-    for name, target in spec.mounts:
+        if name in artifacts:
+            inputs[name + METADATA_SUFFIX] = (uri, f"{PROCESSING}/input/{name}{METADATA_SUFFIX}")
+            args += ["--metadata", f"{name}={output}"]
+    for name, target in spec.mounts if only is None else ():
         local = f"{PROCESSING}/mounts/{name}"
         inputs[f"mount-{name}"] = (c.mount(spec, name).s3_uri, local)
         args += ["--mount", f"{target}={local}"]
     for name, value in params.items():
         args += ["--param", name, as_string(value)]
+    inputs.update(extra or {})
     return processing_step(
         c, inst, inputs, [a.name for a in spec.outputs] + [RESULT_OUTPUT], PROCESSING_ENTRYPOINT,
-        args, {}, c.config.hints(spec.name).instance_count or 1)
+        args, dict(env or {}), c.config.hints(spec.name).instance_count or 1, part)
 
 def container_processing(c: Compiler, inst: Instance) -> Any:
     """A container component as a processing job running its own image and command line.
@@ -67,7 +77,7 @@ def container_processing(c: Compiler, inst: Instance) -> Any:
     for arg, value in sorted(inst.task.arguments.items()):
         if isinstance(value, TaskOutput) and value.is_artifact:
             producer = c.producer(value, inst)
-            if producer.kind != "processing":
+            if producer.kind not in ("processing", "transform"):
                 from kubesage.targets.sagemaker.compiler import CompileError
 
                 raise CompileError(
@@ -102,9 +112,10 @@ def container_processing(c: Compiler, inst: Instance) -> Any:
 def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, str]],
                      outputs: list[str], entrypoint: list[Any] | None,
                      arguments: list[Any] | None, env: dict[str, str],
-                     instance_count: int) -> Any:
+                     instance_count: int, part: str = "") -> Any:
     """A ProcessingStep in the component's image: ``inputs`` maps an input name to (S3 URI,
-    local path); each output ``name`` is uploaded from ``/opt/ml/processing/output/<name>``."""
+    local path); each output ``name`` is uploaded from ``/opt/ml/processing/output/<name>``.
+    ``part``: one of several steps of the task (named ``<task>-<part>``)."""
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
@@ -124,7 +135,7 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
         volume_size_in_gb=hints.volume_size_gb or 30,
         entrypoint=entrypoint,
         max_runtime_in_seconds=c.config.max_run_s,
-        base_job_name=inst.name,
+        base_job_name=f"{inst.name}-{part}" if part else inst.name,
         env={**env, STEP_ENV: inst.name, **gpu_env(inst.task)},
         volume_kms_key=c.config.kms_key or None,
         output_kms_key=c.config.kms_key or None,
@@ -138,7 +149,11 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
             s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"))
             for name, (uri, local) in inputs.items()],
         outputs=[ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-            s3_uri=c.s3(inst, name), local_path=f"{PROCESSING}/output/{name}",
-            s3_upload_mode="EndOfJob")) for name in outputs],
+            s3_uri=c.s3(inst, *([part] if part else []), name),
+            local_path=f"{PROCESSING}/output/{name}", s3_upload_mode="EndOfJob"))
+            for name in outputs],
         arguments=arguments)
-    return ProcessingStep(step_args=step_args, property_files=[], **c.common(inst))
+    common = c.common(inst)
+    if part:
+        common["name"] = f"{inst.name}-{part}"
+    return ProcessingStep(step_args=step_args, property_files=[], **common)
