@@ -49,7 +49,8 @@ def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert first.read_bytes() == second.read_bytes() == third.read_bytes()
     valid = run_cli("validate", str(first), check=True)
-    assert "SageMaker pipeline definition is valid (8 steps" in valid.stdout
+    assert "SageMaker pipeline definition is valid (11 steps" in valid.stdout
+    assert "1 Model" in valid.stdout and "1 Transform" in valid.stdout
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
 
 
@@ -136,8 +137,10 @@ def test_condition_register_and_fail(definition) -> None:
         "Path": "metrics.accuracy.value",
         "PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.report-evaluation"}}}
     assert check["RightValue"] == {"Get": "Parameters.threshold"}
-    register, predict, postprocess = cond["Arguments"]["IfSteps"]
-    assert predict["DependsOn"] == ["register"] and predict["Type"] == "Processing"
+    register, requests, model, transform, predict, postprocess = cond["Arguments"]["IfSteps"]
+    assert [requests["Name"], model["Name"], transform["Name"]] == [
+        "predict-requests", "predict-model", "predict-transform"]
+    assert requests["DependsOn"] == ["register"] and predict["Type"] == "Processing"
     assert postprocess["Type"] == "Processing"
     assert register["Type"] == "RegisterModel"
     assert register["Arguments"]["ModelPackageGroupName"] == "digits-classifier"
@@ -147,6 +150,54 @@ def test_condition_register_and_fail(definition) -> None:
         "Get": "Parameters.model_name"}
     (fail,) = cond["Arguments"]["ElseSteps"]
     assert fail["Type"] == "Fail" and "does not hold" in fail["Arguments"]["ErrorMessage"]
+
+
+def test_batch_inference_compiles_to_a_model_and_a_transform_step(definition) -> None:
+    """predict declares Serving: requests (its own code), a model in the serving image with the
+    trained model, a batch transform over the requests, and collect (its own code again)."""
+    found = steps(definition)
+    requests, model, transform = (found[f"predict-{p}"] for p in ("requests", "model", "transform"))
+    collect = found["predict"]
+    assert requests["Arguments"]["Environment"]["KUBESAGE_BATCH_PHASE"] == "requests"
+    assert collect["Arguments"]["Environment"]["KUBESAGE_BATCH_PHASE"] == "collect"
+    # collect reads the model, the requests and the answers: never the dataset again
+    assert sorted(i["InputName"] for i in collect["Arguments"]["ProcessingInputs"]) == [
+        "batch-requests", "batch-results", "model"]
+    container = model["Arguments"]["PrimaryContainer"]
+    assert re.search(r"/kubesage/serve:code-[0-9a-f]{16}$", container["Image"])
+    assert container["ModelDataUrl"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    assert container["Environment"] == {"KUBESAGE_HANDLER": "components.classifier:load",
+                                        "KUBESAGE_MODEL_PATH": "model"}
+    assert model["Arguments"]["VpcConfig"]["Subnets"] == ["subnet-0123456789abcdef0"]
+    args = transform["Arguments"]
+    assert args["ModelName"] == {"Get": "Steps.predict-model.ModelName"}
+    assert args["TransformInput"]["SplitType"] == "Line"
+    assert args["TransformInput"]["ContentType"] == "application/jsonlines"
+    assert args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]["Std:Join"]["Values"] == [
+        {"Get": "Steps.predict-requests.ProcessingOutputConfig.Outputs['predictions'].S3Output"
+                ".S3Uri"}, "requests.jsonl"]
+    assert args["BatchStrategy"] == "MultiRecord" and args["TransformOutput"]["AssembleWith"] == "Line"
+    assert {"Get": "Steps.predict-transform.TransformOutput.S3OutputPath"} in [
+        i["S3Input"]["S3Uri"] for i in collect["Arguments"]["ProcessingInputs"]]
+    # the steps downstream read the collect step's outputs, as they read any processing step's
+    (predictions,) = [i for i in found["postprocess"]["Arguments"]["ProcessingInputs"]
+                      if i["InputName"] == "predictions"]
+    assert predictions["S3Input"]["S3Uri"] == {
+        "Get": "Steps.predict.ProcessingOutputConfig.Outputs['predictions'].S3Output.S3Uri"}
+
+
+def test_a_hint_runs_batch_inference_as_one_processing_job(tmp_path) -> None:
+    from kubesage.targets.sagemaker import TARGET
+
+    pipeline = load_pipeline(REFERENCE)[0].build()
+    path = write_sagemaker_config(str(tmp_path), components={"predict": {"kind": "processing"},
+                                                           "register": {"kind": "register"}})
+    out = tmp_path / "whole.json"
+    TARGET.compile(pipeline, str(out), path)
+    found = steps(json.loads(out.read_text()))
+    assert found["predict"]["Type"] == "Processing"
+    assert not {"predict-requests", "predict-model", "predict-transform"} & set(found)
+    assert "KUBESAGE_BATCH_PHASE" not in found["predict"]["Arguments"]["Environment"]
 
 
 def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:

@@ -82,9 +82,16 @@ def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
                       "register": "succeeded", "predict": "succeeded", "postprocess": "succeeded"}
     assert "preprocess: 1797 images in 10 classes from /opt/ml/processing/mounts/fsx/digits" in (
         record["_stderr"])
+    # predict ran as SageMaker batch inference: its requests, a model in the serving image, a
+    # batch transform job that POSTed them to the serving container, then its collect half
+    for part in ("predict-requests (Processing)", "predict-model (Model)",
+                 "predict-transform (Transform)", "predict (Processing)"):
+        assert f"> {part} started" in record["_stderr"]
+    assert "predict-transform: 1 object(s) in 1 request(s)" in record["_stderr"]
     local = local_runner_record("pipelines/image_classification.py", configs["local"])
     assert scores(record["metrics"]) == scores(local["metrics"])
-    # the same model on the same images: the same predictions, byte for byte
+    # the same model on the same images: the same predictions, byte for byte (the batch
+    # transform's answers included)
     assert predictions_sha256(record) == predictions_sha256(local)
     assert record["metrics"]["postprocess"] == local["metrics"]["postprocess"]
     assert record["metrics"]["evaluate"]["accuracy"] >= 0.9

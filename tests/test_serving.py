@@ -145,12 +145,41 @@ def test_sagemaker_and_oip_answer_as_the_model_does_in_process(server, models, i
      b'"data": ["aGk="]}]}', "application/json", 400, "shape [2] does not hold 1 element"),
     ("/v2/models/nobody/infer", b'{"inputs": []}', "application/json", 400, "expected {"),
     ("/v2/models/nobody", None, "application/json", 404, "no model 'nobody'; this server holds: acme"),
+    ("/invocations", b'{"b64": "aGk="}\n{oops', "application/jsonlines", 400,
+     "line 2 is not valid JSON"),
+    ("/invocations", b'{"file": "a"}', "application/jsonlines", 400, 'line 1: expected {"b64"'),
+    ("/invocations", b'{"b64": "aGk=", "top_k": 0}', "application/jsonlines", 400,
+     "top_k must be a whole number >= 1"),
 ])
 def test_a_bad_request_gets_a_4xx_and_the_server_goes_on(server, images, path, body, content_type,
                                                          status, says) -> None:
     code, answer = server.call(path, body, content_type)
     assert code == status and says in answer["error"], answer
     assert server.call("/invocations", images[0], "image/png")[0] == 200  # still serving
+
+
+def test_json_lines_answer_one_line_per_instance_with_its_fields(server, models, images) -> None:
+    """What a SageMaker batch transform sends (SplitType=Line, MultiRecord): one instance per
+    line; each answer line carries the instance's own fields, in order, with any top_k."""
+    import numpy as np
+
+    model = Handler(models["acme"])
+    arrays = np.stack([model.decode(i) for i in images[:6]])
+    lines = [{"file": f"f{i}", "label": str(i % 10), "b64": _b64(data),
+              **({"top_k": 5} if i % 2 else {})} for i, data in enumerate(images[:6])]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    request = urllib.request.Request(server.url + "/invocations", data=body, headers={
+        "Content-Type": "application/jsonlines", "Accept": "application/jsonlines"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Content-Type"].startswith("application/jsonlines")
+        answers = [json.loads(t) for t in r.read().decode().splitlines()]
+    assert [a["file"] for a in answers] == [line["file"] for line in lines]
+    assert [a["label"] for a in answers] == [line["label"] for line in lines]
+    assert not any("b64" in a or "top_k" in a and isinstance(a["top_k"], int) for a in answers)
+    for i, answer in enumerate(answers):
+        expected = model.predict_arrays(arrays[i:i + 1], 5 if i % 2 else None)[0]
+        assert {k: answer[k] for k in ("class", "score", "top_k")} == expected
+        assert len(answer["top_k"]) == (5 if i % 2 else 3)
 
 
 def test_several_models_load_lazily_into_a_bounded_cache(models, images) -> None:

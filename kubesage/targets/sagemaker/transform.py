@@ -41,6 +41,7 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
     """The four steps of a batch-inference task, in order; the last one is the task's."""
     import logging
 
+    from sagemaker.core.training.configs import Networking
     from sagemaker.core.transformer import Transformer
     from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.model_step import ModelStep
@@ -79,6 +80,10 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
         role_arn=c.config.role_arn,
         sagemaker_session=c.session,
         env_vars=env,
+        # the jobs' network: the transform's container runs in the model's VPC
+        network=Networking(subnets=list(c.config.subnets),
+                           security_group_ids=list(c.config.security_groups),
+                           enable_network_isolation=c.config.network_isolation or None),
         log_level=logging.ERROR,
     )
     model = ModelStep(name=f"{inst.name}-{MODEL_PART}", step_args=builder.build())
