@@ -362,20 +362,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     clients = [c for c in args.clients.split(",") if c] if args.clients else None
     target = targets.get(args.target)
+    wait = args.wait or bool(args.deploy)  # a deploy waits for the models
     result = target.submit(args.pipeline, targets.SubmitOptions(
-        params=_params(args.param), config=args.config, wait=args.wait, clients=clients,
-        tags=_pairs(args.tag, "--tag")))
+        params=_params(args.param), config=args.config, wait=wait, clients=clients,
+        tags=_pairs(args.tag, "--tag"), deploy=args.deploy or ""))
+    store = _store(args.config, args.target) if wait else None
+    records = [store.get(started["kubesage_run_id"]) for started in
+               result.get("executions", result.get("runs", []))] if store else []
+    if args.deploy:
+        result["deployment"] = _deploy_runs(target, records, args)
     print(json.dumps(result, indent=2, default=str))
-    if not args.wait:
-        return 0
-    store = _store(args.config, args.target)
     code = 0
-    for started in result.get("executions", result.get("runs", [])):
-        record = store.get(started["kubesage_run_id"])
+    for record in records:
         with contextlib.redirect_stdout(sys.stderr):  # stdout stays the JSON
             _print_record(record.to_dict())
         code = max(code, 0 if record.status == "succeeded" else EXIT_FAILED)
     return code
+
+
+def _deploy_runs(target: targets.Target, records: list[Any], args: argparse.Namespace
+                 ) -> dict[str, Any]:
+    """Serve the model of each run that succeeded whole (every step, its condition held)
+    behind endpoint ``args.deploy``, one model per client; the others are named, not served."""
+    models: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for record in records:
+        name = str(record.remote.get("client") or "model")
+        unmet = [s.name for s in record.steps if s.status != "succeeded"]
+        if record.status != "succeeded":
+            skipped[name] = f"run {record.run_id} {record.status}"
+        elif unmet:
+            skipped[name] = (f"run {record.run_id}: {', '.join(unmet)} did not run (a condition "
+                             "did not hold)")
+        else:
+            models[name] = record.run_id
+    for name, why in skipped.items():
+        print(f"not deployed: {name}: {why}", file=sys.stderr, flush=True)
+    if not models:
+        return {"deployed": [], "not_deployed": skipped}
+    done = target.deploy(models, targets.DeployOptions(
+        name=args.deploy, config=args.config, per_client=bool(args.clients)))
+    done["not_deployed"] = skipped
+    print(f"deployed {', '.join(sorted(models))} to {args.deploy}", file=sys.stderr, flush=True)
+    return done
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -410,7 +439,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise KubesageError("name a model: kubesage deploy MODEL_REF, or --model CLIENT=MODEL_REF "
                             "for each client")
     result = targets.get(args.target).deploy(refs, targets.DeployOptions(
-        name=args.name, config=args.config, output=args.output, apply=args.apply))
+        name=args.name, config=args.config, output=args.output, apply=args.apply,
+        per_client=args.per_client, replace=args.replace))
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -548,6 +578,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="stream status until the run ends")
     submit.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="label the runs (kubesage runs list --tag filters on it)")
+    submit.add_argument("--deploy", metavar="ENDPOINT",
+                        help="wait, then serve each run's model behind ENDPOINT (per client: "
+                             "that client's model, the endpoint's other clients kept)")
     submit.set_defaults(func=cmd_submit)
 
     srv = sub.add_parser("serve", help="serve models over HTTP on loopback (SageMaker's contract "
@@ -565,8 +598,9 @@ def parser() -> argparse.ArgumentParser:
     dep = sub.add_parser("deploy", help="serve trained models behind an endpoint: SageMaker "
                          "(model, endpoint config, endpoint) or a KServe InferenceService")
     dep.add_argument("model_ref", nargs="?", metavar="MODEL_REF",
-                     help="sagemaker: a model folder, RUN_ID:step/output or RUN_ID; kfp: the "
-                          "model's URI the cluster reads (s3://, gs://, pvc://claim/path)")
+                     help="sagemaker: a model folder, RUN_ID:step/output, RUN_ID (a local or "
+                          "submitted run) or s3://.../model.tar.gz; kfp: the model's URI the "
+                          "cluster reads (s3://, gs://, pvc://claim/path)")
     dep.add_argument("--model", action="append", default=[], metavar="CLIENT=MODEL_REF",
                      help="one model per client (SageMaker: a multi-model endpoint)")
     dep.add_argument("--target", required=True, help=", ".join(targets.names()))
@@ -574,6 +608,12 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--config", help="target config (default: config/<target>.yaml)")
     dep.add_argument("-o", "--output", help="kfp: where to write the InferenceService manifest")
     dep.add_argument("--apply", action="store_true", help="kfp: kubectl apply the manifest")
+    dep.add_argument("--per-client", action="store_true",
+                     help="one model per client even for one (a multi-model endpoint; an "
+                          "InferenceService named NAME-CLIENT)")
+    dep.add_argument("--replace", action="store_true",
+                     help="sagemaker: serve only these models, dropping the endpoint's others "
+                          "(by default a multi-model endpoint keeps the clients not named)")
     dep.set_defaults(func=cmd_deploy)
 
     init = sub.add_parser("init", help="write a new project: components, a pipeline, an image, "

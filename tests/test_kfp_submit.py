@@ -437,3 +437,27 @@ def run_cli_env(env: dict[str, str], *args: str) -> Any:
 
     return subprocess.run([sys.executable, "-m", "kubesage.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+
+def test_a_submitted_run_is_refused_as_a_kubeflow_model_by_name(tmp_path, api) -> None:
+    """A Kubeflow run's artifact URIs live in ML Metadata, which the runs API does not serve:
+    deploying a run's model needs its URI, and the refusal says so (nothing is written)."""
+    cfg = config(tmp_path, api.url)
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp", "--config", cfg)
+    run_id = json.loads(proc.stdout)["runs"][0]["kubesage_run_id"]
+    out = tmp_path / "isvc.yaml"
+    refused = run_cli("deploy", "--target", "kfp", "--name", "digits", "--model",
+                      f"acme={run_id}", "--config", cfg, "-o", str(out))
+    assert refused.returncode == 2
+    assert f"model 'acme': {run_id} is run {run_id}, but the Kubeflow runs API does not give" \
+        in refused.stderr and "--model acme=s3://" in refused.stderr
+    replace = run_cli("deploy", "--target", "kfp", "--name", "digits", "--model",
+                      "acme=s3://models/acme/", "--replace", "--config", cfg, "-o", str(out))
+    assert replace.returncode == 2 and "--replace: Kubeflow deploys one InferenceService" in \
+        replace.stderr
+    assert not out.exists()
+    # per client, one client alone is still <name>-<client>: it redeploys beside the others
+    one = run_cli("deploy", "--target", "kfp", "--name", "digits", "--model",
+                  "acme=s3://models/acme/", "--per-client", "--config", cfg, "-o", str(out))
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["inference_services"] == ["digits-acme"]

@@ -154,7 +154,8 @@ def test_an_instance_type_not_offered_in_the_region(tmp_path) -> None:
     """ml.p4de.24xlarge trains in us-east-1 and us-west-2 only: compile refuses the config's
     key, validate (--config) and submit refuse a compiled file's step in ap-south-1, naming the
     type, the region and 8-GPU alternatives."""
-    images = {"kubesage/torch": "111122223333.dkr.ecr.ap-south-1.amazonaws.com/kubesage/torch"}
+    images = {f"kubesage/{name}": f"111122223333.dkr.ecr.ap-south-1.amazonaws.com/kubesage/{name}"
+              for name in ("torch", "serve")}
     config = {"region": "ap-south-1", "images": images,
               "components": {"train": {"kind": "training", "instance_type": "ml.p4de.24xlarge"},
                              "evaluate": {"kind": "processing"}, "register": {"kind": "register"}}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -423,3 +424,122 @@ def test_deploy_creates_a_single_and_a_multi_model_endpoint(aws, tmp_path) -> No
     assert all(uri.startswith(container["ModelDataUrl"]) and uri.endswith(f"/{name}.tar.gz")
                for name, uri in multi["models"].items())
     assert deploy_module.pack(acme) == deploy_module.pack(acme)  # the same bytes every time
+
+
+@contextlib.contextmanager
+def stand_in_for_new_clients(operation: str, response: dict[str, Any]) -> Iterator[list[Any]]:
+    """``stand_in`` for the clients kubesage itself creates in this process (boto3's default
+    session hands its event handlers to every client it makes), removed afterwards."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from botocore.validate import validate_parameters
+
+    model = boto3.client("sagemaker", region_name="us-east-1").meta.service_model
+    validate_parameters(response, model.operation_model(operation).output_shape)
+    calls: list[Any] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> Any:
+        calls.append(json.loads(params["body"] or b"{}"))
+        return AWSResponse("https://stand-in", 200, {}, None), response
+
+    events = boto3._get_default_session().events
+    events.register(f"before-call.sagemaker.{operation}", answer, unique_id="stand-in")
+    try:
+        yield calls
+    finally:
+        events.unregister(f"before-call.sagemaker.{operation}", unique_id="stand-in")
+
+
+def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path) -> None:
+    """``submit --deploy``'s second half: a client's run that succeeded whole has its model (the
+    training job's model.tar.gz, fetched from S3) served on the multi-model endpoint, whose
+    other clients are kept (copied within S3); a client whose bar was missed is not deployed."""
+    import argparse
+    import datetime
+    import io
+    import tarfile
+
+    import boto3
+
+    from kubesage import cli
+    from kubesage.runs.record import RunRecord
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import update
+    from kubesage.targets import get
+    from kubesage.targets.sagemaker.executions import read
+    from tests.test_serving import _model
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="kubesage-artifacts-111122223333")
+    s3.create_bucket(Bucket="results")
+    acme, globex = _model(str(tmp_path / "acme"), 0), _model(str(tmp_path / "globex"), 1)
+    before = json.loads(run_cli("deploy", "--model", f"acme={acme}", "--model", f"globex={globex}",
+                                "--target", "sagemaker", "--name", "digits", "--config",
+                                CONFIG[0], check=True).stdout)
+    assert before["mode"] == "MultiModel" and before["kept"] == []
+
+    # acme retrained on SageMaker; its training job's archive holds a folder per output
+    run_id = submit("pipelines/per_client.py", "--clients", "acme")["executions"][0][
+        "kubesage_run_id"]
+    retrained = _model(str(tmp_path / "retrained"), 7)
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        tar.add(os.path.join(retrained, "model.pt"), "model/model.pt")
+        tar.add(os.path.join(retrained, "model.pt"), "metrics/not-a-model.pt")
+    s3.put_object(Bucket="results", Key="train/train-job/output/model.tar.gz",
+                  Body=packed.getvalue())
+    training = aws.create_training_job(
+        TrainingJobName="train-job", RoleArn="arn:aws:iam::111122223333:role/kubesage-sagemaker",
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://results/train"},
+        ResourceConfig={"InstanceType": "ml.g5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600})
+    store = RunStore(yaml.safe_load(open(os.path.join(os.path.dirname(CONFIG[0]),
+                                                      "local.yaml")))["store"])
+    record = store.get(run_id)
+    now = datetime.datetime.now(datetime.UTC)
+    stand_in(aws, "ListPipelineExecutionSteps", {"PipelineExecutionSteps": [
+        {"StepName": s.name, "StepStatus": "Succeeded", "StartTime": now, "EndTime": now,
+         **({"Metadata": {"TrainingJob": {"Arn": training["TrainingJobArn"]}}}
+            if s.name == "train" else {})} for s in record.steps]})
+    assert update(record, read(aws, record, s3), lambda _: None)
+    store.save(record)
+    missed = RunRecord.from_dict(record.to_dict())  # a client whose evaluation missed the bar
+    missed.run_id, missed.remote = missed.run_id + "-x", {**missed.remote, "client": "initech"}
+    missed.step("register").status = "skipped"
+
+    with stand_in_for_new_clients("UpdateEndpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:"
+                                  "123456789012:endpoint/digits"}) as updated:
+        done = cli._deploy_runs(get("sagemaker"), [record, missed], argparse.Namespace(
+            deploy="digits", config=CONFIG[0], clients="acme,initech"))
+    assert done["deployed"] == ["acme"] and done["kept"] == ["globex"]
+    assert "register did not run (a condition did not hold)" in done["not_deployed"]["initech"]
+    assert updated == [{"EndpointName": "digits", "EndpointConfigName": done["endpoint_config"]}]
+
+    def member(uri: str, name: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            found = tar.extractfile(name)
+            assert found is not None
+            return found.read()
+
+    # acme serves the retrained model (the archive's model folder, repacked); globex is as before
+    assert member(done["models"]["acme"], "model.pt") == open(f"{retrained}/model.pt", "rb").read()
+    assert member(done["models"]["globex"], "model.pt") == member(before["models"]["globex"],
+                                                                  "model.pt")
+    prefix = aws.describe_model(ModelName=done["model"])["PrimaryContainer"]["ModelDataUrl"]
+    assert all(uri.startswith(prefix) for uri in done["models"].values())
+    assert prefix != aws.describe_model(ModelName=before["model"])["PrimaryContainer"]["ModelDataUrl"]
+
+
+def test_submit_deploy_waits_and_deploys_nothing_it_cannot_see_succeed(aws) -> None:
+    """``submit --deploy`` waits for the runs; moto reports no step states, so no step is known
+    to have succeeded (the bar may have been missed) and nothing is deployed: it says why."""
+    result = submit("pipelines/per_client.py", "--clients", "acme", "--deploy", "digits")
+    (execution,) = result["executions"]
+    assert execution["status"] == "succeeded"  # it waited
+    deployment = result["deployment"]
+    assert deployment["deployed"] == [] and "did not run" in deployment["not_deployed"]["acme"]
+    assert "not deployed: acme: run " in result["_stderr"]
+    assert aws.list_endpoints()["Endpoints"] == []

@@ -81,6 +81,7 @@ class SubmitOptions:
     clients: list[str] | None = None  # one run (execution) per client
     tags: dict[str, str] = field(default_factory=dict)  # recorded with each run started
     rerun_of: str = ""  # the recorded run this submission repeats
+    deploy: str = ""  # once the runs end: serve each one's model behind this endpoint
     log: TextIO | None = None
 
     def out(self) -> TextIO:
@@ -95,6 +96,8 @@ class DeployOptions:
     config: str | None = None
     output: str | None = None  # a manifest to write (Kubeflow)
     apply: bool = False  # hand the manifest to the cluster (Kubeflow)
+    per_client: bool = False  # one model per client, even for one (a multi-model endpoint)
+    replace: bool = False  # serve only these models: drop the endpoint's other clients
 
 
 class Target:

@@ -97,13 +97,29 @@ class KfpTarget(Target):
         CRD's schema and written; ``apply``: handed to kubectl."""
         from kubesage.images import check_pushed, content_refs
         from kubesage.loader import project_root
-        from kubesage.targets.kfp.deploy import SERVE_IMAGE, deploy
+        from kubesage.runs.store import RunStore
+        from kubesage.targets.kfp.deploy import SERVE_IMAGE, DeployError, deploy
 
+        if options.replace:
+            raise DeployError("--replace: Kubeflow deploys one InferenceService per client, so "
+                              "a deploy never drops the others; remove one with kubectl delete "
+                              "inferenceservice NAME")
+        store = RunStore(self.local_config(options.config).store)
+        for client, ref in models.items():
+            try:
+                record = store.get(ref)
+            except (KeyError, ValueError):
+                continue
+            raise DeployError(
+                f"model '{client}': {ref} is run {record.run_id}, but the Kubeflow runs API "
+                "does not give its artifacts' URIs (they live in ML Metadata); give the "
+                f"model's URI in the pipeline root: --model {client}=s3://...")
         config = self.load_config(options.config)
         refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
         image = config.with_content_tags(refs).image(SERVE_IMAGE)
         check_pushed([image])
-        return deploy(models, options.name, config, image, options.output, options.apply)
+        return deploy(models, options.name, config, image, options.output, options.apply,
+                      options.per_client)
 
     def poll_s(self, config_path: str | None = None) -> float:
         """``wait.poll_seconds`` of the config."""

@@ -112,13 +112,15 @@ def schema_problems(doc: dict[str, Any]) -> list[str]:
 
 
 def deploy(models: dict[str, str], name: str, config: KfpConfig, image: str,
-           output: str | None, apply: bool) -> dict[str, Any]:
-    """Write (and with ``apply``, apply) one InferenceService per model; what was made."""
+           output: str | None, apply: bool, per_client: bool = False) -> dict[str, Any]:
+    """Write (and with ``apply``, apply) one InferenceService per model, ``<name>-<client>``
+    for several or ``per_client`` (so one client redeploys alone), else ``<name>``; what was
+    made."""
     import yaml
 
     from kubesage.fsutil import write_atomic
 
-    many = len(models) > 1
+    many = per_client or len(models) > 1
     docs = [inference_service(f"{name}-{client}" if many else name, client, uri, config, image)
             for client, uri in sorted(models.items())]
     for doc in docs:

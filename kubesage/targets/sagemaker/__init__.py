@@ -114,9 +114,10 @@ class SageMakerTarget(Target):
         return result
 
     def deploy(self, models: dict[str, str], options: DeployOptions) -> dict[str, Any]:
-        """Pack and upload the models, then create or update the endpoint (multi-model for
-        several)."""
+        """Fetch (S3, submitted runs) or take (folders, local runs) the models, pack and upload
+        them, then create or update the endpoint (multi-model for several, or per client)."""
         import os
+        import tempfile
 
         import boto3
 
@@ -124,17 +125,23 @@ class SageMakerTarget(Target):
         from kubesage.loader import project_root
         from kubesage.runs.store import RunStore
         from kubesage.serving.local import model_folder
-        from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy
+        from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy, fetch_model
 
         config = self.load_config(options.config)
         store = RunStore(self.local_config(options.config).store)
-        folders = {name: model_folder(ref, store) for name, ref in models.items()}
         refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
         image = config.with_content_tags(refs).image_uri(SERVE_IMAGE, "serve")
         check_pushed([image])
-        return deploy(folders, options.name, config, image,
-                      boto3.client("sagemaker", region_name=config.region),
-                      boto3.client("s3", region_name=config.region))
+        s3 = boto3.client("s3", region_name=config.region)
+        with tempfile.TemporaryDirectory(prefix="kubesage-deploy-") as scratch:
+            folders = {}
+            for name, ref in models.items():
+                uri = remote_model(ref, store)
+                folders[name] = (fetch_model(uri, s3, os.path.join(scratch, name)) if uri
+                                 else model_folder(ref, store))
+            return deploy(folders, options.name, config, image,
+                          boto3.client("sagemaker", region_name=config.region), s3,
+                          multi_model=options.per_client, replace=options.replace)
 
     def poll_s(self, config_path: str | None = None) -> float:
         """``$KUBESAGE_POLL_S``, else 15 s."""
@@ -171,18 +178,49 @@ def with_content_tags(config: SageMakerConfig, pipeline: Pipeline, source: str) 
     from kubesage.images import content_refs
     from kubesage.loader import project_root
 
-    refs = content_refs(project_root(source or os.getcwd()), images_of(pipeline, config))
+    images = images_of(pipeline, config)
+    for image, component in sorted(images.items()):  # each mapped, or a message naming its user
+        config.image_uri(image, component)
+    refs = content_refs(project_root(source or os.getcwd()), set(images))
     return config.with_content_tags(refs)
 
 
-def images_of(pipeline: Pipeline, config: SageMakerConfig) -> set[str]:
-    """The logical images the pipeline's definition runs: its components', and the serving
-    image of each batch transform."""
+def remote_model(ref: str, store: RunStore) -> str:
+    """The S3 URI of a model reference that lives in S3 (``s3://...``, or a submitted run's ID:
+    its training job's ``model.tar.gz``); "" for a local one."""
+    from kubesage.targets.sagemaker.deploy import DeployError
+
+    if ref.startswith("s3://"):
+        return ref
+    try:
+        record = store.get(ref)
+    except (KeyError, ValueError):
+        return ""
+    if not record.remote:
+        return ""
+    if record.target != "sagemaker":
+        raise DeployError(f"run {ref} ran on {record.target}, not SageMaker; give its model's "
+                          "s3:// URI")
+    found = [o["uri"] for s in record.steps for n, o in s.outputs.items()
+             if n == "model.tar.gz" and o.get("uri")]
+    if len(found) != 1:
+        raise DeployError(f"run {ref} has {len(found)} training job models in its record; "
+                          f"read them with 'kubesage runs refresh {ref}', or give one as "
+                          "s3://.../model.tar.gz")
+    return str(found[0])
+
+
+def images_of(pipeline: Pipeline, config: SageMakerConfig) -> dict[str, str]:
+    """The logical images the pipeline's definition runs (its components', and the serving
+    image of each batch transform), each with a component that runs in it."""
     from kubesage.targets.sagemaker.compiler import step_kind
 
-    return {t.spec.image for t in pipeline.tasks} | {
-        t.spec.serving.image for t in pipeline.tasks
-        if t.spec.serving is not None and step_kind(t.spec, config, t.distribution) == "transform"}
+    found: dict[str, str] = {}
+    for t in pipeline.tasks:
+        found.setdefault(t.spec.image, t.spec.name)
+        if t.spec.serving is not None and step_kind(t.spec, config, t.distribution) == "transform":
+            found.setdefault(t.spec.serving.image, t.spec.name)
+    return found
 
 
 TARGET = SageMakerTarget()

@@ -14,6 +14,12 @@ config and the endpoint, with boto3:
 - the instance type is ``instance_types.serving`` of the target config (default
   ``ml.m5.xlarge``), checked against botocore's ``ProductionVariantInstanceType``;
 - an existing endpoint is updated to the new endpoint config (``UpdateEndpoint``), else created.
+
+Per client: a deploy to an existing multi-model endpoint replaces the clients it names and keeps
+the others (their archives copied within S3, never downloaded), so one client is retrained and
+redeployed without touching the rest; ``replace`` serves only the models given. A model is a
+local folder, a run's output, an ``s3://`` model archive (``#folder`` picks a folder inside) or
+the ID of a submitted run (its training job's ``model.tar.gz``), fetched and repacked.
 """
 
 from __future__ import annotations
@@ -54,10 +60,54 @@ def pack(folder: str) -> bytes:
     return out.getvalue()
 
 
+def fetch_model(uri: str, s3: Any, dest: str) -> str:
+    """The model folder of ``uri`` (``s3://.../model.tar.gz[#folder]`` or an ``s3://`` prefix
+    holding the model's files), fetched into ``dest``."""
+    import tarfile
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    uri, _, inner = uri.partition("#")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    os.makedirs(dest, exist_ok=True)
+    try:
+        if key.endswith(".tar.gz"):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                tar.extractall(dest, filter="data")
+        else:
+            prefix = key.rstrip("/") + "/"
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in (i for page in pages for i in page.get("Contents", [])):
+                path = os.path.join(dest, *item["Key"][len(prefix):].split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                s3.download_file(bucket, item["Key"], path)
+    except (ClientError, BotoCoreError) as e:
+        raise DeployError(f"cannot fetch the model {uri}: {e}") from None
+    if inner:
+        folder = os.path.join(dest, inner)
+        if not os.path.isdir(folder):
+            raise DeployError(f"{uri} holds no folder '{inner}'")
+        return folder
+    folders = sorted(d for d in os.listdir(dest)
+                     if os.path.isdir(os.path.join(dest, d)) and not d.startswith("."))
+    loose = [f for f in os.listdir(dest) if os.path.isfile(os.path.join(dest, f))]
+    if loose or not folders:
+        return dest
+    if "model" in folders:  # a training job's archive: a folder per output, the model's "model"
+        return os.path.join(dest, "model")
+    if len(folders) == 1:
+        return os.path.join(dest, folders[0])
+    raise DeployError(f"{uri} holds several folders ({', '.join(folders)}); pick one: "
+                      f"{uri}#FOLDER")
+
+
 def deploy(models: dict[str, str], name: str, config: SageMakerConfig, image: str,
-           client: Any, s3: Any) -> dict[str, Any]:
+           client: Any, s3: Any, multi_model: bool = False, replace: bool = False
+           ) -> dict[str, Any]:
     """Upload ``models`` (name -> folder), then create or update endpoint ``name`` serving them
-    in ``image``; what was created."""
+    in ``image`` (a multi-model endpoint for several, or with ``multi_model``), keeping the
+    other clients of an existing multi-model endpoint unless ``replace``; what was created."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from kubesage.targets.sagemaker.instances import instance_problem
@@ -66,9 +116,18 @@ def deploy(models: dict[str, str], name: str, config: SageMakerConfig, image: st
     if problem:
         raise DeployError(f"{config.source}: 'instance_types.serving': {problem}")
     archives = {model: pack(folder) for model, folder in sorted(models.items())}
-    digest = hashlib.sha256(b"".join(hashlib.sha256(a).digest() + m.encode()
-                                     for m, a in archives.items())).hexdigest()[:12]
-    multi = len(archives) > 1
+    try:
+        kept = {} if replace else _other_clients(client, s3, name, set(archives))
+    except ClientError as e:
+        raise DeployError(f"SageMaker refused to describe endpoint {name}: {e}") from None
+    except BotoCoreError as e:
+        raise DeployError(f"cannot reach SageMaker in {config.region}: {e}; check your AWS "
+                          "credentials and network (AWS_ENDPOINT_URL for an emulator)") from None
+    parts = {**{m: hashlib.sha256(a).digest() for m, a in archives.items()},
+             **{m: etag.encode() for m, (_, _, etag) in kept.items()}}
+    digest = hashlib.sha256(b"".join(d + m.encode() for m, d in sorted(parts.items()))
+                            ).hexdigest()[:12]
+    multi = multi_model or len(parts) > 1
     prefix = config.s3("models", name, digest)
     bucket, _, key_prefix = prefix.removeprefix("s3://").partition("/")
     uploaded = {}
@@ -77,6 +136,11 @@ def deploy(models: dict[str, str], name: str, config: SageMakerConfig, image: st
         for model, data in archives.items():
             key = f"{key_prefix}/{model}.tar.gz" if multi else f"{key_prefix}/model.tar.gz"
             s3.put_object(Bucket=bucket, Key=key, Body=data)
+            uploaded[model] = f"s3://{bucket}/{key}"
+        for model, (from_bucket, from_key, _) in sorted(kept.items()):  # within S3
+            key = f"{key_prefix}/{model}.tar.gz"
+            s3.copy_object(Bucket=bucket, Key=key,
+                           CopySource={"Bucket": from_bucket, "Key": from_key})
             uploaded[model] = f"s3://{bucket}/{key}"
         container = {"Image": image, "Mode": "MultiModel" if multi else "SingleModel",
                      "ModelDataUrl": prefix + "/" if multi else uploaded[next(iter(uploaded))]}
@@ -103,9 +167,31 @@ def deploy(models: dict[str, str], name: str, config: SageMakerConfig, image: st
     return {"target": "sagemaker", "endpoint": name, "action": action, "model": versioned,
             "endpoint_config": versioned, "image": image, "mode": container["Mode"],
             "instance_type": config.serving_instance_type, "models": uploaded,
+            "deployed": sorted(archives), "kept": sorted(kept),
             "invoke": (f"aws sagemaker-runtime invoke-endpoint --endpoint-name {name} "
                        "--content-type image/png --body fileb://IMAGE.png"
                        + (" --target-model CLIENT.tar.gz" if multi else "") + " out.json")}
+
+
+def _other_clients(client: Any, s3: Any, name: str, named: set[str]
+                   ) -> dict[str, tuple[str, str, str]]:
+    """The models of endpoint ``name``, if it is a multi-model one, that ``named`` does not
+    replace: client -> (bucket, key, ETag) of its archive."""
+    if not _exists(client.describe_endpoint, EndpointName=name):
+        return {}
+    config_name = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+    variants = client.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+    container = client.describe_model(ModelName=variants[0]["ModelName"]).get("PrimaryContainer", {})
+    if container.get("Mode") != "MultiModel":
+        return {}
+    bucket, _, prefix = container["ModelDataUrl"].removeprefix("s3://").partition("/")
+    found = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for item in (i for page in pages for i in page.get("Contents", [])):
+        model = item["Key"][len(prefix):].removesuffix(".tar.gz")
+        if item["Key"].endswith(".tar.gz") and "/" not in model and model not in named:
+            found[model] = (bucket, item["Key"], item["ETag"].strip('"'))
+    return found
 
 
 def _exists(describe: Any, **name: str) -> bool:

@@ -2,7 +2,7 @@
 
 ``read`` asks the service for the execution's status (``DescribePipelineExecution``), its steps
 (``ListPipelineExecutionSteps``: status, times, failure reason, cache hits, the job behind each)
-and, per job, where its outputs went (``DescribeProcessingJob``/``DescribeTrainingJob``) and the
+and, per job, where its outputs went (``Describe{Processing,Training,Transform}Job``) and the
 metrics and returned values kubesage's runtime wrote beside them (the processing step's
 ``kubesage-result/result.json``, the training job's ``output.tar.gz``). What the service does not
 answer is a ``note`` on the record, never a failure.
@@ -96,6 +96,10 @@ def _step(client: Any, s3: Any, item: dict[str, Any], notes: list[str]) -> StepS
             state.outputs = {n: {"uri": u} for n, u in outputs.items()}
             if result_uri:
                 _result(state, _get(s3, result_uri.rstrip("/") + "/" + PROCESSING_RESULT))
+        elif "TransformJob" in meta:  # a batch transform: where its answers are
+            job = client.describe_transform_job(
+                TransformJobName=meta["TransformJob"]["Arn"].rsplit("/", 1)[-1])
+            state.outputs = {"transform": {"uri": job["TransformOutput"]["S3OutputPath"]}}
         elif "TrainingJob" in meta:
             job = client.describe_training_job(
                 TrainingJobName=meta["TrainingJob"]["Arn"].rsplit("/", 1)[-1])

@@ -117,9 +117,11 @@ def check_config(config: SageMakerConfig) -> None:
 
     keys = [("instance_types.processing", "Processing", config.processing_instance_type),
             ("instance_types.training", "Training", config.training_instance_type)]
+    if config.transform_instance_type:
+        keys.append(("instance_types.transform", "Transform", config.transform_instance_type))
     keys += [(f"components.{name}.instance_type", hints.kind.capitalize(), hints.instance_type)
              for name, hints in sorted(config.components.items())
-             if hints.instance_type and hints.kind in ("processing", "training")]
+             if hints.instance_type and hints.kind in ("processing", "training", "transform")]
     for key, kind, instance_type in keys:
         problem = instance_problem(kind, instance_type, config.region)
         if problem:

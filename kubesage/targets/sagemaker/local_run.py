@@ -61,7 +61,7 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
     local = load_local_config(config.local_config)
     values = pipeline.resolve_parameters(options.params)
     root = project_root(options.pipeline_file or os.getcwd())
-    code = ensure_fresh(root, images_of(pipeline, config) - set(options.images),
+    code = ensure_fresh(root, set(images_of(pipeline, config)) - set(options.images),
                         local.image_tag, lambda text: print(text, file=options.out(), flush=True))
     config = with_content_tags(config, pipeline, options.pipeline_file)
     text = definition_json(pipeline, config)
