@@ -37,6 +37,9 @@ def image_tag(docker_client: Any) -> Iterator[str]:
     docker_client.images.get("kubesage/torch:latest").tag("kubesage/torch", tag)
     yield tag
     docker_client.images.remove(f"kubesage/torch:{tag}", noprune=True)
+    for image in docker_client.images.list("kubesage/serve"):  # tagged for a batch transform
+        if f"kubesage/serve:{tag}" in image.tags:
+            docker_client.images.remove(f"kubesage/serve:{tag}", noprune=True)
 
 
 @pytest.fixture
@@ -319,3 +322,33 @@ def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     assert again.step("probe").outputs == {k: v for k, v in next(
         s for s in first["steps"] if s["name"] == "probe")["outputs"].items()}
     assert again.step("bad").status == "failed" and not again.step("bad").cached  # ran again
+
+
+def test_a_transform_job_splits_batches_and_names_its_objects_as_the_service_does(tmp_path) -> None:
+    """SplitType=Line with MultiRecord packs whole lines up to MaxPayloadInMB; SingleRecord
+    sends one line a request; no split sends the object whole. An S3Prefix selects every key
+    that starts with it, named below the prefix's folder (its answers: <name>.out)."""
+    from kubesage.targets.sagemaker.local_jobs import JobFailed, _batches, _objects
+
+    lines = [b'{"b64": "%s"}' % (b"x" * 400_000) for _ in range(40)]  # 40 x 400 KB
+    data = tmp_path / "in" / "requests.jsonl"
+    data.parent.mkdir()
+    data.write_bytes(b"\n".join(lines) + b"\n\n")
+    (tmp_path / "in" / "requests.jsonl.extra").write_bytes(b"{}\n")
+    (tmp_path / "in" / "other.jsonl").write_bytes(b"{}\n")
+    args = {"TransformInput": {"SplitType": "Line"}, "BatchStrategy": "MultiRecord",
+            "MaxPayloadInMB": 6}
+    bodies = _batches(str(data), args)
+    assert [len(b.split(b"\n")) for b in bodies] == [15, 15, 10]  # 15 x 400 KB fit in 6 MB
+    assert b"\n".join(bodies).split(b"\n") == lines  # every line once, in order
+    assert all(len(b) <= 6 * 1024 * 1024 for b in bodies)
+    assert _batches(str(data), {**args, "BatchStrategy": "SingleRecord"}) == lines
+    assert _batches(str(data), {"TransformInput": {}}) == [data.read_bytes()]
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    with pytest.raises(JobFailed, match="a record of 1048577 bytes exceeds MaxPayloadInMB=1"):
+        _batches(str(big), {**args, "MaxPayloadInMB": 1})
+    assert [name for _, name in _objects(str(data))] == ["requests.jsonl", "requests.jsonl.extra"]
+    assert [name for _, name in _objects(str(tmp_path / "in"))] == [
+        "other.jsonl", "requests.jsonl", "requests.jsonl.extra"]
+    assert _objects(str(tmp_path / "nothing" / "here")) == []
