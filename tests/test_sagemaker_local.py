@@ -65,11 +65,12 @@ def scores(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return {step: {m: metrics[step][m] for m in names} for step, names in SCORES.items()}
 
 
-def local_runner_record(ref: str, local_config: str) -> dict[str, Any]:
+def local_runner_record(ref: str, local_config: str, **params: str) -> dict[str, Any]:
     pipeline = load_pipeline(ref)[0].build()
     runner = runner_for("docker", load_local_config(local_config), REPO, log=io.StringIO())
     for _ in range(3):  # other tests on this shared engine may kill "train" containers (137)
-        record = runner.run(pipeline, RunOptions(pipeline_file=ref.partition(":")[0]))
+        record = runner.run(pipeline, RunOptions(params=dict(params),
+                                                 pipeline_file=ref.partition(":")[0]))
         if record.status == "succeeded" or "exit code 137" not in record.step("train").error:
             break
     assert record.status == "succeeded", [(s.name, s.error) for s in record.steps]
@@ -110,6 +111,20 @@ def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
     cached = {s["name"]: s["cached"] for s in again["steps"]}
     assert cached["preprocess"] and cached["train"] and cached["evaluate"]
     assert scores(again["metrics"]) == scores(record["metrics"])
+
+
+def test_each_client_predicts_through_its_own_batch_transform(configs) -> None:
+    """The per-client fan-out: one execution per client, each with its own model and batch
+    transform job; each client's predictions are the local runner's, byte for byte."""
+    params = {"clients": '["client-a", "client-b"]', "threshold": "0.5"}
+    record = run_sagemaker("pipelines/per_client.py", configs["sagemaker"], **params)
+    assert record["status"] == "succeeded", record["_stderr"][-3000:]
+    assert record["_stderr"].count("predict-transform: 1 object(s) in 1 request(s)") == 2
+    local = local_runner_record("pipelines/per_client.py", configs["local"], **params)
+    clients = sorted(s["name"] for s in record["steps"] if s["task"] == "predict")
+    assert clients == ["predict[0]", "predict[1]"]
+    for name in clients:
+        assert predictions_sha256(record, name) == predictions_sha256(local, name)
 
 
 def test_missed_bar_runs_the_fail_step(configs) -> None:
