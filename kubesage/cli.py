@@ -202,7 +202,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                     wait=args.wait)
     code = 0
     for record in records:
-        if not record.remote:
+        if record.status != "running":  # ended (a submitted one: waited for)
             _track(record, record.target, record.config or None)
         code = max(code, _emit(record, args.json) if record.status != "running" else 0)
         if record.status == "running":
@@ -264,7 +264,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def _refresh(store: RunStore, run_id: str | None) -> int:
     """Read submitted runs' states from their services: ``run_id``, else every one still
     running."""
-    from kubesage.runs.submitted import update
+    from kubesage.runs.submitted import notifications, update
 
     if run_id:
         try:
@@ -282,8 +282,12 @@ def _refresh(store: RunStore, run_id: str | None) -> int:
         def say(text: str, prefix: str = record.run_id) -> None:
             print(f"{prefix}: {text}", file=sys.stderr)
 
-        update(record, targets.get(record.target).read(record), say)
+        target, config, was = targets.get(record.target), record.config or None, record.status
+        with notifications(target, config, say) as notify:
+            ended = update(record, target.read(record), say, notify)
         store.save(record)
+        if ended and was == "running":  # it ended since last read: to MLflow, as a local run
+            _track(record, record.target, config)
         print(f"{record.run_id:48} {record.target:9} {record.status:10} "
               f"{sum(s.status == 'succeeded' for s in record.steps)}/{len(record.steps)} steps "
               "succeeded")
@@ -374,6 +378,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2, default=str))
     code = 0
     for record in records:
+        _track(record, args.target, args.config)  # ended: to MLflow, as a local run
         with contextlib.redirect_stdout(sys.stderr):  # stdout stays the JSON
             _print_record(record.to_dict())
         code = max(code, 0 if record.status == "succeeded" else EXIT_FAILED)

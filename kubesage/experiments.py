@@ -20,6 +20,7 @@ from kubesage.runs.record import RunRecord
 from kubesage.runtime.context import mlflow_store_lock
 
 LOGGED_TAG = "kubesage.logged"  # set last: the MLflow run holds the whole kubesage run
+ATTEMPTS = 3  # a background logging that fails is tried again (MLflow creating its tables, ...)
 
 
 def log_run(record: RunRecord, tracking_uri: str) -> str:
@@ -87,8 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     store = RunStore(args.store)
     for run_id in args.run_ids:
-        with mlflow_store_lock(args.tracking_uri):
-            mlflow_id = log_run(store.get(run_id), args.tracking_uri)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with mlflow_store_lock(args.tracking_uri):
+                    mlflow_id = log_run(store.get(run_id), args.tracking_uri)
+                break
+            except Exception as e:  # e.g. another MLflow client creating the tables right now
+                if attempt == ATTEMPTS:
+                    raise
+                print(f"{run_id}: logging failed ({type(e).__name__}: {str(e)[:200]}); "
+                      f"again in {attempt * 2}s", flush=True)
+                time.sleep(attempt * 2)  # logging is idempotent: a half-logged run is replaced
         print(f"{run_id} -> MLflow run {mlflow_id} at {args.tracking_uri}", flush=True)
     return 0
 

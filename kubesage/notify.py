@@ -11,7 +11,10 @@ import queue
 import threading
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubesage.runs.record import RunRecord, StepRecord
 
 ICONS = {"running": ":arrow_forward:", "succeeded": ":white_check_mark:", "failed": ":x:",
          "skipped": ":fast_forward:", "not_run": ":white_circle:", "cancelled": ":stop_sign:"}
@@ -23,6 +26,20 @@ def redact(text: str) -> str:
     import re
 
     return re.sub(r"(https?://[^/\s?#]+)[^\s'\"]*", r"\1/...", text)
+
+
+def event(record: RunRecord, step: StepRecord | None = None) -> dict[str, Any]:
+    """The event of ``step``'s new state, or of the run's (with its final metrics)."""
+    found: dict[str, Any] = {"run_id": record.run_id, "pipeline": record.pipeline,
+                             "status": (step or record).status}
+    if record.remote:
+        found["target"] = record.target  # a service ran it
+    if step is not None:
+        found.update(step=step.name, cached=step.cached, metrics=step.metrics)
+    else:
+        found.update(metrics={f"{k}.{m}": v for k, ms in record.metrics.items()
+                              for m, v in ms.items() if "per_s" not in m})
+    return found
 
 
 def message(event: dict[str, Any]) -> dict[str, Any]:

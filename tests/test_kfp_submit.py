@@ -461,3 +461,43 @@ def test_a_submitted_run_is_refused_as_a_kubeflow_model_by_name(tmp_path, api) -
                   "acme=s3://models/acme/", "--per-client", "--config", cfg, "-o", str(out))
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["inference_services"] == ["digits-acme"]
+
+
+def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_path, api) -> None:
+    """`submit --wait` posts each step's and the run's new state to the local config's
+    webhooks, and logs the ended run to MLflow in the background, as `run` does."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from kubesage.targets.local.config import load_local_config
+    from tests.test_notify import _Hook, _serve
+
+    served = _serve(_Hook)
+    url, received = next(served)
+    cfg = config(tmp_path, api.url)
+    local = yaml.safe_load((tmp_path / "local.yaml").read_text())
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump({**local, "webhooks": [url]}))
+    proc = run_cli("submit", "pipelines/image_classification.py", "--target", "kfp",
+                   "--config", cfg, "--wait", "--param", "epochs=3")
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["runs"][0]["kubesage_run_id"]
+    events = [m["kubesage"] for m in received]
+    assert {"run_id": run_id, "pipeline": "image-classification", "status": "succeeded",
+            "target": "kfp", "step": "preprocess", "cached": False, "metrics": {}} in events
+    assert events[-1]["status"] == "succeeded" and "step" not in events[-1]
+    assert any(m["text"].endswith(f"{run_id}: run succeeded") for m in received)
+    next(served, None)
+
+    client = MlflowClient(load_local_config(str(tmp_path / "local.yaml")).tracking_uri)
+    deadline, found = time.time() + 90, []
+    while time.time() < deadline:  # logged by a background process; complete once tagged
+        exp = client.get_experiment_by_name("image-classification")
+        found = client.search_runs([exp.experiment_id]) if exp else []
+        if found and found[0].data.tags.get("kubesage.logged") == "1":
+            break
+        time.sleep(1)
+    log = tmp_path / "store" / "logs" / "experiments.log"
+    assert [r.data.tags["kubesage.run_id"] for r in found] == [run_id], (
+        log.read_text() if log.exists() else "no log")
+    assert found[0].data.params["epochs"] == "3"

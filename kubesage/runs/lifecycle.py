@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kubesage.dsl.types import masked
 from kubesage.lineage import file_sha256, git_state
-from kubesage.notify import Notifier
+from kubesage.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.signals import stop_on_signals
 from kubesage.runs.store import RunStore
@@ -108,15 +108,7 @@ class Run:
     def changed(self, step: StepRecord | None = None) -> None:
         """Save the record and tell the webhooks about the new state (of ``step``, or the run)."""
         self.store.save(self.record)
-        record = self.record
-        event: dict[str, Any] = {"run_id": record.run_id, "pipeline": record.pipeline,
-                                 "status": (step or record).status}
-        if step is not None:
-            event.update(step=step.name, cached=step.cached, metrics=step.metrics)
-        else:
-            event.update(metrics={f"{k}.{m}": v for k, ms in record.metrics.items()
-                                  for m, v in ms.items() if "per_s" not in m})
-        self._notifier.send(event)
+        self._notifier.send(event(self.record, step))
 
     @contextlib.contextmanager
     def active(self, on_cancel: Callable[[], object] | None = None) -> Iterator[Run]:

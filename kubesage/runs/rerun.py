@@ -94,7 +94,7 @@ def _resubmit(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: 
     from the compiled file it sent, after checking that nothing it ran has changed."""
     from kubesage.images import check_pushed
     from kubesage.lineage import file_sha256
-    from kubesage.runs.submitted import watch
+    from kubesage.runs.submitted import notifications, watch
 
     target = targets.get(old.target)
     out = log or sys.stderr
@@ -103,8 +103,11 @@ def _resubmit(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: 
         print(f"run {record.run_id} continues {old.run_id} on {old.target} "
               f"({record.remote.get('how')})", file=out, flush=True)
         if wait:
-            watch(record, store, target.read, target.poll_s(old.config or None),
-                  lambda text: print(text, file=out, flush=True))
+            def say(text: str) -> None:
+                print(text, file=out, flush=True)
+
+            with notifications(target, old.config or None, say) as notify:
+                watch(record, store, target.read, target.poll_s(old.config or None), say, notify)
         return [record]
     kept = old.remote.get("compiled", "")
     if not kept or not os.path.isfile(kept) or file_sha256(kept) != old.compiled_sha256:

@@ -5,16 +5,18 @@ run) in the run store, with the schema of a local run: the cloud identifiers in 
 parameters, the image digests, the compiled file's sha256 (and a copy of that file, kept for an
 exact re-run), the git state and the tags. A target reads the service (``Target.read``) into a
 ``ServiceState``; this module applies it to the record (``update``), printing each step's
-transition as the local runner prints it, and polls until the run ends (``watch``). The
+transition as the local runner prints it (and posting it to the local config's webhooks, as a
+local run does), and polls until the run ends (``watch``). The
 neutral core knows no service: only the targets talk to one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
 from kubesage.fsutil import write_atomic
 from kubesage.lineage import file_sha256, git_state
+from kubesage.notify import Notifier, event
 from kubesage.runs.lifecycle import new_run_id
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.store import RunStore
@@ -102,9 +105,14 @@ def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | N
     return records
 
 
-def update(record: RunRecord, state: ServiceState, say: Callable[[str], None]) -> bool:
-    """Apply what the service reports to ``record``, printing each step's transition; whether
-    the run has ended."""
+Notify = Callable[[dict[str, Any]], None]
+
+
+def update(record: RunRecord, state: ServiceState, say: Callable[[str], None],
+           notify: Notify | None = None) -> bool:
+    """Apply what the service reports to ``record``, printing each step's transition (and
+    telling ``notify`` of it, as a local run tells its webhooks); whether the run has ended."""
+    was = record.status
     steps = {s.name: s for s in record.steps}
     for s in state.steps:
         step = steps.get(s.name)
@@ -121,6 +129,8 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None]) -
         step.outputs = s.outputs or step.outputs
         if s.status != before:
             say(transition(step))
+            if notify is not None:
+                notify(event(record, step))
     if state.note and record.remote.get("note") != state.note:
         record.remote["note"] = state.note
         say(f"  ({state.note})")
@@ -132,7 +142,21 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None]) -
         for step in record.steps:
             if step.status not in TERMINAL and step.status != "pending":
                 step.status = "not_run" if state.status != "cancelled" else "cancelled"
+        if notify is not None and was != record.status:
+            notify(event(record))
     return ended
+
+
+@contextlib.contextmanager
+def notifications(target: Target, config_path: str | None,
+                  say: Callable[[str], None]) -> Iterator[Notify]:
+    """Send to the webhooks of the target's local config (``webhooks:``) while reading
+    submitted runs; delivered before the block ends."""
+    notifier = Notifier(target.local_config(config_path).webhooks, say)
+    try:
+        yield notifier.send
+    finally:
+        notifier.close()
 
 
 def transition(step: StepRecord) -> str:
@@ -150,11 +174,11 @@ def transition(step: StepRecord) -> str:
 
 
 def watch(record: RunRecord, store: RunStore, read: Callable[[RunRecord], ServiceState],
-          poll_s: float, say: Callable[[str], None]) -> RunRecord:
+          poll_s: float, say: Callable[[str], None], notify: Notify | None = None) -> RunRecord:
     """Read the service every ``poll_s`` seconds until the run ends, saving every change."""
     say(f"run {record.run_id}: {len(record.steps)} steps ({record.target} service)")
     while True:
-        ended = update(record, read(record), say)
+        ended = update(record, read(record), say, notify)
         store.save(record)
         if ended:
             took = (record.ended or time.time()) - record.started
@@ -200,6 +224,11 @@ def recorded(target: Target, options: SubmitOptions,
     records = record_submission(sub, store, options.tags, options.rerun_of)
     if options.wait:
         out, poll = options.out(), target.poll_s(options.config)
-        for record in records:
-            watch(record, store, target.read, poll, lambda text: print(text, file=out, flush=True))
+
+        def say(text: str) -> None:
+            print(text, file=out, flush=True)
+
+        with notifications(target, options.config, say) as notify:
+            for record in records:
+                watch(record, store, target.read, poll, say, notify)
     return result, records
