@@ -241,8 +241,7 @@ def write_predictions(rows: list[dict[str, Any]], skipped: list[dict[str, str]],
     rows.sort(key=lambda r: r["file"])
     skipped.sort(key=lambda s: s["file"])
     if not rows:
-        raise ValueError(f"none of the {total} images could be read (first: "
-                         f"{skipped[0]['file']}: {skipped[0]['problem']}); fix the images")
+        raise unreadable(total, skipped)
     count = len(rows)
     per_class = dict.fromkeys(classes, 0)
     for r in rows:
@@ -270,6 +269,13 @@ def write_predictions(rows: list[dict[str, Any]], skipped: list[dict[str, str]],
               f"{len(skipped)} skipped", flush=True)
     for s in skipped:
         print(f"predict: skipped {s['file']}: {s['problem']}", flush=True)
+
+
+def unreadable(total: int, skipped: list[dict[str, str]]) -> ValueError:
+    """The error when none of ``total`` images could be read."""
+    first = min(skipped, key=lambda s: s["file"])
+    return ValueError(f"none of the {total} images could be read (first: {first['file']}: "
+                      f"{first['problem']}); fix the images")
 
 
 def collecting() -> bool:
@@ -307,8 +313,7 @@ def write_requests(files: list[str], truth: list[str | None], read: ReadBatch,
             line.update(top_k=k, b64=base64.b64encode(png.getvalue()).decode())
             lines.append(line)
     if not lines:
-        raise ValueError(f"none of the {len(files)} images could be read (first: "
-                         f"{skipped[0]['file']}: {skipped[0]['problem']}); fix the images")
+        raise unreadable(len(files), skipped)
     lines.sort(key=lambda x: x["file"])
     write_atomic(predictions.file(SKIPPED_FILE), json.dumps(skipped, indent=2) + "\n")
     write_atomic(predictions.file(REQUESTS_FILE), "".join(json.dumps(x) + "\n" for x in lines))

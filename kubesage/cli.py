@@ -369,7 +369,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     wait = args.wait or bool(args.deploy)  # a deploy waits for the models
     result = target.submit(args.pipeline, targets.SubmitOptions(
         params=_params(args.param), config=args.config, wait=wait, clients=clients,
-        tags=_pairs(args.tag, "--tag"), deploy=args.deploy or ""))
+        tags=_pairs(args.tag, "--tag")))
     store = _store(args.config, args.target) if wait else None
     records = [store.get(started["kubesage_run_id"]) for started in
                result.get("executions", result.get("runs", []))] if store else []

@@ -182,7 +182,7 @@ def create_app(models: ModelCache) -> FastAPI:
         content_type = request.headers.get("content-type", "")
         if is_json_lines(content_type):
             return json_lines_answer(models.get(name), body)
-        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
+        payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
     # -- SageMaker multi-model endpoints: the service loads and unloads models ---------
@@ -213,10 +213,10 @@ def create_app(models: ModelCache) -> FastAPI:
 
     @app.post("/models/{name}/invoke")
     async def invoke(name: str, request: Request) -> Response:
-        body = await request.body()
-        if is_json_lines(request.headers.get("content-type", "")):
+        body, content_type = await request.body(), request.headers.get("content-type", "")
+        if is_json_lines(content_type):
             return json_lines_answer(models.get(name), body)
-        payloads, _ = sagemaker_payloads(request.headers.get("content-type", ""), body)
+        payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
     # -- Open Inference Protocol v2 (KServe) -------------------------------------------

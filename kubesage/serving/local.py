@@ -55,7 +55,7 @@ def serve(models: dict[str, str], image: str, port: int, say: Callable[[str], No
                                       ports={"8080/tcp": ("127.0.0.1", port)}, volumes=volumes)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, container)
+        wait_ready(url, container)
         names = ", ".join(models)
         say(f"serving {names} at {url}: SageMaker GET /ping, POST /invocations"
             + (" (X-Amzn-SageMaker-Target-Model picks a model)" if len(models) > 1 else "")
@@ -69,7 +69,8 @@ def serve(models: dict[str, str], image: str, port: int, say: Callable[[str], No
         container.remove(force=True)
 
 
-def _wait_ready(url: str, container: Any, timeout_s: float = 60) -> None:
+def wait_ready(url: str, container: Any, timeout_s: float = 60) -> None:
+    """Until ``url``/ping answers 200; fails with the container's last log line if it stops."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:

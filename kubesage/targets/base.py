@@ -81,7 +81,6 @@ class SubmitOptions:
     clients: list[str] | None = None  # one run (execution) per client
     tags: dict[str, str] = field(default_factory=dict)  # recorded with each run started
     rerun_of: str = ""  # the recorded run this submission repeats
-    deploy: str = ""  # once the runs end: serve each one's model behind this endpoint
     log: TextIO | None = None
 
     def out(self) -> TextIO:

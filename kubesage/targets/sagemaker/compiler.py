@@ -336,6 +336,18 @@ class Compiler:
                 "directory_path: /abcdefgh/data, s3_uri: s3://...}}}}")
         return mount
 
+    def model_input(self, inst: Instance, step: str) -> str:
+        """The name of the one ``Model`` input of a task compiled to a ``step`` that serves or
+        registers one model (a registration step, a batch transform)."""
+        spec = inst.task.spec
+        models = [a.name for a in spec.inputs if a.type == "Model"]
+        if len(models) != 1:
+            raise CompileError(
+                f"component '{spec.name}' is mapped to a {step} (kind: {inst.kind}) and needs "
+                f"exactly one Model input, it has {len(models)}; change its hint in "
+                f"{self.config.source}")
+        return models[0]
+
     def model_package_group(self, inst: Instance) -> Any:
         """The config's group; inside a fan-out, one group per item (``digits-classifier-acme``),
         which submission creates before it starts the executions."""

@@ -229,7 +229,12 @@ class Execution:
         if step["Type"] == "Processing":
             result = self.jobs.processing(record.name, args, work, job)
         elif model is not None:
-            result = self.jobs.transform(record.name, args, model, work, job)
+            data = model["PrimaryContainer"]["ModelDataUrl"]
+            source = self.owner.s3.path(data)
+            if not os.path.exists(source):
+                raise JobFailed(f"{record.name}: no model data at {data}")
+            folder = self._unpacked(source) if os.path.isfile(source) else source
+            result = self.jobs.transform(record.name, args, model, folder, work, job)
         else:
             checkpoints = None
             if "CheckpointConfig" in args:  # kept, as in S3: a spot restart resumes from them

@@ -35,6 +35,7 @@ from kubesage.containers import (
 from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.sagemaker_processing import RESULT_FILE, RESULT_OUTPUT
 from kubesage.runtime.sagemaker_training import RESULT_FILE as TRAINING_RESULT_FILE
+from kubesage.serving.local import wait_ready
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 SPOT_INTERRUPTED = 137  # SIGKILL: what a container sees when its instance is reclaimed
@@ -187,19 +188,10 @@ class JobRunner:
         return result
 
     # -- batch transform ----------------------------------------------------------------
-    def transform(self, step: str, args: dict[str, Any], model: dict[str, Any], work: str,
-                  job_name: str) -> JobResult:
+    def transform(self, step: str, args: dict[str, Any], model: dict[str, Any], model_dir: str,
+                  work: str, job_name: str) -> JobResult:
+        """``model_dir``: the model's data as SageMaker puts it at ``/opt/ml/model``."""
         container = model["PrimaryContainer"]
-        model_dir = os.path.join(work, "model")
-        os.makedirs(model_dir, exist_ok=True)
-        source = self.s3.path(container["ModelDataUrl"])
-        if not os.path.exists(source):
-            raise JobFailed(f"{step}: no model data at {container['ModelDataUrl']}")
-        if os.path.isfile(source):  # model.tar.gz, unpacked where SageMaker unpacks it
-            with tarfile.open(source) as tar:
-                tar.extractall(model_dir, filter="data")
-        else:
-            model_dir = source
         objects = _objects(self.s3.path(args["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]))
         if not objects:
             raise JobFailed(f"{step}: no input objects at "
@@ -214,7 +206,10 @@ class JobRunner:
             volumes=[f"{model_dir}:/opt/ml/model:ro"], ports={"8080/tcp": ("127.0.0.1", None)},
             labels=labels(self.run_id, step))
         try:
-            url = _serving_url(server)
+            server.reload()
+            bound = server.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+            url = f"http://127.0.0.1:{bound}"
+            wait_ready(url, server, timeout_s=120)
             self.say(f"{step}: serving container up at {url}")
             requests = 0
             for path, name in objects:
@@ -353,31 +348,6 @@ def _batches(path: str, args: dict[str, Any]) -> list[bytes]:
     if current:
         bodies.append(b"\n".join(current))
     return bodies
-
-
-def _serving_url(server: Any, timeout_s: float = 120) -> str:
-    """The loopback URL of a serving container, once ``GET /ping`` answers 200."""
-    import time
-    import urllib.request
-
-    deadline = time.time() + timeout_s
-    url = ""
-    while time.time() < deadline:
-        server.reload()
-        if server.status == "exited":
-            logs = server.logs().decode(errors="replace").strip().splitlines()
-            raise JobFailed("the serving container stopped: " + "\n".join(logs[-20:]))
-        bound = (server.attrs.get("NetworkSettings", {}).get("Ports") or {}).get("8080/tcp")
-        if bound:
-            url = f"http://127.0.0.1:{bound[0]['HostPort']}"
-            try:
-                with urllib.request.urlopen(url + "/ping", timeout=2) as r:
-                    if r.status == 200:
-                        return url
-            except OSError:
-                pass
-        time.sleep(0.3)
-    raise JobFailed(f"the serving container did not answer GET /ping in {timeout_s:.0f}s")
 
 
 def _invoke(url: str, body: bytes, args: dict[str, Any], server: Any, step: str) -> bytes:

@@ -18,17 +18,10 @@ def register(c: Compiler, inst: Instance) -> Any:
 
     spec = inst.task.spec
     params, artifacts = c.arguments(inst)
-    models = [a.name for a in spec.inputs if a.type == "Model"]
-    if len(models) != 1:
-        from kubesage.targets.sagemaker.compiler import CompileError
-
-        raise CompileError(
-            f"component '{spec.name}' is mapped to a registration step (kind: register) and "
-            f"needs exactly one Model input, it has {len(models)}; change its hint in "
-            f"{c.config.source}")
+    model = c.model_input(inst, "registration step")
     builder = ModelBuilder(
         image_uri=c.config.image_uri(spec.image, spec.name),
-        s3_model_data_url=artifacts[models[0]],
+        s3_model_data_url=artifacts[model],
         role_arn=c.config.role_arn,
         sagemaker_session=c.session,
         log_level=logging.ERROR,

@@ -56,12 +56,7 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
             f"component '{spec.name}' is mapped to a batch transform (kind: transform) but "
             "declares no Serving (or is a container component without outputs); give it "
             f"@component(serving=Serving(handler=...)) or change its hint in {c.config.source}")
-    models = [a.name for a in spec.inputs if a.type == "Model"]
-    if len(models) != 1:
-        raise CompileError(
-            f"component '{spec.name}' compiles to a batch transform, which serves one model, "
-            f"but it has {len(models)} Model inputs; give it one, or hint kind: processing in "
-            f"{c.config.source}")
+    model_input = c.model_input(inst, "batch transform")
     _, artifacts = c.arguments(inst)
     hints = c.config.hints(spec.name)
     common = c.common(inst)
@@ -71,12 +66,12 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
     asked = requests.properties.ProcessingOutputConfig.Outputs[first].S3Output.S3Uri
 
     env = {HANDLER_ENV: spec.serving.handler}
-    folder = c.input_layout(inst).get(models[0], "")
+    folder = c.input_layout(inst).get(model_input, "")
     if folder:
         env[MODEL_PATH_ENV] = folder
     builder = ModelBuilder(
         image_uri=c.config.image_uri(spec.serving.image, spec.name),
-        s3_model_data_url=artifacts[models[0]],
+        s3_model_data_url=artifacts[model_input],
         role_arn=c.config.role_arn,
         sagemaker_session=c.session,
         env_vars=env,
@@ -114,7 +109,7 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
     local = {"batch-requests": f"{PROCESSING}/input/batch-requests",
              "batch-results": f"{PROCESSING}/input/batch-results"}
     collect = processing(
-        c, inst, only=set(models),
+        c, inst, only={model_input},
         env={BATCH_PHASE_ENV: "collect", BATCH_REQUESTS_ENV: local["batch-requests"],
              BATCH_RESULTS_ENV: local["batch-results"]},
         extra={"batch-requests": (asked, local["batch-requests"]),
