@@ -31,7 +31,7 @@ from components.loader import ShardLoader, augment_and_normalize  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.preprocess import preprocess  # noqa: E402
 from kubesage import Dataset  # noqa: E402
-from kubesage.sample_data import write_digits  # noqa: E402
+from kubesage.project.sample_data import write_digits  # noqa: E402
 
 
 def imagefolder_rate(raw: str, size: int, batch: int, workers: int, batches: int) -> float:

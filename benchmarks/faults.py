@@ -50,7 +50,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from kubesage.containers import RUN_LABEL  # noqa: E402
+from kubesage.docker_engine.containers import RUN_LABEL  # noqa: E402
 from kubesage.runs.artifacts import PARTIAL, sha256_tree  # noqa: E402
 
 REFERENCE = "pipelines/image_classification.py"
@@ -75,7 +75,7 @@ class World:
         import docker
         import yaml
 
-        from kubesage.sample_data import write_digits
+        from kubesage.project.sample_data import write_digits
 
         fsx = os.path.join(folder, "fsx")
         os.makedirs(fsx)

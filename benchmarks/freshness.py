@@ -21,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from kubesage.project import init_project  # noqa: E402
+from kubesage.project.scaffold import init_project  # noqa: E402
 
 
 def run(project: str) -> tuple[float, str]:

@@ -32,12 +32,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from components.diagnostics import probe  # noqa: E402
+from components.probe import probe  # noqa: E402
 from kubesage import pipeline  # noqa: E402
+from kubesage.config.local import LocalConfig  # noqa: E402
+from kubesage.project.sample_data import write_digits  # noqa: E402
 from kubesage.runtime.invoke import Invocation  # noqa: E402
 from kubesage.runtime.local import task_file  # noqa: E402
-from kubesage.sample_data import write_digits  # noqa: E402
-from kubesage.targets.local.config import LocalConfig  # noqa: E402
 from kubesage.targets.local.runner import runner_for  # noqa: E402
 
 IMAGE = "kubesage/torch:latest"
@@ -62,7 +62,7 @@ def bare_docker_run(store: str) -> float:
     os.makedirs(out, exist_ok=True)
     tf = os.path.join(store, "bare", "task.json")
     with open(tf, "w") as f:
-        json.dump(task_file("components.diagnostics:probe",
+        json.dump(task_file("components.probe:probe",
                             Invocation({"message": "bare", "seconds": 0.0, "exit_code": 0}, {},
                                        {"result": out}),
                             os.path.join(store, "bare", "result.json")), f)
@@ -129,7 +129,7 @@ import io, os, sys, tempfile, time
 sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "benchmarks")]
 import orchestration as o
 try:
-    from kubesage.targets.local.config import LocalConfig
+    from kubesage.config.local import LocalConfig
     from kubesage.targets.local.runner import runner_for
 except ImportError:  # the layout before kubesage.targets.local
     from kubesage.local.config import LocalConfig
@@ -161,7 +161,7 @@ def against(other: str, args: argparse.Namespace) -> None:
 
 def kfp_local_versus_kubesage(tmp: str, fsx: str, pipe, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """kfp.local DockerRunner on the compiled YAML against kubesage's Docker runner, no caching."""
-    from kubesage.loader import load_pipeline
+    from kubesage.project.loader import load_pipeline
     from kubesage.targets.kfp.compiler import compile_to_file
     from kubesage.targets.kfp.config import KfpConfig
     from kubesage.targets.kfp.local_run import docker_runner, execute_compiled

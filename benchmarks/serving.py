@@ -97,8 +97,8 @@ def main() -> int:
     import torch
 
     from components.classifier import Handler
-    from kubesage.images import ensure_fresh
-    from kubesage.sample_data import write_digits
+    from kubesage.docker_engine.images import ensure_fresh
+    from kubesage.project.sample_data import write_digits
     from kubesage.serving.local import IMAGE, LABEL
 
     torch.set_num_threads(args.threads)

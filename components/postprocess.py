@@ -33,7 +33,7 @@ def postprocess(
     when labels are present, ``accuracy`` (after the rules), ``accuracy_raw`` and ``coverage``.
     """
     from components.predict import PREDICTIONS_FILE, SUMMARY_FILE
-    from kubesage.fsutil import write_atomic
+    from kubesage.util.atomic import write_atomic
 
     summary_path = predictions.file(SUMMARY_FILE)
     if not os.path.isfile(summary_path):

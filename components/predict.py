@@ -236,7 +236,7 @@ def write_predictions(rows: list[dict[str, Any]], skipped: list[dict[str, str]],
                       total: int) -> None:
     """``predictions.jsonl`` (sorted by file) and ``summary.json``, the metadata and metrics.
     ``seconds`` is None where the inference ran elsewhere (a batch transform job)."""
-    from kubesage.fsutil import write_atomic
+    from kubesage.util.atomic import write_atomic
 
     rows.sort(key=lambda r: r["file"])
     skipped.sort(key=lambda s: s["file"])
@@ -297,8 +297,8 @@ def write_requests(files: list[str], truth: list[str | None], read: ReadBatch,
 
     from PIL import Image
 
-    from kubesage.fsutil import write_atomic
     from kubesage.runtime.context import REQUESTS_FILE
+    from kubesage.util.atomic import write_atomic
 
     lines, skipped = [], []
     for batch in batches:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kubesage.targets.local.config import LocalConfig
+from kubesage.config.local import LocalConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
@@ -35,7 +35,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder that plays the FSx file system, holding the digits sample set."""
-    from kubesage.sample_data import write_digits
+    from kubesage.project.sample_data import write_digits
 
     root = str(tmp_path_factory.mktemp("fsx"))
     os.chmod(root, 0o755)  # steps run as a non-root user; pytest's folders are private
@@ -45,7 +45,7 @@ def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def content_tag_of(image: str = "kubesage/torch") -> str:
     """``code-<hash>``: the tag naming this repository's image by the working tree's code."""
-    from kubesage.images import code_hash, content_tag, image_dirs
+    from kubesage.docker_engine.images import code_hash, content_tag, image_dirs
 
     return content_tag(code_hash(REPO, image_dirs(REPO)[image]))
 
@@ -190,7 +190,7 @@ def push_stand_in(client: Any, refs: list[str]) -> None:
 def pushed_images(registry: str, docker_client: Any) -> str:
     """The loopback registry holding this repository's images under the content tags of the
     working tree's code (stand-ins: what submission checks is that they are there); its host."""
-    from kubesage.images import code_hash, content_tag, image_dirs
+    from kubesage.docker_engine.images import code_hash, content_tag, image_dirs
 
     refs = [f"{registry}/{name}:{content_tag(code_hash(REPO, dockerfile))}"
             for name, dockerfile in image_dirs(REPO).items()]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.diagnostics import probe
+from components.probe import probe
 from kubesage import Artifact, Output, component
 from kubesage.catalog import Catalog, CatalogError, breaking_changes, use
 from tests.conftest import REPO, run_cli, run_json, write_config
@@ -55,7 +55,7 @@ def test_published_component_is_pinned_by_another_team(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
     catalog = str(tmp_path / "catalog")
-    out = run_cli("components", "--catalog", catalog, "publish", "components/diagnostics.py:probe",
+    out = run_cli("components", "--catalog", catalog, "publish", "components/probe.py:probe",
                   "--publisher", "team-a", check=True).stdout
     image_id = docker_client.images.get("kubesage/torch:latest").id
     assert f"published probe@1.0.0 ({image_id[:19]})" in out
@@ -151,7 +151,7 @@ def test_s3_catalog(moto_s3: str) -> None:
     catalog.publish(probe_extended, image, "team-a")
     other = Catalog(moto_s3)  # another team's view of the same prefix
     assert [(e.name, e.version) for e in other.list()] == [("probe", "1.2.0")]
-    assert other.get("probe", "1.0.0").spec.entry == "components.diagnostics:probe"
+    assert other.get("probe", "1.0.0").spec.entry == "components.probe:probe"
     with pytest.raises(CatalogError, match=r"probe@9.9.9 is not in catalog s3://ml-catalog/shared/"
                        r"components; published versions: 1.0.0, 1.2.0"):
         other.get("probe", "9.9.9")
@@ -180,7 +180,7 @@ def test_export_as_kubeflow_component_yaml(tmp_path) -> None:
     container = loaded.pipeline_spec.deployment_spec["executors"]["exec-probe"]["container"]
     assert container["command"] == ["python", "-m", "kubesage.runtime"]
     assert container["image"] == digest
-    assert "components.diagnostics:probe" in container["args"]
+    assert "components.probe:probe" in container["args"]
 
 
 def test_folder_catalog_entries_are_readable_by_other_teams(tmp_path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.configfile import ConfigError, ConfigReader
+from kubesage.config.local import load_local_config
+from kubesage.config.reader import ConfigError, ConfigReader
 from kubesage.targets.kfp.config import KfpConfigError, MountConfigError, load_kfp_config
-from kubesage.targets.local.config import load_local_config
 from kubesage.targets.sagemaker.config import SageMakerConfigError, load_config
 from tests.sagemaker_fixtures import write_sagemaker_config
 

@@ -78,7 +78,7 @@ def test_registered_model_is_in_the_mlflow_registry(
 ) -> None:
     from mlflow import MlflowClient
 
-    from kubesage.targets.local.config import load_local_config
+    from kubesage.config.local import load_local_config
 
     first = reference_runs["first"]
     register = next(s for s in first["steps"] if s["name"] == "register")

@@ -6,7 +6,7 @@ import time
 
 from PIL import Image
 
-from kubesage.targets.local.config import load_local_config
+from kubesage.config.local import load_local_config
 from tests.conftest import run_cli, run_json, write_config
 
 
@@ -53,8 +53,8 @@ def test_a_half_logged_mlflow_run_is_replaced_not_taken_as_done(tmp_path) -> Non
     """A logger that died after creating the MLflow run: the next one logs the whole run."""
     from mlflow import MlflowClient
 
-    from kubesage.experiments import LOGGED_TAG, log_run
     from kubesage.runs.record import RunRecord, StepRecord
+    from kubesage.tracking.experiments import LOGGED_TAG, log_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     record = RunRecord(run_id="p-1", pipeline="p", pipeline_file="", pipeline_hash="h",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.platform import MountConfigError
 from tests.conftest import REPO, content_tag_of, run_cli

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from kubesage import DefinitionError, KubesageError, load_kfp_component, pipeline
+from kubesage.config.local import LocalConfig
 from kubesage.dsl.container import Placeholder, expand
 from kubesage.dsl.errors import TypeMismatchError
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.loader import load_pipeline
-from kubesage.targets.local.config import LocalConfig
+from kubesage.project.loader import load_pipeline
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_json
 

@@ -33,7 +33,7 @@ def executor_input(root: Any, **params: Any) -> dict[str, Any]:
 
 def entry_point(doc: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kubesage.runtime", "kfp", "--entry", "components.diagnostics:probe",
+        [sys.executable, "-m", "kubesage.runtime", "kfp", "--entry", "components.probe:probe",
          *extra, "--executor-input", json.dumps(doc)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -58,7 +58,7 @@ def test_executor_output_carries_artifacts_and_the_returned_value(tmp_path) -> N
     assert len(attempts) == 1 and attempts[0]["error"] == "" and attempts[0]["ended"]
     # per run, component and inputs: a retry (which may get a new task id) finds it again
     doc = executor_input(tmp_path, message="hello", exit_code=0.0)
-    folder = runtime.step_dir(str(tmp_path / "ckpt"), "j1", "components.diagnostics:probe", doc)
+    folder = runtime.step_dir(str(tmp_path / "ckpt"), "j1", "components.probe:probe", doc)
     assert os.path.isdir(os.path.join(folder, "checkpoints"))
     assert os.path.dirname(folder) == str(tmp_path / "ckpt" / "kubesage" / "j1")
 

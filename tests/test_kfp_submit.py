@@ -470,7 +470,7 @@ def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_p
 
     from mlflow import MlflowClient
 
-    from kubesage.targets.local.config import load_local_config
+    from kubesage.config.local import load_local_config
     from tests.test_notify import _Hook, _serve
 
     served = _serve(_Hook)

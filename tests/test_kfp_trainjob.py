@@ -17,7 +17,7 @@ import pytest
 from components.preprocess import preprocess
 from kubesage.dsl.errors import DefinitionError
 from kubesage.dsl.interface import Distribution, Resources
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.runtime import kfp as runtime
 from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.targets import kfp as kfp_target

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.validate import KfpValidationError, validate_file
 from tests.conftest import REPO, run_cli

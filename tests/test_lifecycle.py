@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.loader import load_pipeline
+from kubesage.config.local import LocalConfig
+from kubesage.project.loader import load_pipeline
 from kubesage.runs.record import RunRecord
 from kubesage.runs.store import RunStore
 from kubesage.runs.sweep import alive, owner, sweep
 from kubesage.targets import RunOptions
-from kubesage.targets.local.config import LocalConfig
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import KUBESAGE, REPO, run_cli, run_json, write_config
 from tests.sagemaker_fixtures import write_sagemaker_config

@@ -8,16 +8,16 @@ import shutil
 
 import pytest
 
-from kubesage.loader import load_pipeline
+from kubesage.config.local import LocalConfig
+from kubesage.project.loader import load_pipeline
 from kubesage.runs.rerun import RerunError, rerun
 from kubesage.runs.store import RunStore
 from kubesage.targets import RunOptions
-from kubesage.targets.local.config import LocalConfig
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_cli, write_config
 
 PIPELINE = '''
-from components.diagnostics import probe
+from components.probe import probe
 from kubesage import pipeline
 
 
@@ -61,7 +61,8 @@ def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
 
 
 RESUMABLE = '''
-from components.diagnostics import diag_flaky, probe
+from components.probe import probe
+from kubesage.testing.probes import diag_flaky
 from kubesage import pipeline
 
 
@@ -77,7 +78,7 @@ def test_rerun_from_failed_reuses_what_succeeded(tmp_path, fsx_root: str) -> Non
     probe's recorded outputs, with the cache off, and runs only the flaky step again."""
     pipe = tmp_path / "resumable.py"
     pipe.write_text(RESUMABLE)
-    from kubesage.targets.local.config import load_local_config
+    from kubesage.config.local import load_local_config
 
     config = load_local_config(write_config(str(tmp_path / "l.yaml"), fsx_root,
                                             str(tmp_path / "store")))

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from kubesage.loader import load_pipeline
+from kubesage.config.local import LocalConfig
+from kubesage.project.loader import load_pipeline
 from kubesage.targets import RunOptions
-from kubesage.targets.local.config import LocalConfig
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
 
@@ -87,7 +87,7 @@ def test_state_changes_reach_webhooks_and_failing_ones_do_not_fail_the_run(
 
 
 def test_webhooks_must_be_urls(tmp_path) -> None:
-    from kubesage.targets.local.config import ConfigError, load_local_config
+    from kubesage.config.local import ConfigError, load_local_config
 
     path = tmp_path / "l.yaml"
     path.write_text("webhooks: [slack]\n")

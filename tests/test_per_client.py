@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesage.targets.local.config import load_local_config
+from kubesage.config.local import load_local_config
 from tests.conftest import run_json, write_config
 
 

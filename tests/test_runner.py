@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from kubesage.loader import load_pipeline
+from kubesage.config.local import ConfigError, LocalConfig, load_local_config
+from kubesage.project.loader import load_pipeline
 from kubesage.runs.store import RunStore
 from kubesage.targets import RunOptions
-from kubesage.targets.local.config import ConfigError, LocalConfig, load_local_config
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
 
@@ -95,14 +95,14 @@ def test_a_warm_start_waits_for_its_task_file_then_runs_it(tmp_path) -> None:
     task, result = str(tmp_path / "task.json"), str(tmp_path / "result.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubesage.runtime", "local", "--await", task, "no_such_module",
-         "components.diagnostics"],
+         "kubesage.testing.probes"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": REPO})
     time.sleep(1.0)
     assert proc.poll() is None, "it must wait for the task file"
     open(task + ".preload", "w").close()  # the runner's "you are next": import now
     time.sleep(0.5)
-    doc = task_file("components.diagnostics:probe",
+    doc = task_file("components.probe:probe",
                     Invocation({"message": "warm"}, {}, {"result": str(tmp_path / "out")}),
                     result, env={"KUBESAGE_STEP": "warm-step"})
     with open(task + ".tmp", "w") as f:

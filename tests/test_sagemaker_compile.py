@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from tests.conftest import REPO, content_tag_of, run_cli
 from tests.sagemaker_fixtures import write_sagemaker_config
 

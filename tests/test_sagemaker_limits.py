@@ -19,7 +19,7 @@ from tests.sagemaker_fixtures import write_sagemaker_config
 @pytest.fixture(scope="module")
 def definition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The reference pipeline's definition (compiled in this process, once for the module)."""
-    from kubesage.loader import load_pipeline
+    from kubesage.project.loader import load_pipeline
     from kubesage.targets.sagemaker import TARGET
 
     out = tmp_path_factory.mktemp("limits") / "reference.json"

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from kubesage.loader import load_pipeline
+from kubesage.config.local import load_local_config
+from kubesage.project.loader import load_pipeline
 from kubesage.runs.store import RunStore
 from kubesage.targets import RunOptions
-from kubesage.targets.local.config import load_local_config
 from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import TARGET
 from tests.conftest import REPO, predictions_sha256
@@ -237,7 +237,7 @@ def test_local_s3_never_writes_into_a_data_mount_folder(tmp_path) -> None:
 def test_identical_executions_hit_the_cache_and_changes_miss(tmp_path, image_tag) -> None:
     """Processing and training steps are cache hits when nothing that decides them changed
     (the training's checkpoint location included); a changed parameter or input misses."""
-    from kubesage.sample_data import write_digits
+    from kubesage.project.sample_data import write_digits
 
     fsx = tmp_path / "fsx"
     fsx.mkdir(mode=0o755)

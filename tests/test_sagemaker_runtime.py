@@ -23,7 +23,7 @@ def opt_ml(tmp_path, monkeypatch) -> str:
 def test_processing_contract(opt_ml) -> None:
     fsx = os.path.join(opt_ml, "processing", "mounts", "fsx", "greetings")
     os.makedirs(fsx)
-    sagemaker_processing.main("--entry", "components.diagnostics:probe",
+    sagemaker_processing.main("--entry", "components.probe:probe",
                               "--mount", f"/fsx={os.path.dirname(fsx)}",
                               "--param", "message", "/fsx/greetings", "--param", "seconds", "0")
     out = os.path.join(opt_ml, "processing", "output")
@@ -53,7 +53,7 @@ def test_processing_input_metadata_comes_from_the_producers_result(opt_ml) -> No
 
 def test_processing_rejects_unknown_parameter(opt_ml) -> None:
     with pytest.raises(SystemExit, match="has no parameter 'mesage'"):
-        sagemaker_processing.main("--entry", "components.diagnostics:probe",
+        sagemaker_processing.main("--entry", "components.probe:probe",
                                   "--param", "mesage", "x")
 
 
@@ -65,7 +65,7 @@ def test_training_contract_reads_config_and_channels(opt_ml, tmp_path) -> None:
     with open(os.path.join(config, "resourceconfig.json"), "w") as f:
         json.dump({"current_host": "algo-1", "hosts": ["algo-1"]}, f)
     os.makedirs(os.path.join(opt_ml, "checkpoints"))
-    os.environ.update(KUBESAGE_ENTRY="components.diagnostics:probe", KUBESAGE_INPUTS="{}",
+    os.environ.update(KUBESAGE_ENTRY="components.probe:probe", KUBESAGE_INPUTS="{}",
                       KUBESAGE_MOUNTS="{}")
     try:
         sagemaker_training.main()
@@ -98,7 +98,7 @@ def test_training_failure_is_written_for_sagemaker(opt_ml) -> None:
     os.makedirs(os.path.join(opt_ml, "input", "config"))
     with open(os.path.join(opt_ml, "input", "config", "hyperparameters.json"), "w") as f:
         json.dump({"exit_code": "3"}, f)
-    os.environ.update(KUBESAGE_ENTRY="components.diagnostics:probe")
+    os.environ.update(KUBESAGE_ENTRY="components.probe:probe")
     try:
         with pytest.raises(SystemExit):
             sagemaker_training.main()

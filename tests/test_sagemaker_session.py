@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import kubesage.targets.sagemaker.session as session
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.targets.sagemaker import TARGET
 from tests.conftest import REPO
 

@@ -305,7 +305,7 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
     assert record.status == "succeeded" and record.tags == {"exp": "cloud"}
 
     # compare: a cloud run beside a local one, by their recorded metrics
-    from kubesage.compare import table
+    from kubesage.tracking.compare import table
 
     other = RunStore(store.root).get(run_id)
     other.run_id, other.target, other.remote = "local-run", "local", {}

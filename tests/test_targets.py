@@ -12,7 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 
 from kubesage import cli
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.targets import base as targets
 from tests.conftest import REPO, write_config
 

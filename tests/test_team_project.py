@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.images import CODE_LABEL, code_hash, image_dirs, runtime_image
-from kubesage.project import init_project
+from kubesage.docker_engine.images import CODE_LABEL, code_hash, image_dirs, runtime_image
+from kubesage.project.scaffold import init_project
 
 pytestmark = pytest.mark.docker
 

@@ -184,18 +184,21 @@ INPUT = _Direction("input")
 OUTPUT = _Direction("output")
 
 
-class Input(Generic[T]):
-    """``Input[Dataset]``: an artifact the component reads."""
+if typing.TYPE_CHECKING:  # to a type checker, Output[Model] is a Model (as in kfp.dsl)
+    Input = typing.Annotated[T, "input"]
+    Output = typing.Annotated[T, "output"]
+else:
+    class Input(Generic[T]):
+        """``Input[Dataset]``: an artifact the component reads."""
 
-    def __class_getitem__(cls, item: type[T]) -> Any:  # type: ignore[override]
-        return typing.Annotated[item, INPUT]
+        def __class_getitem__(cls, item: type[T]) -> Any:
+            return typing.Annotated[item, INPUT]
 
+    class Output(Generic[T]):
+        """``Output[Model]``: an artifact directory the component fills."""
 
-class Output(Generic[T]):
-    """``Output[Model]``: an artifact directory the component fills."""
-
-    def __class_getitem__(cls, item: type[T]) -> Any:  # type: ignore[override]
-        return typing.Annotated[item, OUTPUT]
+        def __class_getitem__(cls, item: type[T]) -> Any:
+            return typing.Annotated[item, OUTPUT]
 
 
 def artifact_annotation(annotation: Any) -> tuple[_Direction, type[Artifact]] | None:

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kubesage.dsl.types import masked
-from kubesage.lineage import file_sha256, git_state
-from kubesage.notify import Notifier, event
+from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.signals import stop_on_signals
 from kubesage.runs.store import RunStore
@@ -51,7 +51,7 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
     """A record with every lineage field, whichever target runs the pipeline.
 
     ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``code``: logical
-    image -> hash of the code it holds (``kubesage.images``); ``compiled``: the
+    image -> hash of the code it holds (``kubesage.docker_engine.images``); ``compiled``: the
     compiled file the target executes (its sha256 is kept); ``config``: the target config file.
     """
     path = options.pipeline_file

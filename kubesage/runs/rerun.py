@@ -14,7 +14,7 @@ import sys
 from typing import TextIO
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.loader import load_pipeline
+from kubesage.project.loader import load_pipeline
 from kubesage.runs.artifacts import fingerprint_tree
 from kubesage.runs.inputs import resolve
 from kubesage.runs.record import RunRecord
@@ -92,8 +92,8 @@ def _resubmit(store: RunStore, old: RunRecord, log: TextIO | None, from_failed: 
               wait: bool) -> list[RunRecord]:
     """A submitted run again on its service: continued (``from_failed``) or submitted anew
     from the compiled file it sent, after checking that nothing it ran has changed."""
-    from kubesage.images import check_pushed
-    from kubesage.lineage import file_sha256
+    from kubesage.docker_engine.images import check_pushed
+    from kubesage.runs.lineage import file_sha256
     from kubesage.runs.submitted import notifications, watch
 
     target = targets.get(old.target)
@@ -157,7 +157,7 @@ def _exists(source: str, store: RunStore) -> bool:
 def _pins(old: RunRecord, path: str, at_commit: str) -> dict[str, str]:
     """Logical image -> the image ID the run used; a subprocess run checks its code hash."""
     if old.runner == "subprocess":
-        from kubesage.loader import project_root
+        from kubesage.project.loader import project_root
         from kubesage.targets.local.process_executor import ProcessExecutor
 
         executor = ProcessExecutor(project_root(path))

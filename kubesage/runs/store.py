@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from kubesage.containers import share_existing, share_with_steps
+from kubesage.docker_engine.containers import share_existing, share_with_steps
 from kubesage.runs.record import RunRecord
 
 _SCHEMA = """

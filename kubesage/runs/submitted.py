@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
-from kubesage.fsutil import write_atomic
-from kubesage.lineage import file_sha256, git_state
-from kubesage.notify import Notifier, event
 from kubesage.runs.lifecycle import new_run_id
+from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.store import RunStore
+from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.targets.base import SubmitOptions, Target

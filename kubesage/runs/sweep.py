@@ -78,7 +78,7 @@ def sweep(store: RunStore, say: Callable[[str], None] | None = None,
 
 
 def _remove_containers(run_ids: list[str], docker_client: Callable[[], Any] | None) -> dict[str, int]:
-    from kubesage.containers import remove_run
+    from kubesage.docker_engine.containers import remove_run
 
     try:
         client = docker_client() if docker_client is not None else _docker()

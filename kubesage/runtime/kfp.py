@@ -36,10 +36,10 @@ import urllib.request
 from typing import Any
 
 from kubesage.dsl.types import coerce
-from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 from kubesage.runtime.local import task_file
+from kubesage.util.atomic import write_json_atomic
 
 # Where KFP's launcher mounts remote artifact stores inside the container (kfp.dsl's rules).
 _REMOTE_PREFIXES = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))

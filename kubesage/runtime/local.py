@@ -23,10 +23,10 @@ import time
 import traceback
 from typing import Any
 
-from kubesage.fsutil import write_json_atomic
 from kubesage.runtime.context import world
 from kubesage.runtime.distributed import Layout, inside_worker, launch, leave_worker
 from kubesage.runtime.invoke import Invocation, invoke, load_component
+from kubesage.util.atomic import write_json_atomic
 
 TASK_FILE = "task.json"  # in the step's folder: what to run, written by the runner
 RESULT_FILE = "result.json"  # beside it: returns, artifact metadata, metrics (written atomically)

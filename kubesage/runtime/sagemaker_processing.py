@@ -28,10 +28,10 @@ import tempfile
 from typing import Any
 
 from kubesage.dsl.types import parse_value
-from kubesage.fsutil import write_json_atomic
 from kubesage.runtime import COMMAND
 from kubesage.runtime.context import batch_phase, world
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
+from kubesage.util.atomic import write_json_atomic
 
 ROOT_ENV = "KUBESAGE_SAGEMAKER_ROOT"  # /opt/ml unless a test runs the contract in place
 ENTRYPOINT = [*COMMAND, "sagemaker_processing"]

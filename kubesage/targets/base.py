@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from kubesage.dsl.errors import KubesageError
 
 if TYPE_CHECKING:
+    from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
     from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
-    from kubesage.targets.local.config import LocalConfig
 
 
 class Unsupported(KubesageError):
@@ -115,7 +115,7 @@ class Target:
 
     def local_config(self, config_path: str | None = None) -> LocalConfig:
         """The local config whose store, data mounts and trackers this target's local runs use."""
-        from kubesage.targets.local.config import load_local_config
+        from kubesage.config.local import load_local_config
 
         return load_local_config()
 

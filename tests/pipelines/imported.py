@@ -2,7 +2,7 @@
 
 import os
 
-from components.diagnostics import probe
+from components.probe import probe
 from kubesage import Condition, load_kfp_component, pipeline
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kfp_components")

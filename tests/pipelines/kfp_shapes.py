@@ -1,8 +1,8 @@
 """Pipelines that exercise the Kubeflow compiler: fan-out per client, multi-node training."""
 
-from components.diagnostics import probe
 from components.evaluate import evaluate
 from components.preprocess import preprocess
+from components.probe import probe
 from components.register import register
 from components.train import train
 from kubesage import Condition, ParallelFor, pipeline

@@ -1,6 +1,6 @@
 """Small pipelines of ``probe`` steps used by the runner tests."""
 
-from components.diagnostics import probe
+from components.probe import probe
 from kubesage import Condition, ParallelFor, component, pipeline
 
 
@@ -53,7 +53,7 @@ def foreign() -> None:
 
 @pipeline(name="fills-the-disk")
 def fills_the_disk(megabytes: int = 1) -> None:
-    from components.diagnostics import fill
+    from kubesage.testing.probes import fill
 
     made = fill(megabytes=megabytes)
     probe(message="after").after(made)
@@ -61,6 +61,6 @@ def fills_the_disk(megabytes: int = 1) -> None:
 
 @pipeline(name="identity")
 def identity() -> None:
-    from components.diagnostics import diag_identity
+    from kubesage.testing.probes import diag_identity
 
     diag_identity()

@@ -1,8 +1,8 @@
 """Pipelines for the SageMaker target tests: fan-out per client, multi-node training."""
 
-from components.diagnostics import probe
 from components.evaluate import evaluate
 from components.preprocess import preprocess
+from components.probe import probe
 from components.train import train
 from kubesage import ParallelFor, pipeline
 

@@ -1,7 +1,7 @@
 """A pipeline that takes a secret: the step uses it, nothing kubesage writes shows it."""
 
-from components.diagnostics import uses_secret
 from kubesage import Secret, pipeline
+from kubesage.testing.probes import uses_secret
 
 
 @pipeline(name="with-secret")

@@ -15,10 +15,10 @@ import os
 import time
 from typing import Any
 
+from kubesage.config.local import LocalConfig, load_local_config
 from kubesage.dsl.channel import Channel, TaskOutput, evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.fsutil import write_atomic
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import ArtifactStore, sha256_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
@@ -26,7 +26,7 @@ from kubesage.runs.record import RunRecord
 from kubesage.runs.store import RunStore
 from kubesage.runtime.invoke import Invocation, invoke, load_component
 from kubesage.targets.base import RunOptions, Target
-from kubesage.targets.local.config import LocalConfig, load_local_config
+from kubesage.util.atomic import write_atomic
 
 FORMAT = "kubesage-toy/v1"
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
 
 if TYPE_CHECKING:
+    from kubesage.config.local import LocalConfig
     from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
     from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
     from kubesage.targets.kfp.config import KfpConfig
-    from kubesage.targets.local.config import LocalConfig
 
 
 class KfpTarget(Target):
@@ -39,7 +39,7 @@ class KfpTarget(Target):
         return load_kfp_config(path)
 
     def local_config(self, config_path: str | None = None) -> LocalConfig:
-        from kubesage.targets.local.config import load_local_config
+        from kubesage.config.local import load_local_config
 
         return load_local_config(self.load_config(config_path).local_config)
 
@@ -47,8 +47,8 @@ class KfpTarget(Target):
                 source: str = "") -> None:
         """Write the pipeline's KFP v2 IR YAML to ``output`` (atomically), the project's images
         named by the code they hold."""
-        from kubesage.images import content_refs
-        from kubesage.loader import project_root
+        from kubesage.docker_engine.images import content_refs
+        from kubesage.project.loader import project_root
         from kubesage.targets.kfp.compiler import compile_to_file
 
         config = self.load_config(config_path)  # a mistake in the config first
@@ -95,8 +95,8 @@ class KfpTarget(Target):
     def deploy(self, models: dict[str, str], options: DeployOptions) -> dict[str, Any]:
         """A KServe InferenceService per model (its URI on the cluster), checked against the
         CRD's schema and written; ``apply``: handed to kubectl."""
-        from kubesage.images import check_pushed, content_refs
-        from kubesage.loader import project_root
+        from kubesage.docker_engine.images import check_pushed, content_refs
+        from kubesage.project.loader import project_root
         from kubesage.runs.store import RunStore
         from kubesage.targets.kfp.deploy import SERVE_IMAGE, DeployError, deploy
 

@@ -118,7 +118,7 @@ def deploy(models: dict[str, str], name: str, config: KfpConfig, image: str,
     made."""
     import yaml
 
-    from kubesage.fsutil import write_atomic
+    from kubesage.util.atomic import write_atomic
 
     many = per_client or len(models) > 1
     docs = [inference_service(f"{name}-{client}" if many else name, client, uri, config, image)

@@ -22,16 +22,17 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from kubesage.containers import labels, remove_run, share_with_steps, step_user
+from kubesage.config.local import data_mounts, load_local_config
+from kubesage.docker_engine.containers import labels, remove_run, share_with_steps, step_user
+from kubesage.docker_engine.images import ensure_fresh
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.types import coerce
-from kubesage.images import ensure_fresh
-from kubesage.lineage import file_sha256
-from kubesage.loader import project_root
 from kubesage.plan import Plan, Step
+from kubesage.project.loader import project_root
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
+from kubesage.runs.lineage import file_sha256
 from kubesage.runs.record import StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.runtime.kfp import STEP_FILE, exact_metadata, kubesage_output_name
@@ -39,7 +40,6 @@ from kubesage.targets.base import RunOptions, Unsupported
 from kubesage.targets.kfp.compiler import compile_to_file
 from kubesage.targets.kfp.components import is_distributed
 from kubesage.targets.kfp.config import load_kfp_config
-from kubesage.targets.local.config import data_mounts, load_local_config
 
 RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root

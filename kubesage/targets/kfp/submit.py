@@ -20,9 +20,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from kubesage.docker_engine.images import check_pushed
 from kubesage.dsl.errors import ParameterError
 from kubesage.dsl.types import check_value, parse_value
-from kubesage.images import check_pushed
 from kubesage.runs.submitted import Submission, SubmissionError
 from kubesage.targets.kfp.components import IR_PARAMETER_TYPES
 from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
@@ -125,8 +125,8 @@ def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
         path = ref.partition(":")[0]
         pipeline_hash, secrets = "", []
         if path.endswith(".py"):
-            from kubesage.images import content_refs
-            from kubesage.loader import load_pipeline, project_root
+            from kubesage.docker_engine.images import content_refs
+            from kubesage.project.loader import load_pipeline, project_root
             from kubesage.targets.kfp.compiler import compile_to_file
 
             pipeline = load_pipeline(ref)[0].build()

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from kubesage.configfile import yaml_problem
+from kubesage.config.reader import yaml_problem
 from kubesage.dsl.errors import KubesageError
 
 FIX = "recompile it with 'kubesage compile PIPELINE --target kfp -o FILE'"

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from kubesage.targets.base import RunOptions, Target
 
 if TYPE_CHECKING:
+    from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
-    from kubesage.targets.local.config import LocalConfig
 
 
 class LocalTarget(Target):
@@ -31,7 +31,7 @@ class LocalTarget(Target):
                          "inputs"})
 
     def load_config(self, path: str | None = None) -> LocalConfig:
-        from kubesage.targets.local.config import load_local_config
+        from kubesage.config.local import load_local_config
 
         return load_local_config(path)
 
@@ -39,7 +39,7 @@ class LocalTarget(Target):
         return self.load_config(config_path)
 
     def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
-        from kubesage.loader import project_root
+        from kubesage.project.loader import project_root
         from kubesage.targets.local.runner import runner_for
 
         self.check(pipeline, options)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubesage.fsutil import write_json_atomic
 from kubesage.plan import Step
 from kubesage.runs.artifacts import sha256_tree
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
@@ -26,6 +25,7 @@ from kubesage.runtime.local import RESULT_FILE, TASK_FILE, task_file
 from kubesage.targets.local import container_step
 from kubesage.targets.local.executor import Launch
 from kubesage.targets.local.step import StepCall, rewrite_paths
+from kubesage.util.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from kubesage.targets.local.runner import LocalRun

@@ -14,7 +14,7 @@ from kubesage.dsl.container import Placeholder, expand
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
 from kubesage.dsl.types import parse_value, text_form
-from kubesage.fsutil import write_json_atomic
+from kubesage.util.atomic import write_json_atomic
 
 
 def command_line(spec: ComponentSpec, params: dict[str, Any], inputs: dict[str, str],

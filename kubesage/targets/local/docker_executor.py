@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubesage.containers import (
+from kubesage.docker_engine.containers import (
     RUN_LABEL,
     follow_group,
     labels,

@@ -17,10 +17,11 @@ import sys
 import time
 from typing import Any, TextIO
 
+from kubesage.config.local import LocalConfig, data_mounts
+from kubesage.docker_engine.images import ensure_fresh
 from kubesage.dsl.channel import Channel, evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.images import ensure_fresh
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import ArtifactStore, fingerprint_tree
 from kubesage.runs.inputs import resolve_inputs
@@ -29,7 +30,6 @@ from kubesage.runs.record import RunRecord, StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.targets.base import RunOptions
 from kubesage.targets.local.attempts import run_attempts
-from kubesage.targets.local.config import LocalConfig, data_mounts
 from kubesage.targets.local.executor import Executor, WarmStarts
 from kubesage.targets.local.scheduler import schedule
 from kubesage.targets.local.step import from_cache, prepare

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from kubesage.containers import remove_group
+from kubesage.docker_engine.containers import remove_group
 from kubesage.runtime.local import PRELOAD_SUFFIX, TASK_FILE
 from kubesage.targets.local.executor import Launch, WarmStarts
 from kubesage.targets.local.step import step_mounts

@@ -18,15 +18,15 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from kubesage.fsutil import write_atomic
 from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
+from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
+    from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.record import RunRecord
     from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
-    from kubesage.targets.local.config import LocalConfig
     from kubesage.targets.sagemaker.config import SageMakerConfig
 
 
@@ -46,7 +46,7 @@ class SageMakerTarget(Target):
         return load_config(path)
 
     def local_config(self, config_path: str | None = None) -> LocalConfig:
-        from kubesage.targets.local.config import load_local_config
+        from kubesage.config.local import load_local_config
 
         return load_local_config(self.load_config(config_path).local_config)
 
@@ -121,8 +121,8 @@ class SageMakerTarget(Target):
 
         import boto3
 
-        from kubesage.images import check_pushed, content_refs
-        from kubesage.loader import project_root
+        from kubesage.docker_engine.images import check_pushed, content_refs
+        from kubesage.project.loader import project_root
         from kubesage.runs.store import RunStore
         from kubesage.serving.local import model_folder
         from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy, fetch_model
@@ -175,8 +175,8 @@ def with_content_tags(config: SageMakerConfig, pipeline: Pipeline, source: str) 
     """``config`` naming the project's images by the code compiled (refused if not built)."""
     import os
 
-    from kubesage.images import content_refs
-    from kubesage.loader import project_root
+    from kubesage.docker_engine.images import content_refs
+    from kubesage.project.loader import project_root
 
     images = images_of(pipeline, config)
     for image, component in sorted(images.items()):  # each mapped, or a message naming its user

@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from kubesage.configfile import ConfigError, ConfigReader
+from kubesage.config.reader import ConfigError, ConfigReader
 
 DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
 KINDS = ("processing", "training", "register", "transform")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesage.containers import (
+from kubesage.docker_engine.containers import (
     follow_group,
     hand_to_steps,
     labels,

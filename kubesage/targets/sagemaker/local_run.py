@@ -20,18 +20,18 @@ import json
 import os
 from typing import Any
 
+from kubesage.config.local import ConfigError, LocalConfig, data_mounts, load_local_config
+from kubesage.docker_engine.images import ensure_fresh
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.images import ensure_fresh
-from kubesage.lineage import file_sha256
-from kubesage.loader import project_root
 from kubesage.plan import Plan, Step
+from kubesage.project.loader import project_root
 from kubesage.runs.artifacts import fingerprint_tree
 from kubesage.runs.lifecycle import Run, new_record, plan_steps
+from kubesage.runs.lineage import file_sha256
 from kubesage.runs.record import RunRecord, StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.targets.base import RunOptions, Unsupported
-from kubesage.targets.local.config import ConfigError, LocalConfig, data_mounts, load_local_config
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 from kubesage.targets.sagemaker.expressions import references, step_of
 from kubesage.targets.sagemaker.local_s3 import LocalS3

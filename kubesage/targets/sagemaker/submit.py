@@ -16,8 +16,8 @@ import re
 import uuid
 from typing import Any
 
+from kubesage.docker_engine.images import check_pushed
 from kubesage.dsl.types import text_form
-from kubesage.images import check_pushed
 from kubesage.runs.submitted import Submission, SubmissionError
 from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
 from kubesage.targets.sagemaker.limits import all_steps
@@ -34,7 +34,7 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
     """(name, definition text, parameter types, fan-out parameters, neutral pipeline or None)."""
     path = ref.partition(":")[0]
     if path.endswith(".py"):
-        from kubesage.loader import load_pipeline
+        from kubesage.project.loader import load_pipeline
         from kubesage.targets.sagemaker import with_content_tags
         from kubesage.targets.sagemaker.compiler import definition_json
         from kubesage.targets.sagemaker.instances import check_config

@@ -1,7 +1,7 @@
 """Artifacts of every type (Artifact, Dataset, Model, Metrics) with metadata, made and read."""
 
-from components.diagnostics import diag_make_artifacts, diag_read_artifacts
 from kubesage import pipeline
+from kubesage.testing.probes import diag_make_artifacts, diag_read_artifacts
 
 
 @pipeline(name="conformance-artifacts")

@@ -1,7 +1,7 @@
 """A cached re-run: the harness runs this twice on one store; the second run is all cached."""
 
-from components.diagnostics import diag_count_lines, diag_write_lines
 from kubesage import pipeline
+from kubesage.testing.probes import diag_count_lines, diag_write_lines
 
 
 @pipeline(name="conformance-cached-rerun")

@@ -1,7 +1,7 @@
 """A condition that does not hold: the gated step is skipped."""
 
-from components.diagnostics import diag_note, diag_score
 from kubesage import Condition, pipeline
+from kubesage.testing.probes import diag_note, diag_score
 
 
 @pipeline(name="conformance-condition-false")

@@ -1,7 +1,7 @@
 """A two-node distributed step (one process a node): gloo all_reduce of rank + 1."""
 
-from components.diagnostics import diag_allreduce
 from kubesage import pipeline
+from kubesage.testing.probes import diag_allreduce
 
 
 @pipeline(name="conformance-distributed")

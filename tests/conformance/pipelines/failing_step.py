@@ -1,7 +1,7 @@
 """A failing step: the run fails and the step after it is not run."""
 
-from components.diagnostics import diag_fail, diag_note
 from kubesage import pipeline
+from kubesage.testing.probes import diag_fail, diag_note
 
 
 @pipeline(name="conformance-failing-step")

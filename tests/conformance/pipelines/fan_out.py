@@ -1,7 +1,7 @@
 """A literal fan-out: ParallelFor over a list literal of three items."""
 
-from components.diagnostics import diag_shout
 from kubesage import ParallelFor, pipeline
+from kubesage.testing.probes import diag_shout
 
 
 @pipeline(name="conformance-fan-out")

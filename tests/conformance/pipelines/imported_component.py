@@ -2,8 +2,8 @@
 
 import os
 
-from components.diagnostics import diag_read_text
 from kubesage import load_kfp_component, pipeline
+from kubesage.testing.probes import diag_read_text
 
 YAML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "kfp_components")
 make_text = load_kfp_component(os.path.join(YAML, "make_text.yaml"), version="1.0.0")

@@ -1,7 +1,7 @@
 """Parameters of every type (str, int, float, bool, list, dict), pipeline to component to return."""
 
-from components.diagnostics import diag_params
 from kubesage import pipeline
+from kubesage.testing.probes import diag_params
 
 
 @pipeline(name="conformance-parameters")

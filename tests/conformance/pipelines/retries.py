@@ -1,7 +1,7 @@
 """Retries: a step fails its first attempt and succeeds on the second (declared retries=1)."""
 
-from components.diagnostics import diag_flaky
 from kubesage import pipeline
+from kubesage.testing.probes import diag_flaky
 
 
 @pipeline(name="conformance-retries")

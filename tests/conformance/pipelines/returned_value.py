@@ -1,7 +1,7 @@
 """A returned value read by a later step as a parameter."""
 
-from components.diagnostics import diag_add
 from kubesage import pipeline
+from kubesage.testing.probes import diag_add
 
 
 @pipeline(name="conformance-returned-value")

@@ -1,4 +1,4 @@
-from components.diagnostics import probe
+from components.probe import probe
 from kubesage import ParallelFor, pipeline
 
 

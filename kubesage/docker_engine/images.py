@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kubesage.dsl.errors import KubesageError
-from kubesage.fsutil import write_atomic
+from kubesage.util.atomic import write_atomic
 
 PREFIX = "kubesage/"
 WHEEL_PORT = int(os.environ.get("KUBESAGE_WHEEL_PORT", "47291"))

@@ -13,7 +13,7 @@ import re
 
 from kubesage import __version__
 from kubesage.dsl.errors import KubesageError
-from kubesage.fsutil import write_atomic
+from kubesage.util.atomic import write_atomic
 
 
 class InitError(KubesageError):

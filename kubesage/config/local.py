@@ -21,8 +21,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kubesage.configfile import ConfigError, ConfigReader  # ConfigError: this target's error
-from kubesage.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.config.reader import ConfigError, ConfigReader  # ConfigError: this target's error
+from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline

@@ -1,7 +1,7 @@
 """Experiment tracking: each run's parameters, final metrics and learning curves in MLflow.
 
 The run record is the source of truth; MLflow is a sink. ``kubesage run`` hands the logging to a
-background process (``python -m kubesage.experiments``), so MLflow's import and database time
+background process (``python -m kubesage.tracking.experiments``), so MLflow's import and database time
 never slow a run and a tracking server that is down never fails one. Logging is idempotent: a run
 already in the experiment (tag ``kubesage.run_id``) is not logged twice. An MLflow run is complete
 once it has the tag ``kubesage.logged``, set last; one without it (its logger died half-way) is
@@ -69,11 +69,11 @@ def log_run(record: RunRecord, tracking_uri: str) -> str:
 
 
 def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
-    """Start ``python -m kubesage.experiments`` for ``run_id``; output to ``<store>/logs``."""
+    """Start ``python -m kubesage.tracking.experiments`` for ``run_id``; output to ``<store>/logs``."""
     logs = os.path.join(store, "logs")
     os.makedirs(logs, exist_ok=True)
     with open(os.path.join(logs, "experiments.log"), "a") as out:
-        subprocess.Popen([sys.executable, "-m", "kubesage.experiments", "--store", store,
+        subprocess.Popen([sys.executable, "-m", "kubesage.tracking.experiments", "--store", store,
                           "--tracking-uri", tracking_uri, run_id],
                          stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -81,7 +81,7 @@ def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from kubesage.runs.store import RunStore
 
-    ap = argparse.ArgumentParser(prog="python -m kubesage.experiments")
+    ap = argparse.ArgumentParser(prog="python -m kubesage.tracking.experiments")
     ap.add_argument("--store", required=True)
     ap.add_argument("--tracking-uri", required=True)
     ap.add_argument("run_ids", nargs="+")

@@ -27,7 +27,7 @@ from typing import Any
 from kubesage.dsl.component import Component
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.fsutil import write_atomic
+from kubesage.util.atomic import write_atomic
 
 CATALOG_ENV = "KUBESAGE_CATALOG"
 LOCK_FILE = "kubesage.lock"
@@ -244,7 +244,7 @@ def _entry(where: str, text: str) -> Entry:
 
 
 def _lock_path() -> str:
-    from kubesage.loader import project_root
+    from kubesage.project.loader import project_root
 
     return os.path.join(project_root(os.getcwd()), LOCK_FILE)
 

@@ -1,49 +1,21 @@
-"""probe: a tiny component that checks a target can run kubesage images end to end.
+"""Probes: tiny components, one contract feature each, that check a target end to end.
 
-It writes an artifact, can sleep and can fail on purpose, so the same image that trains models
-also serves smoke tests of a cluster, failure handling and orchestration benchmarks.
+Parameters, artifacts and their metadata, conditions, fan-out, retries, the cache, returned
+values, distributed steps and failures. They are deterministic (the same bytes on every run and
+every target: no timestamps, no absolute paths in what they write), use only the standard
+library (torch only in ``diag_allreduce``, imported inside), and run in seconds. They ship with
+kubesage (so every image built from it holds them): tests/conformance/ runs them on every
+execution path and compares the results, and a team can run them on its own cluster.
 """
 
 from __future__ import annotations
 
-import sys
-import time
+import hashlib
+import json
+import os
+from typing import Any
 
-from kubesage import Artifact, Output, component
-
-
-@component(version="1.0.0")
-def probe(
-    result: Output[Artifact],
-    message: str = "ok",
-    seconds: float = 0.0,
-    exit_code: int = 0,
-) -> str:
-    """Write ``message`` to ``result/message.txt`` after ``seconds``; exit with ``exit_code``."""
-    with open(result.file("message.txt"), "w") as f:
-        f.write(message)
-    print(f"probe: {message}", flush=True)
-    if seconds:
-        time.sleep(seconds)
-    if exit_code:
-        print(f"probe: failing on purpose with exit code {exit_code}", flush=True)
-        sys.exit(exit_code)
-    return message
-
-
-# -- Conformance diagnostics ----------------------------------------------------------------
-# Tiny components, one contract feature each, that a team can run on a target to check it end
-# to end: parameters, artifacts and their metadata, conditions, fan-out, retries, the cache,
-# returned values, distributed steps and failures. They are deterministic (the same bytes on
-# every run and every target: no timestamps, no absolute paths in what they write), use only
-# the standard library (torch only in ``diag_allreduce``, imported inside), and run in
-# seconds. tests/conformance/ runs them on every execution path and compares the results.
-
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-
-from kubesage import Dataset, Distribution, Input, Metrics, Model, Secret  # noqa: E402
+from kubesage import Artifact, Dataset, Distribution, Input, Metrics, Model, Output, Secret, component
 
 
 def _tree(path: str) -> dict[str, str]:
@@ -136,7 +108,7 @@ def diag_read_artifacts(
     to ``seen/seen.json`` and returns ``"ok"``, or what was missing or wrong.
     """
     inputs = {"artifact": artifact, "dataset": dataset, "model": model, "metrics": metrics}
-    doc = {name: {"files": _tree(a.path) if os.path.exists(a.path) else None,
+    doc: dict[str, Any] = {name: {"files": _tree(a.path) if os.path.exists(a.path) else None,
                   "is_folder": os.path.isdir(a.path), "metadata": a.metadata}
            for name, a in inputs.items()}
     expected_files = {"artifact": ["notes.txt"], "dataset": ["data.csv", "parts/part-0.txt"],

@@ -58,14 +58,14 @@ def _store(config_path: str | None, target: str = "local") -> RunStore:
 
 def _track(record: Any, target: str, config_path: str | None) -> None:
     """Hand the run to MLflow in the background (never slows or fails the run)."""
-    from kubesage.experiments import log_in_background
+    from kubesage.tracking.experiments import log_in_background
 
     config = targets.get(target).local_config(config_path)
     log_in_background(config.store, config.tracking_uri, record.run_id)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from kubesage.compare import plot, table
+    from kubesage.tracking.compare import plot, table
 
     store = _store(args.config)
     records = []
@@ -85,10 +85,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:
-    from kubesage.experiments import log_run
+    from kubesage.config.local import load_local_config
     from kubesage.runs.store import RunStore
     from kubesage.runtime.context import mlflow_store_lock
-    from kubesage.targets.local.config import load_local_config
+    from kubesage.tracking.experiments import log_run
 
     config = load_local_config(args.config)
     store = RunStore(config.store)
@@ -163,7 +163,7 @@ def _component_from(ref: str, version: str | None = None) -> Any:
     """``path/to/file.py:name`` -> the component object it defines; ``FILE.yaml`` -> imported."""
 
     from kubesage.dsl.component import Component
-    from kubesage.loader import import_file, project_root
+    from kubesage.project.loader import import_file, project_root
 
     if ref.endswith((".yaml", ".yml")):
         from kubesage import load_kfp_component
@@ -188,7 +188,7 @@ def _component_from(ref: str, version: str | None = None) -> Any:
 
 
 def _local_image_id(logical: str) -> str:
-    from kubesage.targets.local.config import load_local_config
+    from kubesage.config.local import load_local_config
     from kubesage.targets.local.docker_executor import DockerExecutor
 
     return DockerExecutor().environment_id(load_local_config().image(logical))
@@ -212,7 +212,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kubesage.loader import load_pipeline
+    from kubesage.project.loader import load_pipeline
 
     definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()
@@ -316,8 +316,8 @@ def _print_record(r: dict[str, Any]) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from kubesage.images import build_images
-    from kubesage.loader import project_root
+    from kubesage.docker_engine.images import build_images
+    from kubesage.project.loader import project_root
 
     if args.push and not args.target:
         raise KubesageError("--push needs --target kfp|sagemaker: the registry is in that "
@@ -328,7 +328,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for ref, image_id in built.items():
         print(f"{ref} {image_id}")
     if args.push:
-        from kubesage.images import content_refs, push_images
+        from kubesage.docker_engine.images import content_refs, push_images
 
         refs = content_refs(root, [ref.rsplit(":", 1)[0] for ref in built])
         remote = targets.get(args.target).registry_refs(refs, args.config)
@@ -338,7 +338,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kubesage.loader import load_pipeline
+    from kubesage.project.loader import load_pipeline
 
     definition, path = load_pipeline(args.pipeline)
     pipeline = definition.build()  # definition errors come first, whatever the target
@@ -353,7 +353,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     if os.path.splitext(args.file.partition(":")[0])[1].lower() == ".py":
-        from kubesage.loader import load_pipeline
+        from kubesage.project.loader import load_pipeline
 
         definition, _ = load_pipeline(args.file)
         pipeline = definition.build()
@@ -413,10 +413,10 @@ def _deploy_runs(target: targets.Target, records: list[Any], args: argparse.Name
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kubesage.images import ensure_fresh
-    from kubesage.loader import project_root
+    from kubesage.config.local import load_local_config
+    from kubesage.docker_engine.images import ensure_fresh
+    from kubesage.project.loader import project_root
     from kubesage.serving.local import IMAGE, model_folder, serve
-    from kubesage.targets.local.config import load_local_config
 
     config = load_local_config(args.config)
     store = _store(args.config)
@@ -451,7 +451,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from kubesage.project import init_project
+    from kubesage.project.scaffold import init_project
 
     files = init_project(args.dir)
     print(f"{args.dir}: a new kubesage project ({len(files)} files); next: cd {args.dir} && "
@@ -460,7 +460,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from kubesage.sample_data import write_digits
+    from kubesage.project.sample_data import write_digits
 
     print(write_digits(args.dest))
     return 0

@@ -1,0 +1,5 @@
+import sys
+
+from kubesage.cli import main
+
+sys.exit(main())

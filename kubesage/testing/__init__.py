@@ -1,0 +1,1 @@
+"""What kubesage ships for testing a target: the probe components (``probes``)."""
