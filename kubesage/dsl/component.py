@@ -77,6 +77,7 @@ def component(
     cache: bool = ...,
     preload: list[str] | None = ...,
     serving: Serving | None = ...,
+    fuse: bool = ...,
 ) -> Callable[[Callable[P, R]], Component[P, R]]: ...
 
 
@@ -94,6 +95,7 @@ def component(
     cache: bool = True,
     preload: list[str] | None = None,
     serving: Serving | None = None,
+    fuse: bool = True,
 ) -> Any:
     """Declare a component from a typed function.
 
@@ -106,7 +108,9 @@ def component(
     runner starts the step's container while its upstream steps still run and imports them
     there, so the step itself starts warm. ``serving`` marks a batch-inference component
     whose model the serving image answers alike (``Serving(handler=...)``): SageMaker compiles
-    it to a model plus a batch transform job.
+    it to a model plus a batch transform job. ``fuse=False`` says the step must run alone: a
+    cloud target never runs it in one job with other steps (``kubesage.plan.fusion``), for
+    example because it needs an instance of its own.
     """
 
     def wrap(f: Callable[..., Any]) -> Component[Any, Any]:
@@ -122,6 +126,7 @@ def component(
             cache=cache,
             preload=tuple(preload or ()),
             serving=serving,
+            fuse=fuse,
         )
         return Component(f, spec)
 
@@ -176,6 +181,7 @@ def _spec_from_function(f: Callable[..., Any], **options: Any) -> ComponentSpec:
         cache=options["cache"],
         preload=options["preload"],
         serving=options["serving"],
+        fuse=options["fuse"],
     )
 
 

@@ -136,6 +136,7 @@ class ComponentSpec:
     # Set for a container component (imported Kubeflow YAML): runs this, not ``entry``.
     container: ContainerSpec | None = None
     serving: Serving | None = None  # batch inference whose model the serving image answers
+    fuse: bool = True  # False: a cloud target never runs it in one job with other steps
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -176,6 +177,8 @@ class ComponentSpec:
             doc["container"] = self.container.to_dict()
         if self.serving is not None:
             doc["serving"] = self.serving.to_dict()
+        if not self.fuse:  # only when set: the documents (and digests) of others stay as they were
+            doc["fuse"] = False
         return doc
 
     @classmethod
@@ -197,6 +200,7 @@ class ComponentSpec:
             cache=d.get("cache", True),
             container=ContainerSpec.from_dict(d["container"]) if d.get("container") else None,
             serving=Serving(**d["serving"]) if d.get("serving") else None,
+            fuse=d.get("fuse", True),
         )
 
     def digest(self) -> str:

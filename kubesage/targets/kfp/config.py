@@ -13,8 +13,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from kubesage.config.fusion import read_fusion
 from kubesage.config.reader import ConfigError, ConfigReader
 from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.plan.costs import FusionSettings
 from kubesage.targets.kfp.k8s_syntax import (
     dns_label_problem,
     dns_subdomain_problem,
@@ -85,6 +87,8 @@ class KfpConfig:
     # runs, the local tag of an image ID
     pinned: dict[str, str] = field(default_factory=dict)
     source: str = "(defaults)"
+    # Which tasks share one pod (``kubesage.plan.fusion``); auto unless the config says otherwise.
+    fusion: FusionSettings = field(default_factory=FusionSettings)
 
     def image(self, logical: str) -> str:
         """``kubesage/torch`` -> ``<registry>/kubesage/torch:<tag>`` (a tag in the name wins;
@@ -126,7 +130,7 @@ class KfpConfig:
 
 
 _KEYS = ("image", "namespace", "service_account", "host", "experiment", "volumes", "checkpoints",
-         "shm", "scheduling", "env", "retry", "trainer", "local", "wait", "security")
+         "shm", "scheduling", "env", "retry", "trainer", "local", "wait", "security", "fusion")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
@@ -190,6 +194,7 @@ def load_kfp_config(path: str | None = None) -> KfpConfig:
         run_as_group=users["run_as_group"],
         local_config=r.child("local", False, known=("config",)).path_of("config") or None,
         source=path,
+        fusion=read_fusion(r),
     )
 
 

@@ -22,7 +22,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from kubesage.config.fusion import read_fusion
 from kubesage.config.reader import ConfigError, ConfigReader
+from kubesage.plan.costs import FusionSettings
 
 DEFAULT_PATH = os.path.join("config", "sagemaker.yaml")
 KINDS = ("processing", "training", "register", "transform")
@@ -97,6 +99,11 @@ class SageMakerConfig:
     source: str = "(defaults)"
     serving_instance_type: str = "ml.m5.xlarge"  # endpoints `kubesage deploy` creates
     transform_instance_type: str = ""  # batch transform jobs; "" = processing_instance_type
+    # Which steps share one job (``kubesage.plan.fusion``); auto unless the config says otherwise.
+    fusion: FusionSettings = field(default_factory=FusionSettings)
+    # Training jobs keep their instances this long after they end (a warm pool: SageMaker's
+    # KeepAlivePeriodInSeconds), so the next matching training job skips its start; 0 = none.
+    warm_pool_s: int = 0
 
     @property
     def account_id(self) -> str:
@@ -152,7 +159,8 @@ def load_config(path: str | None = None) -> SageMakerConfig:
 
 _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
         "mounts", "model_package_group", "cache_expire_after", "conditions", "security",
-        "components", "local_config")
+        "components", "local_config", "fusion", "warm_pool")
+MAX_KEEP_ALIVE_S = 3600  # KeepAlivePeriodInSeconds: docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html
 # A KMS key: its ARN, an alias ARN, a key ID or an alias name (the forms SageMaker accepts).
 _KMS = re.compile(r"^(arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:(key|alias)/[\w/+=,.@-]+"
                   r"|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|alias/[\w/+=,.@-]+)$")
@@ -201,6 +209,15 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
     if key_region and key_region != region:
         raise security.fail("kms_key", f"is a key in {key_region}, but the jobs run in {region} "
                                        f"(region); use a key of {region}")
+    warm = r.child("warm_pool", required=False, known=("keep_alive_s",))
+    keep_alive = warm.get("keep_alive_s", int, False, 0, least=0, example="1800")
+    if keep_alive > MAX_KEEP_ALIVE_S:
+        raise warm.fail("keep_alive_s", f"is {keep_alive}; SageMaker keeps a warm pool at most "
+                        f"{MAX_KEEP_ALIVE_S} s (KeepAlivePeriodInSeconds); use {MAX_KEEP_ALIVE_S} or less")
+    if keep_alive and enabled:
+        raise warm.fail("keep_alive_s", "is set, but spot.enabled is true: SageMaker keeps no warm "
+                        "pool for managed spot training (train-warm-pools.html, Considerations); "
+                        "turn one of them off")
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:
@@ -250,4 +267,6 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
         components=components,
         local_config=r.path_of("local_config") or None,
         source=r.path,
+        fusion=read_fusion(r),
+        warm_pool_s=keep_alive,
     )
