@@ -15,7 +15,7 @@ import sys
 import kubesage.runtime as package
 
 ALIASES = {"train": "sagemaker_training"}  # SageMaker starts training images as `IMAGE train`
-_NOT_CONTRACTS = ("context", "distributed", "invoke")  # helpers the contracts share
+_NOT_CONTRACTS = ("context", "distributed", "invoke", "members")  # helpers the contracts share
 
 
 def contracts() -> list[str]:

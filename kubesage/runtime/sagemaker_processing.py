@@ -13,7 +13,22 @@ The compiled step starts ``python -m kubesage.runtime sagemaker_processing`` wit
     --param epochs 8                          parameter values, as text (typed by the spec)
 
 Outputs go to ``output/<name>``; the step's returned values, metrics and artifact metadata to
-``output/kubesage-result/result.json`` (conditions read it through a PropertyFile). An output
+``output/kubesage-result/result.json`` (conditions read it through a PropertyFile).
+
+A fused job (several steps in one job, ``kubesage.plan.fusion``) gives each member its own
+arguments, after ``--member NAME``::
+
+    --member evaluate --entry components.evaluate:evaluate
+    --input data=preprocess-data:            input ``data`` from channel input/preprocess-data,
+                                              after ':' the folder inside a model.tar.gz
+    --metadata data=preprocess-data-metadata:data   its metadata: that channel's result.json
+    --local model=train:model                 input ``model`` is member ``train``'s output
+    --param epochs 8 / --param-from accuracy evaluate:output   a value / an earlier return
+    --mount /fsx=/opt/ml/processing/mounts/fsx  --env NAME=VALUE
+
+Members run in order in this process (``kubesage.runtime.members``); every member's outputs
+go to ``output/kubesage-members/<member>/<output>``, its result to
+``output/kubesage-members/<member>/kubesage-result/result.json``. An output
 artifact holds exactly what the component wrote, on every target: its metadata travels beside
 it, never inside (a training job's in ``model.tar.gz`` under ``.kubesage/<name>.json``).
 The helpers here are shared with the training contract (``sagemaker_training``).
@@ -29,8 +44,9 @@ from typing import Any
 
 from kubesage.dsl.types import parse_value
 from kubesage.runtime import COMMAND
-from kubesage.runtime.context import batch_phase, world
+from kubesage.runtime.context import BATCH_PHASE_ENV, batch_phase, world
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
+from kubesage.runtime.members import MEMBER_FLAG, MEMBERS_OUTPUT, MemberRun, run_members
 from kubesage.util.atomic import write_json_atomic
 
 ROOT_ENV = "KUBESAGE_SAGEMAKER_ROOT"  # /opt/ml unless a test runs the contract in place
@@ -149,6 +165,9 @@ def _parse(args: tuple[str, ...]) -> tuple[str, dict[str, str], dict[str, str], 
 
 
 def main(*args: str) -> None:
+    if MEMBER_FLAG in args:
+        run_fused(args)
+        return
     entry, input_folders, metadata, mounts, texts = _parse(args)
     base = os.path.join(root(), "processing")
     scratch = tempfile.mkdtemp(prefix="kubesage-scratch-")  # /opt/ml belongs to root
@@ -169,3 +188,78 @@ def main(*args: str) -> None:
     result = invoke(component, call)
     if world().is_main:
         finish(result, os.path.join(base, "output", RESULT_OUTPUT, RESULT_FILE))
+
+
+# -- fused jobs --------------------------------------------------------------------------------
+def _sections(args: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The arguments of each member, parsed (see the module's docstring)."""
+    sections: list[dict[str, Any]] = []
+    items = list(args)
+    pairs = {"--input": "inputs", "--metadata": "metadata", "--local": "local",
+             "--mount": "mounts", "--env": "env"}
+    while items:
+        flag = items.pop(0)
+        if flag == MEMBER_FLAG:
+            sections.append({"name": items.pop(0), "entry": "", "inputs": {}, "metadata": {},
+                             "local": {}, "mounts": {}, "env": {}, "params": {}, "from": {}})
+        elif not sections:
+            raise SystemExit(f"kubesage sagemaker_processing: {flag!r} before {MEMBER_FLAG}")
+        elif flag == "--entry":
+            sections[-1]["entry"] = items.pop(0)
+        elif flag in pairs:
+            key, _, value = items.pop(0).partition("=")
+            sections[-1][pairs[flag]][key] = value
+        elif flag in ("--param", "--param-from"):
+            name = items.pop(0)
+            sections[-1]["params" if flag == "--param" else "from"][name] = items.pop(0)
+        else:
+            raise SystemExit(f"kubesage sagemaker_processing: unknown argument {flag!r}")
+    return sections
+
+
+def member_folder(member: str) -> str:
+    """Where member ``member`` of a fused job writes its outputs and result."""
+    return os.path.join(root(), "processing", "output", MEMBERS_OUTPUT, member)
+
+
+def run_fused(args: tuple[str, ...]) -> None:
+    """Run the members of a fused processing job in order."""
+    base = os.path.join(root(), "processing")
+    scratch = tempfile.mkdtemp(prefix="kubesage-scratch-")
+    members = []
+    for sec in _sections(args):
+        component = load_component(sec["entry"])
+        inputs = {}
+        for name, where in sec["inputs"].items():
+            channel, _, folder = where.partition(":")
+            meta = sec["metadata"].get(name)
+            source = None
+            if meta:
+                meta_channel, _, output = meta.partition(":")
+                source = (os.path.join(base, "input", meta_channel, RESULT_FILE), output)
+            inputs[name] = open_input(os.path.join(base, "input", channel), folder,
+                                      os.path.join(scratch, sec["name"], name), source)
+        if sec["env"].get(BATCH_PHASE_ENV) == "collect":  # it reads only the inputs it was given
+            for a in component.spec.inputs:
+                if a.name not in sec["local"]:
+                    inputs.setdefault(a.name, (os.path.join(scratch, "not-delivered", a.name), {}))
+        folder = member_folder(sec["name"])
+        members.append(MemberRun(
+            sec["name"], component,
+            typed_parameters(sec["entry"], sec["params"], sec["mounts"]),
+            {k: _pair(v) for k, v in sec["from"].items()}, inputs,
+            {k: _pair(v) for k, v in sec["local"].items()},
+            {a.name: os.path.join(folder, a.name) for a in component.spec.outputs},
+            dict(sec["env"])))
+
+    def report(member: MemberRun, done: Any) -> None:
+        if world().is_main:
+            path = os.path.join(member_folder(member.name), RESULT_OUTPUT, RESULT_FILE)
+            write_json_atomic(path, done.to_dict(), sort_keys=True)
+
+    run_members(members, report)
+
+
+def _pair(value: str) -> tuple[str, str]:
+    member, _, name = value.partition(":")
+    return member, name
