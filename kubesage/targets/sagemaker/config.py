@@ -160,7 +160,8 @@ def load_config(path: str | None = None) -> SageMakerConfig:
 _TOP = ("region", "role_arn", "bucket", "prefix", "images", "instance_types", "network", "spot",
         "mounts", "model_package_group", "cache_expire_after", "conditions", "security",
         "components", "local_config", "fusion", "warm_pool")
-MAX_KEEP_ALIVE_S = 3600  # KeepAlivePeriodInSeconds: docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html
+# KeepAlivePeriodInSeconds at most: docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html
+MAX_KEEP_ALIVE_S = 3600
 # A KMS key: its ARN, an alias ARN, a key ID or an alias name (the forms SageMaker accepts).
 _KMS = re.compile(r"^(arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:(key|alias)/[\w/+=,.@-]+"
                   r"|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|alias/[\w/+=,.@-]+)$")

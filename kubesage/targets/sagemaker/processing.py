@@ -116,6 +116,28 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
     """A ProcessingStep in the component's image: ``inputs`` maps an input name to (S3 URI,
     local path); each output ``name`` is uploaded from ``/opt/ml/processing/output/<name>``.
     ``part``: one of several steps of the task (named ``<task>-<part>``)."""
+    spec, hints = inst.task.spec, c.config.hints(inst.task.spec.name)
+    common = c.common(inst)
+    if part:
+        common["name"] = f"{inst.name}-{part}"
+    return processing_job(
+        c, base_job_name=f"{inst.name}-{part}" if part else inst.name,
+        image_uri=c.config.image_uri(spec.image, spec.name),
+        instance_type=hints.instance_type or c.config.processing_instance_type,
+        volume_gb=hints.volume_size_gb or 30, inputs=inputs,
+        outputs=[(name, c.s3(inst, *([part] if part else []), name)) for name in outputs],
+        entrypoint=entrypoint, arguments=arguments,
+        env={**env, STEP_ENV: inst.name, **gpu_env(inst.task)},
+        instance_count=instance_count, common=common)
+
+
+def processing_job(c: Compiler, *, base_job_name: str, image_uri: str, instance_type: str,
+                   volume_gb: int, inputs: dict[str, tuple[Any, str]],
+                   outputs: list[tuple[str, Any]], entrypoint: list[Any] | None,
+                   arguments: list[Any] | None, env: dict[str, str], instance_count: int,
+                   common: dict[str, Any]) -> Any:
+    """A ProcessingStep: ``outputs`` are (name, S3 URI), each uploaded from
+    ``/opt/ml/processing/output/<name>``; ``common`` its step settings (name, cache...)."""
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
@@ -126,17 +148,16 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
     )
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
-    spec, hints = inst.task.spec, c.config.hints(inst.task.spec.name)
     processor = Processor(
         role=c.config.role_arn,
-        image_uri=c.config.image_uri(spec.image, spec.name),
+        image_uri=image_uri,
         instance_count=instance_count,
-        instance_type=hints.instance_type or c.config.processing_instance_type,
-        volume_size_in_gb=hints.volume_size_gb or 30,
+        instance_type=instance_type,
+        volume_size_in_gb=volume_gb,
         entrypoint=entrypoint,
         max_runtime_in_seconds=c.config.max_run_s,
-        base_job_name=f"{inst.name}-{part}" if part else inst.name,
-        env={**env, STEP_ENV: inst.name, **gpu_env(inst.task)},
+        base_job_name=base_job_name,
+        env=env,
         volume_kms_key=c.config.kms_key or None,
         output_kms_key=c.config.kms_key or None,
         network_config=NetworkConfig(enable_network_isolation=c.config.network_isolation or None,
@@ -149,11 +170,7 @@ def processing_step(c: Compiler, inst: Instance, inputs: dict[str, tuple[Any, st
             s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"))
             for name, (uri, local) in inputs.items()],
         outputs=[ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-            s3_uri=c.s3(inst, *([part] if part else []), name),
-            local_path=f"{PROCESSING}/output/{name}", s3_upload_mode="EndOfJob"))
-            for name in outputs],
+            s3_uri=uri, local_path=f"{PROCESSING}/output/{name}", s3_upload_mode="EndOfJob"))
+            for name, uri in outputs],
         arguments=arguments)
-    common = c.common(inst)
-    if part:
-        common["name"] = f"{inst.name}-{part}"
     return ProcessingStep(step_args=step_args, property_files=[], **common)

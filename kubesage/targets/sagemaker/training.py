@@ -21,15 +21,8 @@ if TYPE_CHECKING:
 
 
 def training(c: Compiler, inst: Instance) -> Any:
-    from sagemaker.core.shapes import FileSystemDataSource, StoppingCondition
-    from sagemaker.core.training.configs import (
-        CheckpointConfig,
-        Compute,
-        InputData,
-        Networking,
-        OutputDataConfig,
-    )
-    from sagemaker.mlops.workflow.steps import TrainingStep
+    from sagemaker.core.shapes import FileSystemDataSource
+    from sagemaker.core.training.configs import InputData
 
     spec, hints = inst.task.spec, c.config.hints(inst.task.spec.name)
     params, artifacts = c.arguments(inst)
@@ -44,30 +37,11 @@ def training(c: Compiler, inst: Instance) -> Any:
             file_system_id=mount.file_system_id, file_system_type="FSxLustre",
             directory_path=mount.directory_path, file_system_access_mode="ro")))
         mounts[target] = f"/opt/ml/input/data/{name}"
-    stopping = StoppingCondition(max_runtime_in_seconds=c.config.max_run_s)
-    if c.config.spot:
-        stopping = StoppingCondition(max_runtime_in_seconds=c.config.max_run_s,
-                                     max_wait_time_in_seconds=c.config.max_wait_s)
-    trainer = _trainer_class()(
-        training_image=c.config.image_uri(spec.image, spec.name),
-        role=c.config.role_arn,
-        base_job_name=inst.name,
-        sagemaker_session=c.session,
-        compute=Compute(
-            instance_type=hints.instance_type or c.config.training_instance_type,
-            instance_count=hints.instance_count or inst.task.distribution.nodes,
-            volume_size_in_gb=hints.volume_size_gb or 30,
-            volume_kms_key_id=c.config.kms_key or None,
-            enable_managed_spot_training=c.config.spot or None,
-        ),
-        networking=Networking(subnets=list(c.config.subnets),
-                              security_group_ids=list(c.config.security_groups),
-                              enable_network_isolation=c.config.network_isolation or None),
-        stopping_condition=stopping,
-        output_data_config=OutputDataConfig(s3_output_path=c.s3(inst), compression_type="GZIP",
-                                            kms_key_id=c.config.kms_key or None),
-        checkpoint_config=CheckpointConfig(s3_uri=c.checkpoints(inst),
-                                           local_path="/opt/ml/checkpoints"),
+    return training_job(
+        c, name=inst.name, image_uri=c.config.image_uri(spec.image, spec.name),
+        instance_type=hints.instance_type or c.config.training_instance_type,
+        instance_count=hints.instance_count or inst.task.distribution.nodes,
+        volume_gb=hints.volume_size_gb or 30, output=c.s3(inst), checkpoints=c.checkpoints(inst),
         hyperparameters={name: as_string(value) for name, value in params.items()},
         environment={
             training_contract.ENTRY_ENV: spec.entry,
@@ -80,9 +54,58 @@ def training(c: Compiler, inst: Instance) -> Any:
             training_contract.PROCS_ENV: str(inst.task.distribution.procs_per_node),
             **gpu_env(inst.task),
         },
+        channels=channels, common=c.common(inst))
+
+
+def training_job(c: Compiler, *, name: str, image_uri: str, instance_type: str,
+                 instance_count: int, volume_gb: int, output: Any, checkpoints: Any,
+                 hyperparameters: dict[str, Any], environment: dict[str, str],
+                 channels: list[Any], common: dict[str, Any],
+                 metrics: dict[str, str] | None = None) -> Any:
+    """A TrainingStep running the kubesage runtime; ``metrics`` (name -> regex) become the
+    job's metric definitions (``FinalMetricDataList``)."""
+    from sagemaker.core.shapes import MetricDefinition, StoppingCondition
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        Networking,
+        OutputDataConfig,
     )
+    from sagemaker.mlops.workflow.steps import TrainingStep
+
+    stopping = StoppingCondition(max_runtime_in_seconds=c.config.max_run_s)
+    if c.config.spot:
+        stopping = StoppingCondition(max_runtime_in_seconds=c.config.max_run_s,
+                                     max_wait_time_in_seconds=c.config.max_wait_s)
+    trainer = _trainer_class()(
+        training_image=image_uri,
+        role=c.config.role_arn,
+        base_job_name=name,
+        sagemaker_session=c.session,
+        compute=Compute(
+            instance_type=instance_type,
+            instance_count=instance_count,
+            volume_size_in_gb=volume_gb,
+            volume_kms_key_id=c.config.kms_key or None,
+            enable_managed_spot_training=c.config.spot or None,
+            keep_alive_period_in_seconds=c.config.warm_pool_s or None,
+        ),
+        networking=Networking(subnets=list(c.config.subnets),
+                              security_group_ids=list(c.config.security_groups),
+                              enable_network_isolation=c.config.network_isolation or None),
+        stopping_condition=stopping,
+        output_data_config=OutputDataConfig(s3_output_path=output, compression_type="GZIP",
+                                            kms_key_id=c.config.kms_key or None),
+        checkpoint_config=CheckpointConfig(s3_uri=checkpoints,
+                                           local_path="/opt/ml/checkpoints"),
+        hyperparameters=hyperparameters,
+        environment=environment,
+    )
+    if metrics:
+        trainer.with_metric_definitions([MetricDefinition(name=n, regex=r)
+                                         for n, r in sorted(metrics.items())])
     step_args = trainer.train(input_data_config=channels or None)
-    return TrainingStep(step_args=step_args, **c.common(inst))
+    return TrainingStep(step_args=step_args, **common)
 
 
 _TRAINER: Any = None
