@@ -26,7 +26,7 @@ from kubesage.runtime.sagemaker_processing import (
     RESULT_FILE,
     RESULT_OUTPUT,
 )
-from kubesage.targets.sagemaker import processing, registration, training, transform
+from kubesage.targets.sagemaker import fused, processing, registration, training, transform
 from kubesage.targets.sagemaker.conditions import compile_condition, describe
 from kubesage.targets.sagemaker.config import SageMakerConfig
 from kubesage.targets.sagemaker.parameters import (
@@ -68,6 +68,7 @@ class Instance:
     step: Any = None  # the step whose outputs are the task's (the last of several)
     steps: list[Any] = field(default_factory=list)  # every SDK step of the task, in order
     property_files: dict[tuple[str, str], Any] = field(default_factory=dict)
+    group: Any = None  # the fused job it runs in (``fused.FusedJob``), if any
 
     @property
     def task(self) -> Task:
@@ -105,18 +106,27 @@ class Compiler:
         self._expand()
         top: list[Any] = []
         branches: dict[str, list[Any]] = {}
-        for inst in self.instances:
-            inst.kind = step_kind(inst.task.spec, self.config, inst.task.distribution)
-            built = {"processing": processing.processing, "training": training.training,
-                     "register": registration.register,
-                     "transform": transform.transform}[inst.kind](self, inst)
-            inst.steps = built if isinstance(built, list) else [built]
-            inst.step = inst.steps[-1]
-            cond = self.condition_of(inst.task)
-            if cond is None:
-                top.extend(inst.steps)
+        for unit in self._units():
+            if isinstance(unit, fused.FusedJob):
+                unit.steps = fused.build(self, unit)
+                unit.step = unit.steps[-1]
+                for member in unit.members:
+                    member.step = unit.step
+                steps, task = unit.steps, unit.members[0].task
             else:
-                branches.setdefault(cond.id, []).extend(inst.steps)
+                inst = unit
+                inst.kind = step_kind(inst.task.spec, self.config, inst.task.distribution)
+                built = {"processing": processing.processing, "training": training.training,
+                         "register": registration.register,
+                         "transform": transform.transform}[inst.kind](self, inst)
+                inst.steps = built if isinstance(built, list) else [built]
+                inst.step = inst.steps[-1]
+                steps, task = inst.steps, inst.task
+            cond = self.condition_of(task)
+            if cond is None:
+                top.extend(steps)
+            else:
+                branches.setdefault(cond.id, []).extend(steps)
         for group in self.pipeline.groups:
             if not isinstance(group, Condition) or group.id not in branches:
                 continue
@@ -153,6 +163,43 @@ class Compiler:
             inst = Instance(step, sagemaker_name(step))
             self._of[id(step)] = inst
             self.instances.append(inst)
+
+    def _units(self) -> list[Instance | fused.FusedJob]:
+        """What to build, in order: a step, or a fused job once, after everything it reads.
+        Without fusion, the plan's own order."""
+        from kubesage.targets.sagemaker.fusion import fusion_plan
+
+        assert self.plan is not None
+        jobs = fused.fused_jobs(self, fusion_plan(self.plan, self.config))
+        units: list[Instance | fused.FusedJob] = [
+            i if i.group is None else i.group for i in self.instances
+            if i.group is None or i is i.group.members[0]]
+        if not jobs:
+            return units
+        unit_of = {id(m): (m.group or m) for m in self.instances}
+        order: list[Instance | fused.FusedJob] = []
+        placed: set[int] = set()
+        while len(order) < len(units):  # a stable topological order of the units
+            for unit in units:
+                if id(unit) in placed:
+                    continue
+                members = unit.members if isinstance(unit, fused.FusedJob) else [unit]
+                needs = {id(unit_of[id(self._of[id(d)])]) for m in members for d in m.plan.deps}
+                if needs - {id(unit)} <= placed:
+                    order.append(unit)
+                    placed.add(id(unit))
+                    break
+            else:
+                raise CompileError("the fused jobs wait for each other in a cycle; set fusion: off")
+        return order
+
+    def instance_of(self, step: Step) -> Instance:
+        """The SageMaker step of a plan step."""
+        return self._of[id(step)]
+
+    def step_name_of(self, inst: Instance) -> str:
+        """The definition step that runs ``inst``: its own, or its fused job's."""
+        return inst.group.name if inst.group is not None else inst.name
 
     def condition_of(self, task: Task) -> Condition | None:
         conds = [g for g in task.groups if isinstance(g, Condition)]
@@ -193,6 +240,8 @@ class Compiler:
         return resolve
 
     def artifact_uri(self, producer: Instance, output: str) -> Any:
+        if producer.group is not None:
+            return fused.output_uri(producer.group, producer, output)
         if producer.kind == "training":
             return producer.step.properties.ModelArtifacts.S3ModelArtifacts
         if producer.kind in ("processing", "transform"):  # a transform's outputs: its last step's
@@ -211,6 +260,8 @@ class Compiler:
                 f"but '{producer.task.spec.name}' is a container component (imported Kubeflow YAML): "
                 "SageMaker reads values from a JSON property file, which its command does not "
                 "write; pass the value on in an output artifact instead")
+        if producer.group is not None:
+            return fused.returned(producer.group, producer, name, self)
         if producer.kind not in ("processing", "transform"):
             raise CompileError(
                 f"output '{name}' of task '{producer.name}' is read by a condition or another "
@@ -233,13 +284,18 @@ class Compiler:
         SageMaker's step cache does not look at output locations: a hit reuses the earlier
         job's outputs at their own paths, and its properties name them, so the steps downstream
         of a hit read the same URIs as before and hit too."""
+
+        return self.s3_for(inst.name, *parts)
+
+    def s3_for(self, name: str, *parts: str) -> Any:
+        """``s3`` for the definition step ``name`` (a fused job's)."""
         from sagemaker.core.workflow.execution_variables import ExecutionVariables
         from sagemaker.core.workflow.functions import Join
 
-        return Join(on="/", values=[self.config.s3(self.pipeline.name), *self._fan_out_keys(),
-                                    ExecutionVariables.PIPELINE_EXECUTION_ID, inst.name, *parts])
+        return Join(on="/", values=[self.config.s3(self.pipeline.name), *self.fan_out_keys(),
+                                    ExecutionVariables.PIPELINE_EXECUTION_ID, name, *parts])
 
-    def _fan_out_keys(self) -> list[Any]:
+    def fan_out_keys(self) -> list[Any]:
         return [self.params[name] for name in sorted(set(self.fan_out.values()))]
 
     def checkpoints(self, inst: Instance) -> Any:
@@ -282,13 +338,16 @@ class Compiler:
         producers = {p.name: p for p in (self.producer(v, inst) for v in inst.task.arguments.values()
                                          if isinstance(v, TaskOutput))}
         jobs = [self.job_name(p) for _, p in sorted(producers.items())]
-        keys = [k for k in self._fan_out_keys() if not any(k is v for v in values)]
+        keys = [k for k in self.fan_out_keys() if not any(k is v for v in values)]
         return Join(on="/", values=[self.config.s3(self.pipeline.name), *keys, "checkpoints",
                                     inst.name, digest, *values, *jobs])
 
     @staticmethod
     def job_name(inst: Instance) -> Any:
         """The name of the job a processing or training step ran (or reused, on a cache hit)."""
+        if inst.group is not None:
+            props = inst.group.step.properties
+            return props.TrainingJobName if inst.group.kind == "training" else props.ProcessingJobName
         if inst.kind == "training":
             return inst.step.properties.TrainingJobName
         return inst.step.properties.ProcessingJobName
@@ -310,12 +369,27 @@ class Compiler:
         found = {}
         for arg, value in sorted(inst.task.arguments.items()):
             if isinstance(value, TaskOutput) and value.is_artifact:
-                producer = self.producer(value, inst)
-                if producer.kind in ("processing", "transform") and producer.task.spec.container is None:
-                    uri = producer.step.properties.ProcessingOutputConfig.Outputs[
-                        RESULT_OUTPUT].S3Output.S3Uri
-                    found[arg] = (uri, value.output)
+                source = self.metadata_source_of(self.producer(value, inst), value.output)
+                if source is not None:
+                    found[arg] = source
         return found
+
+    def metadata_source_of(self, producer: Instance, output: str) -> tuple[Any, str] | None:
+        """(S3 URI of the folder with the result file of ``producer``, the output's name), or
+        None when its metadata travels inside the artifact (a training job's model.tar.gz)."""
+        if producer.group is not None:
+            return fused.metadata_source(producer.group, producer, output)
+        if producer.kind in ("processing", "transform") and producer.task.spec.container is None:
+            uri = producer.step.properties.ProcessingOutputConfig.Outputs[
+                RESULT_OUTPUT].S3Output.S3Uri
+            return uri, output
+        return None
+
+    def folder_of(self, producer: Instance, output: str) -> str:
+        """The folder of ``producer``'s output inside what arrives ('' for the folder itself)."""
+        if producer.group is not None:
+            return fused.folder(producer.group, producer, output)
+        return output if producer.kind == "training" else ""
 
     def input_layout(self, inst: Instance) -> dict[str, str]:
         """Input name -> folder inside what arrives (a training job's model.tar.gz holds one
@@ -323,8 +397,7 @@ class Compiler:
         layout = {}
         for arg, value in sorted(inst.task.arguments.items()):
             if isinstance(value, TaskOutput) and value.is_artifact:
-                producer = self.producer(value, inst)
-                layout[arg] = value.output if producer.kind == "training" else ""
+                layout[arg] = self.folder_of(self.producer(value, inst), value.output)
         return layout
 
     def mount(self, spec: ComponentSpec, name: str) -> Any:
@@ -368,7 +441,7 @@ class Compiler:
 
         out: dict[str, Any] = {"name": inst.name}
         assert self.plan is not None
-        after = sorted(self._of[id(s)].name for t in inst.task.explicit_after
+        after = sorted(self.step_name_of(self._of[id(s)]) for t in inst.task.explicit_after
                        for s in self.plan.of_task(t))
         if after:
             out["depends_on"] = after
@@ -380,6 +453,21 @@ class Compiler:
                 exception_types=[SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
                                  SageMakerJobExceptionTypeEnum.CAPACITY_ERROR],
                 max_attempts=inst.task.retries)]
+        return out
+
+
+    def common_for(self, name: str, members: list[Instance]) -> dict[str, Any]:
+        """``common`` for the fused job ``name``: what its members wait for outside it."""
+        out = self.common(members[0])
+        out["name"] = name
+        assert self.plan is not None
+        inside = {m.name for m in members}
+        after = sorted({self.step_name_of(self._of[id(s)]) for m in members
+                        for t in m.task.explicit_after for s in self.plan.of_task(t)
+                        if self._of[id(s)].name not in inside})
+        out.pop("depends_on", None)
+        if after:
+            out["depends_on"] = after
         return out
 
 

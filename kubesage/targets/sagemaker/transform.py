@@ -18,6 +18,7 @@ The task's record is step 4's; the other three are SageMaker's own, as a ``Condi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubesage.runtime.context import (
@@ -37,8 +38,14 @@ MAX_PAYLOAD_MB = 6  # per request to the container (the service's default; at mo
 REQUESTS_PART, MODEL_PART, TRANSFORM_PART = "requests", "model", "transform"
 
 
-def transform(c: Compiler, inst: Instance) -> list[Any]:
-    """The four steps of a batch-inference task, in order; the last one is the task's."""
+# The job that collects the answers: (env, input artifacts it reads, extra inputs) -> its step.
+Collect = Callable[[dict[str, Any], set[str], dict[str, tuple[Any, str]]], Any]
+
+
+def transform(c: Compiler, inst: Instance, collect: Collect | None = None) -> list[Any]:
+    """The four steps of a batch-inference task, in order; the last one is the task's.
+    ``collect`` builds the last one (a fused job whose first member it is); by default the
+    task's own processing step."""
     import logging
 
     from sagemaker.core.training.configs import Networking
@@ -108,10 +115,10 @@ def transform(c: Compiler, inst: Instance) -> list[Any]:
     answers = job.properties.TransformOutput.S3OutputPath
     local = {"batch-requests": f"{PROCESSING}/input/batch-requests",
              "batch-results": f"{PROCESSING}/input/batch-results"}
-    collect = processing(
-        c, inst, only={model_input},
-        env={BATCH_PHASE_ENV: "collect", BATCH_REQUESTS_ENV: local["batch-requests"],
-             BATCH_RESULTS_ENV: local["batch-results"]},
-        extra={"batch-requests": (asked, local["batch-requests"]),
-               "batch-results": (answers, local["batch-results"])})
-    return [requests, model, job, collect]
+    env = {BATCH_PHASE_ENV: "collect", BATCH_REQUESTS_ENV: local["batch-requests"],
+           BATCH_RESULTS_ENV: local["batch-results"]}
+    extra = {"batch-requests": (asked, local["batch-requests"]),
+             "batch-results": (answers, local["batch-results"])}
+    if collect is None:
+        return [requests, model, job, processing(c, inst, only={model_input}, env=env, extra=extra)]
+    return [requests, model, job, collect(env, {model_input}, extra)]
