@@ -42,6 +42,9 @@ class StepRecord:
     series: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [[step, value]]
     log: str = ""
     error: str = ""
+    # the job (SageMaker) or task (Kubeflow) the step ran in when it shared one with other steps
+    # (kubesage.plan.fusion); "" when it ran in its own
+    job: str = ""
 
     @property
     def duration_s(self) -> float | None:
