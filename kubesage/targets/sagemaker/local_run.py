@@ -143,10 +143,12 @@ class DefinitionExecutor:
         in every execution, and gets a record of its own (``probe@1``) after the first.
         """
         from kubesage.targets.sagemaker.compiler import sagemaker_name
+        from kubesage.targets.sagemaker.local_members import members_of
 
         by_name = {r.name: r for r in record.steps}
         found: dict[str, tuple[Step, StepRecord]] = {}
-        wanted = {s["Name"] for s, _ in steps}
+        # a fused job's members are plan steps too (named as the compiler names them)
+        wanted = {s["Name"] for s, _ in steps} | {m for s, _ in steps for m in members_of(s)}
         for step in plan.steps:
             in_fan_out = [g for g in step.loops if g.id in fan_out]
             if in_fan_out and step.index[step.loops.index(in_fan_out[0])] != execution:
