@@ -4,7 +4,8 @@
   ``--member`` section per member. Inputs from outside the group are its processing inputs (one
   per source, shared by the members reading it); an artifact a member makes for a later one
   stays on the job's disk. Every member's outputs and its result go to the job's one output,
-  ``kubesage-members/<member>/...``: each member keeps its own property file
+  ``kubesage-members/<member>/...``, uploaded continuously (what finished members wrote reaches
+  S3 even when a later member fails); each member keeps its own property file
   (``<member>/kubesage-result/result.json``), so conditions and later steps read it as before.
 - **Training group** (a training step with the steps around it): one ``TrainingStep``. The
   training member writes what it writes unfused (``model.tar.gz``, which registration and batch
@@ -287,7 +288,7 @@ def _processing(c: Compiler, job: FusedJob,
         instance_type=job.instance_type, volume_gb=_volume(c, job), inputs=channels,
         outputs=[(MEMBERS_OUTPUT, c.s3_for(job.name, MEMBERS_OUTPUT))],
         entrypoint=PROCESSING_ENTRYPOINT, arguments=args, env=_job_env(job), instance_count=1,
-        common=c.common_for(job.name, job.members))
+        common=c.common_for(job.name, job.members), upload="Continuous")
 
 
 def _training_layout(c: Compiler, job: FusedJob, inst: Instance, inputs: _Inputs,

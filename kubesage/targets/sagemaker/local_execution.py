@@ -2,7 +2,8 @@
 branch outcomes, and what each step type does (processing, training and transform jobs,
 model creation, condition, fail, model registration).
 
-A definition step that was compiled from a plan step fills that step's record; the steps that
+A definition step that was compiled from a plan step fills that step's record; a fused job (one
+step running several plan steps) fills each member's record (``local_members``); the steps that
 SageMaker adds (a ``ConditionStep``, its ``FailStep``, the model, transform and requests steps of
 a batch transform) are kept out of the record, except one that fails (a Fail step that runs),
 which fails the run and says why.
@@ -30,6 +31,14 @@ from kubesage.runtime.sagemaker_processing import METADATA_DIR, RESULT_OUTPUT
 from kubesage.targets.sagemaker import local_cache
 from kubesage.targets.sagemaker.expressions import Evaluator, split_path
 from kubesage.targets.sagemaker.local_jobs import JobFailed, JobRunner
+from kubesage.targets.sagemaker.local_members import (
+    Left,
+    job_outputs_folder,
+    left_by_processing,
+    left_by_training,
+    members_of,
+    settle,
+)
 
 if TYPE_CHECKING:
     from kubesage.targets.sagemaker.local_run import DefinitionExecutor, DefinitionStep
@@ -63,6 +72,11 @@ class Execution:
         self.outcomes: dict[str, bool] = {}
         self.models: dict[str, dict[str, Any]] = {}  # models created: name -> CreateModel request
         self.evaluate = Evaluator(self._lookup, self._property_file)
+        # a fused job's definition step -> its members' plan steps and records, in order
+        self.fused = {s["Name"]: [planned[m] for m in members_of(s) if m in planned]
+                      for s, _ in steps if members_of(s)}
+        self.left: dict[str, dict[str, Left]] = {}  # a fused job -> what each member left
+        self.requests: dict[str, dict[str, Any]] = {}  # a fused job -> its resolved request
 
     # -- expressions ------------------------------------------------------------------
     def _lookup(self, path: str) -> Any:
@@ -98,8 +112,10 @@ class Execution:
         failed_run = False
         for step, branch in self.steps:
             name = step["Name"]
-            record = self.records.get(name) or StepRecord(name=name, task="", component=step["Type"],
-                                                          version="", image="")
+            members = self.fused.get(name, [])
+            record = self.records.get(name) or StepRecord(
+                name=name, task="", component=step["Type"], version="",
+                image=members[0][1].image if members else "")
             deps = [self.status[d] for d in dependencies(step, branch)]
             if failed_run or any(d in ("failed", "not_run", "cancelled") for d in deps):
                 record.status = "not_run"  # a failed condition runs neither branch
@@ -113,11 +129,27 @@ class Execution:
             else:
                 self._run_step(step, record)
                 failed_run = record.status == "failed"
-                if name not in self.records and record.status == "failed":
+                if name not in self.records and record.status == "failed" and not members:
                     if self.number:
                         record.name = f"{record.name}@{self.number}"
                     self.run_.record.steps.append(record)  # it fails the run: the record says why
             self.status[name] = record.status
+            self.run_.changed(record)
+            if members:
+                self._settle(step, record, members)
+
+    def _settle(self, step: dict[str, Any], job: StepRecord,
+                members: list[tuple[Step, StepRecord]]) -> None:
+        """A fused job's members: what each left, or the job's own state (skipped, not run)."""
+        if job.status in ("skipped", "not_run", "cancelled"):
+            for _, record in members:
+                record.status, record.job = job.status, step["Name"]
+                self.run_.changed(record)
+            return
+        settle(step, self.requests.get(step["Name"], {}), members,
+               self.left.get(step["Name"], {}), job)
+        for _, record in members:
+            self.run_.say(f"  {record.name} {record.status} (in job {step['Name']})")
             self.run_.changed(record)
 
     def _run_step(self, step: dict[str, Any], record: StepRecord) -> None:
@@ -210,8 +242,11 @@ class Execution:
                                     self.owner.filesystem_for)
         record.cache_key = key
         cacheable = bool(step.get("CacheConfig", {}).get("Enabled"))
-        before = self.owner.resumes.get(record.name)  # rerun --from-failed: reuse its success
-        reuse = before is not None and before.status == "succeeded" and before.cache_key == key
+        self.requests[step["Name"]] = args
+        names = [r.name for _, r in self.fused.get(step["Name"], [])] or [record.name]
+        befores = [self.owner.resumes.get(n) for n in names]  # rerun --from-failed: reuse success
+        reuse = all(b is not None and b.status == "succeeded" and b.cache_key == key
+                    for b in befores)
         if reuse or (cacheable and self.owner.use_cache):
             hit = local_cache.lookup(self.run_.store, self.owner.s3, key if cacheable else
                                      RESUME + key,
@@ -227,7 +262,13 @@ class Execution:
         shutil.rmtree(work, ignore_errors=True)
         job = f"{name}-{self.run_.run_id[-6:]}"[-63:].lstrip("-")
         if step["Type"] == "Processing":
-            result = self.jobs.processing(record.name, args, work, job)
+            try:
+                result = self.jobs.processing(record.name, args, work, job)
+            except JobFailed as e:  # a fused job's finished members left their outputs
+                partial = getattr(e, "partial", None)
+                if partial is not None and step["Name"] in self.fused:
+                    self._members_left(step, partial.outputs, {})
+                raise
         elif model is not None:
             data = model["PrimaryContainer"]["ModelDataUrl"]
             source = self.owner.s3.path(data)
@@ -240,7 +281,12 @@ class Execution:
             if "CheckpointConfig" in args:  # kept, as in S3: a spot restart resumes from them
                 checkpoints = self.owner.s3.path(args["CheckpointConfig"]["S3Uri"])
                 os.makedirs(checkpoints, exist_ok=True)
-            result = self.jobs.training(record.name, args, work, job, checkpoints)
+            try:
+                result = self.jobs.training(record.name, args, work, job, checkpoints)
+            except JobFailed:
+                if step["Name"] in self.fused:
+                    self._members_left(step, {}, {})
+                raise
         record.attempts = result.attempts
         self._finish(step, record, result.properties, result.result, result.outputs)
         # every job is entered: a step without caching only for a later --from-failed
@@ -248,8 +294,24 @@ class Execution:
                         result.result, result.outputs, self.run_.run_id)
         shutil.rmtree(work, ignore_errors=True)
 
+    def _members_left(self, step: dict[str, Any], outputs: dict[str, tuple[str, str]],
+                      result: dict[str, Any]) -> None:
+        """Read what each member of a fused job left."""
+        args = self.requests[step["Name"]]
+        names = members_of(step)
+        if step["Type"] == "Processing":
+            found = job_outputs_folder(outputs)
+            self.left[step["Name"]] = left_by_processing(found[0], found[1], names) if found else {}
+            return
+        checkpoints = (self.owner.s3.path(args["CheckpointConfig"]["S3Uri"])
+                       if "CheckpointConfig" in args else None)
+        self.left[step["Name"]] = left_by_training(args, outputs, result, self._unpacked,
+                                                   checkpoints)
+
     def _finish(self, step: dict[str, Any], record: StepRecord, properties: dict[str, Any],
                 result: dict[str, Any], outputs: dict[str, tuple[str, str]]) -> None:
+        if step["Name"] in self.fused:
+            self._members_left(step, outputs, result)
         self.properties[step["Name"]] = properties
         for pf in step.get("PropertyFiles", []):
             uri, local = outputs[pf["OutputName"]]
@@ -264,8 +326,8 @@ class Execution:
         record.series = result.get("series", {})
         metadata = result.get("artifacts", {})
         for name, (uri, local) in outputs.items():
-            if name == RESULT_OUTPUT:
-                continue
+            if name == RESULT_OUTPUT or (step["Type"] == "Training" and name == "output"):
+                continue  # the training job's output.tar.gz: its members' (local_members)
             if os.path.isfile(local) and local.endswith(".tar.gz"):  # a training job's model
                 folder = self._unpacked(local)
                 names = sorted(metadata) or [n for n in sorted(os.listdir(folder))

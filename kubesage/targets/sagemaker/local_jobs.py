@@ -7,7 +7,9 @@ host (``algo-1``..``algo-N``) on a private network, each with ``/opt/ml/input/co
 ``/opt/ml/input/data`` (S3 from the local store, FSx for Lustre as a read-only bind mount),
 ``/opt/ml/model`` (packed as ``model.tar.gz``), ``/opt/ml/output`` and the checkpoint folder
 kept between attempts. A host killed like a reclaimed spot instance (exit 137) is restarted
-from its checkpoints when the job uses managed spot.
+from its checkpoints when the job uses managed spot. The first host's ``/opt/ml/output/data`` is
+packed as ``output.tar.gz``; the job's metric definitions are read from its log (the last
+match of each is its ``FinalMetricDataList`` value).
 """
 
 from __future__ import annotations
@@ -97,9 +99,18 @@ class JobRunner:
         hosts = [_Host(f"algo-{i + 1}", volumes, dict(args.get("Environment", {})))
                  for i in range(count)]
         limit = args.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-        self._run(step, self.image_for(app["ImageUri"]), hosts, app.get("ContainerEntrypoint"),
-                  app.get("ContainerArguments"), limit)
         result = JobResult()
+        try:
+            self._run(step, self.image_for(app["ImageUri"]), hosts,
+                      app.get("ContainerEntrypoint"), app.get("ContainerArguments"), limit)
+        except JobFailed as e:  # a Continuous output reached S3 as it was written
+            continuous = {out["OutputName"] for out in args.get("ProcessingOutputConfig", {}).get(
+                "Outputs", []) if out["S3Output"].get("S3UploadMode") == "Continuous"}
+            for name in sorted(continuous):
+                uri, local = outputs[name]
+                result.outputs[name] = (uri, self.s3.put_folder(local, uri))
+            e.partial = result  # type: ignore[attr-defined]
+            raise
         for name, (uri, local) in outputs.items():
             result.outputs[name] = (uri, self.s3.put_folder(local, uri))
         result.properties = {"ProcessingJobName": job_name, "ProcessingOutputConfig": {"Outputs": {
@@ -157,11 +168,12 @@ class JobRunner:
         stopping = args.get("StoppingCondition", {})
         spot = bool(args.get("EnableManagedSpotTraining"))
         attempts = 0
+        lines: list[str] = []  # the first host's log: the metric definitions read it
         while True:
             attempts += 1
             try:
                 self._run(step, self.image_for(spec["TrainingImage"]), hosts, entrypoint, command,
-                          stopping.get("MaxRuntimeInSeconds"))
+                          stopping.get("MaxRuntimeInSeconds"), lines)
                 break
             except JobFailed as e:
                 interrupted = getattr(e, "exit_code", None) == SPOT_INTERRUPTED
@@ -176,11 +188,20 @@ class JobRunner:
         pack(os.path.join(primary, "model"), archive)
         result = JobResult(attempts=attempts)
         result.outputs["model"] = (model_uri, self.s3.put_file(archive, model_uri))
+        data = os.path.join(primary, "output", "data")
+        if any(os.scandir(data)):  # what the service uploads as output.tar.gz
+            packed = os.path.join(work, "output.tar.gz")
+            pack(data, packed)
+            data_uri = f"{s3_output}/{job_name}/output/output.tar.gz"
+            result.outputs["output"] = (data_uri, self.s3.put_file(packed, data_uri))
         result.properties = {
             "ModelArtifacts": {"S3ModelArtifacts": model_uri},
             "TrainingJobName": job_name,
             "OutputDataConfig": {"S3OutputPath": s3_output},
         }
+        metrics = final_metrics(spec.get("MetricDefinitions", []), lines)
+        if metrics:
+            result.properties["FinalMetricDataList"] = metrics
         result_file = os.path.join(primary, "output", "data", TRAINING_RESULT_FILE)
         if os.path.exists(result_file):
             with open(result_file) as f:
@@ -244,7 +265,8 @@ class JobRunner:
         return f"{source}:{target}:ro"
 
     def _run(self, step: str, image: str, hosts: list[_Host], entrypoint: list[str] | None,
-             command: list[str] | None, limit_s: int | None) -> None:
+             command: list[str] | None, limit_s: int | None,
+             lines: list[str] | None = None) -> None:
         network = None
         tag = f"ks-sm-{self.run_id[-6:]}-{secrets.token_hex(2)}-{re.sub(r'[^a-zA-Z0-9_.-]', '-', step)}"
         if len(hosts) > 1:  # the hosts of one job share a private network
@@ -267,6 +289,8 @@ class JobRunner:
             tails: deque[str] = deque(maxlen=30)
 
             def on_line(index: int, line: str) -> None:
+                if lines is not None and index == 0:
+                    lines.append(line)
                 text = (f"algo-{index + 1}: " if len(hosts) > 1 else "") + line
                 tails.append(text)
                 self.say(text)
@@ -287,6 +311,22 @@ class JobRunner:
     def cancel(self) -> None:
         """Remove every container and network of the run (Ctrl-C and the other stop signals)."""
         remove_run(self.client, self.run_id)
+
+
+def final_metrics(definitions: list[dict[str, Any]], lines: list[str]) -> dict[str, Any]:
+    """``FinalMetricDataList`` keyed by metric name: each definition's last match in the log."""
+    found: dict[str, Any] = {}
+    for definition in definitions:
+        pattern = re.compile(definition["Regex"])
+        for line in lines:
+            match = pattern.search(line)
+            if match:
+                try:
+                    value = float(match.group(1))
+                except (IndexError, ValueError):
+                    continue
+                found[definition["Name"]] = {"MetricName": definition["Name"], "Value": value}
+    return found
 
 
 def _write_json(path: str, doc: Any) -> None:

@@ -135,9 +135,10 @@ def processing_job(c: Compiler, *, base_job_name: str, image_uri: str, instance_
                    volume_gb: int, inputs: dict[str, tuple[Any, str]],
                    outputs: list[tuple[str, Any]], entrypoint: list[Any] | None,
                    arguments: list[Any] | None, env: dict[str, str], instance_count: int,
-                   common: dict[str, Any]) -> Any:
+                   common: dict[str, Any], upload: str = "EndOfJob") -> Any:
     """A ProcessingStep: ``outputs`` are (name, S3 URI), each uploaded from
-    ``/opt/ml/processing/output/<name>``; ``common`` its step settings (name, cache...)."""
+    ``/opt/ml/processing/output/<name>`` (``upload``: when, EndOfJob or Continuous);
+    ``common`` its step settings (name, cache...)."""
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
@@ -170,7 +171,7 @@ def processing_job(c: Compiler, *, base_job_name: str, image_uri: str, instance_
             s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"))
             for name, (uri, local) in inputs.items()],
         outputs=[ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-            s3_uri=uri, local_path=f"{PROCESSING}/output/{name}", s3_upload_mode="EndOfJob"))
+            s3_uri=uri, local_path=f"{PROCESSING}/output/{name}", s3_upload_mode=upload))
             for name, uri in outputs],
         arguments=arguments)
     return ProcessingStep(step_args=step_args, property_files=[], **common)
