@@ -39,6 +39,8 @@ def read_fusion(r: ConfigReader) -> FusionSettings:
     if not isinstance(value, dict):
         raise r.fail("fusion", f"must be auto, off, a list of groups or a mapping, got {value!r}")
     f = r.child("fusion", known=_KEYS)
+    if isinstance(f.doc.get("mode"), bool):  # mode: off
+        f.doc["mode"] = "auto" if f.doc["mode"] else "off"
     groups = _groups(r, f.doc.get("groups") or [])
     mode = f.get("mode", str, False, "explicit" if groups else "auto", choices=MODES)
     if mode == "explicit" and not groups:

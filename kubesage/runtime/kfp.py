@@ -14,6 +14,13 @@ Runs inside the component image, which has no kfp SDK: plain Python and JSON onl
     (``python -m kubesage.runtime local``, which starts torchrun from the Trainer's ``PET_*``
     variables; rank 0 reports), waits for it, brings the outputs back, fails if the TrainJob fails.
 
+``python -m kubesage.runtime kfp --group LAYOUT --executor-input JSON``
+    A fused task (several tasks in one pod, ``kubesage.plan.fusion``): runs the members of
+    ``LAYOUT`` (JSON: per member its entry and which of the task's inputs and outputs are its
+    own, which earlier member's output or returned value it reads) in order, then writes one
+    executor output for all of them. Each finished member is noted in
+    ``.kubesage-members.json`` beside it (times, returns, artifact metadata).
+
 With ``--checkpoint-root`` the step's ``KUBESAGE_CHECKPOINT_DIR`` is
 ``<root>/kubesage/<job id>/<hash of component and inputs>/checkpoints``, on a volume that
 outlives a failed attempt.
@@ -39,12 +46,14 @@ from kubesage.dsl.types import coerce
 from kubesage.runtime.context import CHECKPOINT_ENV
 from kubesage.runtime.invoke import Invocation, Result, invoke, load_component
 from kubesage.runtime.local import task_file
+from kubesage.runtime.members import Done, MemberRun, run_members
 from kubesage.util.atomic import write_json_atomic
 
 # Where KFP's launcher mounts remote artifact stores inside the container (kfp.dsl's rules).
 _REMOTE_PREFIXES = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 WORKSPACE_MOUNT_PATH = "/kfp-workspace"
 STEP_FILE = ".kubesage-step.json"  # beside the executor output: attempts, times, error
+MEMBERS_FILE = ".kubesage-members.json"  # a fused task's: each finished member's result
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -232,6 +241,92 @@ def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None =
     return doc
 
 
+# -- fused tasks ---------------------------------------------------------------------------------
+def _artifact(section: dict[str, Any], name: str) -> dict[str, Any]:
+    arts = section.get("artifacts", {}).get(name, {}).get("artifacts", [])
+    if not arts:
+        raise ContractError(f"the executor input has no artifact '{name}'; recompile the pipeline")
+    found: dict[str, Any] = arts[0]
+    return found
+
+
+def group_members(layout: list[dict[str, Any]], executor_input: dict[str, Any],
+                  checkpoints: str | None) -> list[MemberRun]:
+    """Each member's call, from the fused task's executor input."""
+    given = executor_input.get("inputs", {})
+    values = given.get("parameterValues", {})
+    outputs = executor_input.get("outputs", {})
+    members = []
+    for m in layout:
+        component = load_component(m["entry"])
+        spec = component.spec
+        params = {}
+        for name, fused in m["params"].items():
+            param = spec.parameter(name)
+            if fused not in values or param is None:
+                raise ContractError(f"{m['name']}: the executor input has no value for {name}")
+            params[name] = whole_numbers(coerce(param.type, values[fused]))
+        inputs = {}
+        for name, fused in m["inputs"].items():
+            art = _artifact(given, fused)
+            meta = art.get("metadata", {}) or {}
+            inputs[name] = (local_path(art["uri"], meta), exact_metadata(meta))
+        paths = {}
+        for name, fused in m["outputs"].items():
+            art = _artifact(outputs, fused)
+            paths[name] = local_path(art["uri"], art.get("metadata"))
+        members.append(MemberRun(
+            m["name"], component, params, {k: (v[0], v[1]) for k, v in m["param_from"].items()},
+            inputs, {k: (v[0], v[1]) for k, v in m["local"].items()}, paths,
+            checkpoint_dir=os.path.join(checkpoints, m["name"]) if checkpoints else ""))
+    return members
+
+
+def group_output(layout: list[dict[str, Any]], executor_input: dict[str, Any],
+                 done: dict[str, Done]) -> dict[str, Any]:
+    """The fused task's ExecutorOutput: every member's artifacts and returned values."""
+    out_arts = executor_input.get("outputs", {}).get("artifacts", {})
+    artifacts, values = {}, {}
+    for m in layout:
+        result = done[m["name"]].result
+        for name, fused in m["outputs"].items():
+            given = out_arts[fused]["artifacts"][0]
+            artifacts[fused] = {"artifacts": [{
+                "name": given.get("name", fused), "uri": given["uri"],
+                "metadata": with_exact_metadata(result.artifacts.get(name, {}))}]}
+        for name, fused in m["returns"].items():
+            if name in result.returns:
+                values[fused] = result.returns[name]
+    doc: dict[str, Any] = {}
+    if artifacts:
+        doc["artifacts"] = artifacts
+    if values:
+        doc["parameterValues"] = values
+    return doc
+
+
+def run_group(layout: list[dict[str, Any]], executor_input: dict[str, Any],
+              checkpoints: str | None = None) -> dict[str, Any]:
+    """Run a fused task's members in order; returns the executor output."""
+    note = _StepNote(executor_input)
+    where = os.path.join(os.path.dirname(executor_input["outputs"]["outputFile"]), MEMBERS_FILE)
+    finished: dict[str, Any] = {}
+
+    def report(member: MemberRun, done: Done) -> None:
+        finished[member.name] = done.to_dict()
+        _write_json(where, finished)
+
+    try:
+        done = run_members(group_members(layout, executor_input, checkpoints), report)
+        doc = group_output(layout, executor_input, done)
+        write_outputs(executor_input, doc)
+    except BaseException as e:
+        note.end("".join(traceback.format_exception(e)))
+        raise
+    note.end()
+    return doc
+
+
 # -- multi-node steps (Kubeflow Trainer) --------------------------------------------------------
 def trainjob_name(task_id: str, component: str, attempt: int = 1) -> str:
     """A DNS-1035 name, unique per task execution and attempt (a retry of the same task keeps
@@ -395,9 +490,12 @@ def main(*args: str) -> None:
     root = opts.get("checkpoint_root")
     try:
         executor_input = json.loads(opts["executor_input"])
-        folder = (step_dir(root, opts.get("job_id", ""), opts["entry"], executor_input)
-                  if root else None)
-        if mode == "trainjob":
+        entry = opts.get("entry") or "group:" + opts.get("group", "")
+        folder = step_dir(root, opts.get("job_id", ""), entry, executor_input) if root else None
+        if "group" in opts:
+            run_group(json.loads(opts["group"]), executor_input,
+                      os.path.join(folder, "checkpoints") if folder else None)
+        elif mode == "trainjob":
             # Kubernetes stops a pod with SIGTERM: unwind, so the TrainJob is deleted too
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
             if folder is None:

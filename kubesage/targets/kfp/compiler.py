@@ -1,8 +1,9 @@
 """Compile a neutral pipeline to Kubeflow Pipelines v2 IR YAML with the kfp SDK's own compiler.
 
 The neutral graph is replayed inside a kfp ``@dsl.pipeline`` function: one container component
-per task, ``dsl.If`` for conditions, ``dsl.ParallelFor`` for fan-out, kfp-kubernetes for the
-platform settings. The kfp compiler writes the IR; nothing here writes IR by hand. Compiling the
+per task (or per group of tasks that share one pod, ``fused``; ``kubesage.plan.fusion``),
+``dsl.If`` for conditions, ``dsl.ParallelFor`` for fan-out, kfp-kubernetes for the platform
+settings. The kfp compiler writes the IR; nothing here writes IR by hand. Compiling the
 same pipeline with the same config twice gives byte-identical YAML.
 """
 
@@ -20,10 +21,13 @@ from kubesage.dsl.channel import Channel, Comparison, LoopItem, PipelineParam, T
 from kubesage.dsl.control import Condition, Group, ParallelFor
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
+from kubesage.dsl.task import Task
 from kubesage.runtime.kfp import kfp_output_name
 from kubesage.targets.kfp import platform
 from kubesage.targets.kfp.components import PARAM_TYPES, container_component
 from kubesage.targets.kfp.config import KfpConfig
+from kubesage.targets.kfp.fused import FusedTask, fused_component, fused_task, platform_task
+from kubesage.targets.kfp.fused import prefixed as fused_name
 
 
 class KfpCompileError(KubesageError):
@@ -43,16 +47,21 @@ def _pipeline_signature(pipeline: Pipeline) -> inspect.Signature:
 class _Replay:
     """Rebuilds the neutral graph with kfp objects, inside the kfp pipeline function."""
 
-    def __init__(self, pipeline: Pipeline, config: KfpConfig, channels: dict[str, Any]) -> None:
+    def __init__(self, pipeline: Pipeline, config: KfpConfig, channels: dict[str, Any],
+                 fused: list[FusedTask] | None = None) -> None:
         self.pipeline = pipeline
         self.config = config
         self.params = channels
         self.tasks: dict[str, Any] = {}
         self.loops: dict[str, Any] = {}
+        self.fused = {id(t): f for f in fused or [] for t in f.members}  # member -> its group
 
     def value(self, value: Any) -> Any:
         if isinstance(value, PipelineParam):
             return self.params[value.name]
+        if isinstance(value, TaskOutput) and id(value.task) in self.fused:
+            group = self.fused[id(value.task)]
+            return self.tasks[group.name].outputs[fused_name(value.task.name, value.output)]
         if isinstance(value, TaskOutput):
             return self.tasks[value.task.name].outputs[kfp_output_name(value.output)]
         if isinstance(value, LoopItem):
@@ -80,7 +89,7 @@ class _Replay:
         stack = contextlib.ExitStack()
         contexts: list[contextlib.ExitStack] = []
         with stack:
-            for task in self.pipeline.tasks:
+            for task in self._units():
                 wanted = list(task.groups)
                 common = 0
                 while (common < len(open_groups) and common < len(wanted)
@@ -94,12 +103,55 @@ class _Replay:
                     ctx.enter_context(self.open_group(group))
                     open_groups.append(group)
                     contexts.append(ctx)
-                self.add_task(task)
+                if isinstance(task, FusedTask):
+                    self.add_fused(task)
+                else:
+                    self.add_task(task)
             while contexts:
                 contexts.pop().close()
         for task in self.pipeline.tasks:
             for dep in task.explicit_after:
-                self.tasks[task.name].after(self.tasks[dep.name])
+                mine, theirs = self._unit_name(task), self._unit_name(dep)
+                if mine != theirs:
+                    self.tasks[mine].after(self.tasks[theirs])
+
+    def _unit_name(self, task: Task) -> str:
+        group = self.fused.get(id(task))
+        return group.name if group is not None else task.name
+
+    def _units(self) -> list[Task | FusedTask]:
+        """Tasks and fused groups in build order: the pipeline's, a group where its first
+        member is, moved after anything it reads (a stable topological order)."""
+        units: list[Task | FusedTask] = []
+        for task in self.pipeline.tasks:
+            group = self.fused.get(id(task))
+            if group is None:
+                units.append(task)
+            elif group.members[0] is task:
+                units.append(group)
+        if not self.fused:
+            return units
+        order: list[Task | FusedTask] = []
+        placed: set[str] = set()
+        while len(order) < len(units):
+            for unit in units:
+                name = unit.name
+                members = unit.members if isinstance(unit, FusedTask) else [unit]
+                needs = {self._unit_name(t) for m in members for t in m.upstream()} - {name}
+                if name not in placed and needs <= placed:
+                    order.append(unit)
+                    placed.add(name)
+                    break
+            else:
+                raise KfpCompileError("fused tasks wait for each other in a cycle; set fusion: off")
+        return order
+
+    def add_fused(self, group: FusedTask) -> None:
+        component = fused_component(group, self.config)
+        arguments = {name: self.value(v) for name, v in group.arguments.items()}
+        kfp_task = component(**arguments)
+        platform.apply(kfp_task, platform_task(group), self.config)
+        self.tasks[group.name] = kfp_task
 
     def add_task(self, task: Any) -> None:
         component = container_component(task.name, task.spec, task.resources, task.distribution,
@@ -128,12 +180,21 @@ class _Loop:
         return self.loop.__exit__(*exc)
 
 
+def fused_tasks(pipeline: Pipeline, config: KfpConfig) -> list[FusedTask]:
+    """The groups of tasks that share one pod (``config.fusion``)."""
+    from kubesage.targets.kfp.fusion import fusion_plan
+
+    _, plan = fusion_plan(pipeline, config.fusion)
+    return [fused_task([s.task for s in g.members]) for g in plan.fused]
+
+
 def kfp_pipeline(pipeline: Pipeline, config: KfpConfig) -> Any:
     """The kfp ``GraphComponent`` equivalent of ``pipeline``."""
+    fused = fused_tasks(pipeline, config)
 
     def body(*args: Any) -> None:
         names = [p.name for p in sorted(pipeline.parameters, key=lambda p: not p.required)]
-        _Replay(pipeline, config, dict(zip(names, args, strict=True))).build()
+        _Replay(pipeline, config, dict(zip(names, args, strict=True)), fused).build()
 
     body.__signature__ = _pipeline_signature(pipeline)  # type: ignore[attr-defined]
     body.__name__ = body.__qualname__ = pipeline.name.replace("-", "_")

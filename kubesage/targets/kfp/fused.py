@@ -1,0 +1,148 @@
+"""A group of tasks (``kubesage.plan.fusion``) as one kfp container component.
+
+The fused component's interface is its members' interfaces, each name prefixed by its task
+(``train__epochs``, ``train__model``): the parameters the members are given, the artifacts they
+read from outside the group, and every member's outputs and returned values, so that what is
+read outside the group stays a KFP artifact or parameter (and every member's metrics and
+artifacts reach KFP's UI as before). It runs ``python -m kubesage.runtime kfp --group LAYOUT``:
+the members in order in one pod, an artifact a member makes for a later one read from local
+disk, a value it returns passed on directly. The task is named ``<first>-to-<last>``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfp import dsl
+
+from kubesage.dsl.channel import TaskOutput
+from kubesage.dsl.errors import KubesageError
+from kubesage.dsl.interface import ComponentSpec, Distribution, Resources
+from kubesage.dsl.task import Task
+from kubesage.runtime import COMMAND
+from kubesage.targets.kfp.components import ARTIFACT_TYPES, PARAM_TYPES, container_args
+from kubesage.targets.kfp.config import KfpConfig
+
+SEPARATOR = "__"
+
+
+def prefixed(task: str, name: str) -> str:
+    """The fused component's name for ``name`` of member ``task``: a Python identifier."""
+    return re.sub(r"\W", "_", task) + SEPARATOR + name
+
+
+@dataclass(eq=False)
+class FusedTask:
+    """One container task running ``members`` (tasks, in order)."""
+
+    name: str
+    members: list[Task]
+    layout: list[dict[str, Any]] = field(default_factory=list)
+    arguments: dict[str, Any] = field(default_factory=dict)  # fused input -> neutral value
+    parameters: dict[str, str] = field(default_factory=dict)  # fused input -> parameter type
+    inputs: dict[str, str] = field(default_factory=dict)  # fused input -> artifact type
+    outputs: dict[str, str] = field(default_factory=dict)  # fused output -> artifact type
+    returns: dict[str, str] = field(default_factory=dict)  # fused output -> parameter type
+
+    @property
+    def groups(self) -> tuple[Any, ...]:
+        return self.members[0].groups
+
+    def has(self, task: Task) -> bool:
+        return any(m is task for m in self.members)
+
+
+def fused_task(members: list[Task]) -> FusedTask:
+    """The interface and layout of a group of tasks."""
+    fused = FusedTask(f"{members[0].name}-to-{members[-1].name}", members)
+    for task in members:
+        spec = task.spec
+        entry: dict[str, Any] = {"name": task.name, "entry": spec.entry, "params": {},
+                                 "param_from": {}, "inputs": {}, "local": {}, "outputs": {},
+                                 "returns": {}}
+        for arg, value in sorted(task.arguments.items()):
+            inside = isinstance(value, TaskOutput) and fused.has(value.task)
+            artifact = spec.input(arg)
+            if inside:
+                key = "local" if artifact is not None else "param_from"
+                entry[key][arg] = [value.task.name, value.output]
+                continue
+            name = prefixed(task.name, arg)
+            fused.arguments[name] = value
+            if artifact is not None:
+                fused.inputs[name] = artifact.type
+                entry["inputs"][arg] = name
+            else:
+                param = spec.parameter(arg)
+                assert param is not None
+                fused.parameters[name] = param.type
+                entry["params"][arg] = name
+        for a in spec.outputs:
+            fused.outputs[prefixed(task.name, a.name)] = a.type
+            entry["outputs"][a.name] = prefixed(task.name, a.name)
+        for r in spec.returns:
+            fused.returns[prefixed(task.name, r.name)] = r.type
+            entry["returns"][r.name] = prefixed(task.name, r.name)
+        fused.layout.append(entry)
+    names = [*fused.arguments, *fused.outputs, *fused.returns]
+    if len(set(names)) != len(names):
+        raise KubesageError(f"tasks {', '.join(t.name for t in members)} have names that read "
+                            "alike as Python identifiers; rename one, or set fusion: off")
+    return fused
+
+
+def platform_task(fused: FusedTask) -> Task:
+    """A neutral task standing for the group, for the per-task Kubernetes settings: the largest
+    resources of its members, every data mount, their caching."""
+    members = fused.members
+    cpus = [t.resources.cpu for t in members if t.resources.cpu]
+    memories = [t.resources.memory for t in members if t.resources.memory]
+    gpus = max(t.resources.node_gpus(t.distribution.procs_per_node) for t in members)
+    mounts = tuple(sorted({m for t in members for m in t.spec.mounts}))
+    spec = ComponentSpec(name=fused.name, version="", entry="", image=members[0].spec.image,
+                         mounts=mounts)
+    task = Task(fused.name, spec, {}, fused.groups)
+    task.cache = members[0].cache
+    task.resources = Resources(cpu=max(cpus) if cpus else None,
+                               memory=max(memories, key=_bytes) if memories else None, gpus=gpus)
+    task.distribution = Distribution()
+    return task
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20,
+          "Gi": 2**30, "Ti": 2**40, "m": 10**-3}
+
+
+def _bytes(quantity: str) -> float:
+    match = re.match(r"^([0-9.]+)([A-Za-z]*)$", quantity)
+    return float(match[1]) * _UNITS.get(match[2], 1) if match else 0.0
+
+
+def fused_component(fused: FusedTask, config: KfpConfig) -> Any:
+    """The kfp ``ContainerComponent`` of a group."""
+    P = inspect.Parameter
+    params = [P(n, P.POSITIONAL_OR_KEYWORD, annotation=PARAM_TYPES[t])
+              for n, t in fused.parameters.items()]
+    params += [P(n, P.POSITIONAL_OR_KEYWORD, annotation=dsl.Input[ARTIFACT_TYPES[t]])
+               for n, t in fused.inputs.items()]
+    params += [P(n, P.POSITIONAL_OR_KEYWORD, annotation=dsl.Output[ARTIFACT_TYPES[t]])
+               for n, t in fused.outputs.items()]
+    params += [P(n, P.POSITIONAL_OR_KEYWORD, annotation=dsl.OutputPath(PARAM_TYPES[t]))
+               for n, t in fused.returns.items()]
+    first = fused.members[0].spec
+    image = config.image(first.image)
+    args = container_args(first, Resources(), Distribution(), config)
+    args[1:3] = ["--group", json.dumps(fused.layout, sort_keys=True, separators=(",", ":"))]
+
+    def body(*_: Any) -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(image=image, command=list(COMMAND), args=list(args))
+
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    body.__name__ = body.__qualname__ = fused.name
+    body.__doc__ = "kubesage fused task: " + ", then ".join(
+        f"{t.name} ({t.spec.name}@{t.spec.version})" for t in fused.members)
+    return dsl.container_component(body)
