@@ -313,7 +313,7 @@ def run_group(layout: list[dict[str, Any]], executor_input: dict[str, Any],
     finished: dict[str, Any] = {}
 
     def report(member: MemberRun, done: Done) -> None:
-        finished[member.name] = done.to_dict()
+        finished[member.name] = {**done.to_dict(), "outputs": done.outputs}
         _write_json(where, finished)
 
     try:
