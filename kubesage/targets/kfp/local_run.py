@@ -37,9 +37,10 @@ from kubesage.runs.record import StepRecord
 from kubesage.runs.store import RunStore
 from kubesage.runtime.kfp import STEP_FILE, exact_metadata, kubesage_output_name
 from kubesage.targets.base import RunOptions, Unsupported
-from kubesage.targets.kfp.compiler import compile_to_file
+from kubesage.targets.kfp.compiler import compile_to_file, fused_tasks
 from kubesage.targets.kfp.components import is_distributed
 from kubesage.targets.kfp.config import load_kfp_config
+from kubesage.targets.kfp.local_members import Member, collect_member, members_of, own_part
 
 RUNNER = "kfp.local-docker"
 EXECUTOR_OUTPUT = "executor_output.json"  # kfp.local's name inside each task root
@@ -175,6 +176,7 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
             "(resources and Kubernetes settings are ignored locally)")
     outputs_root = os.path.join(run_dir, "outputs")
     cache_root = os.path.join(os.path.abspath(local.store), "kfp-cache")
+    fused = members_of(fused_tasks(pipeline, local_config))  # tasks that ran in a fused task
     hits: list[tuple[str, str]] = []
     failed: set[str] = set()
     os.makedirs(outputs_root, exist_ok=True)  # else Docker creates the bind source, root-only
@@ -185,10 +187,10 @@ def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
                                  os.path.join(run_dir, "log.txt"),
                                  cache_root if options.use_cache else None)
         except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
-            collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root)
+            collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root, fused)
             raise KfpLocalError(f"kfp.local stopped run {record.run_id}: {type(e).__name__}: {e}; "
                                 f"the log is {os.path.join(run_dir, 'log.txt')}") from None
-        collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root)
+        collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root, fused)
     return run.finish()
 
 
@@ -236,32 +238,48 @@ def execute_compiled(compiled: str, values: dict[str, Any], runner: Any, outputs
 
 
 def collect_steps(plan: Plan, records: list[StepRecord], outputs_root: str,
-                  hits: list[tuple[str, str]], failed: set[str], cache_root: str) -> None:
+                  hits: list[tuple[str, str]], failed: set[str], cache_root: str,
+                  fused: dict[str, Member] | None = None) -> None:
     """Fill the step records from what kfp.local left in each task root, or in its cache.
 
     Item ``i`` of a ``ParallelFor`` ran under ``for-loop-N-iteration-i/``; a step taken from the
     cache has no task root, and its outputs are those of the cache entry kfp.local logged. A
     task kfp.local reports ``failed`` that left no task root failed before it wrote anything.
+    A member of a fused task (``fused``: task -> (fused task, prefix)) reads its part of it.
     """
     runs = sorted(os.listdir(outputs_root)) if os.path.isdir(outputs_root) else []
     base = os.path.join(outputs_root, runs[-1]) if runs else ""
     by_name = {r.name: r for r in records}
     pending_hits = list(hits)
+    group_hits: dict[tuple[str, tuple[int, ...]], tuple[str, str]] = {}
+    group_failed: set[tuple[str, tuple[int, ...]]] = set()
     for step in plan.steps:  # dependency order: upstream steps are settled first
         record = by_name[step.name]
-        root = _task_root(base, step)
+        member = (fused or {}).get(step.task.name)
+        task = member[0] if member else step.task.name
+        root = _task_root(base, step, task)
+        if root and os.path.isdir(root) and member:
+            if collect_member(step, record, root, member, _outputs,
+                              (task, step.index) in group_failed):
+                group_failed.add((task, step.index))
+            continue
         if root and os.path.isdir(root):
             _collect_ran(step, record, root)
             continue
-        hit = next((h for h in pending_hits if h[0] == step.task.name), None)
+        hit = group_hits.get((task, step.index)) or next(
+            (h for h in pending_hits if h[0] == task), None)
         entry = _cache_entry(cache_root, hit[1]) if hit else None
         if hit is not None and entry is not None:
-            pending_hits.remove(hit)
+            if hit in pending_hits:
+                pending_hits.remove(hit)
+                group_hits[(task, step.index)] = hit
             record.cached = True
-            _outputs(step, record, _as_executor_output(entry))
+            result = _as_executor_output(entry)
+            _outputs(step, record, own_part(result, member[1]) if member else result)
             record.status = "succeeded"
+            record.job = task if member else ""
             continue
-        if step.task.name in failed and not step.index:
+        if task in failed and not step.index:
             record.status = "failed"
             record.error = ("kfp.local reports the task failed before it wrote its outputs; "
                             f"its log is in {os.path.dirname(outputs_root)}/log.txt")
@@ -275,12 +293,14 @@ def collect_steps(plan: Plan, records: list[StepRecord], outputs_root: str,
             record.status = "not_run"
 
 
-def _task_root(base: str, step: Step) -> str:
-    """Where kfp.local ran ``step`` (its loop items as ``for-loop-N-iteration-i`` folders)."""
+def _task_root(base: str, step: Step, task: str = "") -> str:
+    """Where kfp.local ran ``step`` (its loop items as ``for-loop-N-iteration-i`` folders), as
+    kfp task ``task`` (its own name, or its fused task's)."""
+    task = task or step.task.name
     if not base:
         return ""
     if not step.index:
-        return os.path.join(base, step.task.name)
+        return os.path.join(base, task)
     wanted = list(step.index)
     for dirpath, dirnames, _ in os.walk(base):
         rel = os.path.relpath(dirpath, base)
@@ -289,8 +309,8 @@ def _task_root(base: str, step: Step) -> str:
         if not all(matches):
             dirnames[:] = []
             continue
-        if [int(m.group(1)) for m in matches if m] == wanted and step.task.name in dirnames:
-            return os.path.join(dirpath, step.task.name)
+        if [int(m.group(1)) for m in matches if m] == wanted and task in dirnames:
+            return os.path.join(dirpath, task)
         dirnames[:] = [d for d in dirnames if _ITERATION.match(d)]
     return ""
 
