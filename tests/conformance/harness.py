@@ -1,11 +1,18 @@
 """Run the conformance corpus on every execution path and normalize what each path recorded.
 
-The four paths run one component contract:
+The paths run one component contract:
 
 - ``docker``: ``kubesage run PIPE --runner docker`` (the reference);
 - ``subprocess``: ``kubesage run PIPE --runner subprocess``;
-- ``kfp``: ``kubesage run PIPE --target kfp`` (the compiled IR YAML under kfp.local);
-- ``sagemaker``: ``kubesage run PIPE --target sagemaker`` (the definition JSON, in Docker).
+- ``kfp``: ``kubesage run PIPE --target kfp`` (the compiled IR YAML under kfp.local), with the
+  target's default ``fusion: auto`` (steps that can share a pod run as one task);
+- ``kfp-unfused``: the same with ``fusion: off`` (one task per step);
+- ``sagemaker``: ``kubesage run PIPE --target sagemaker`` (the definition JSON, in Docker), with
+  ``fusion: auto``; ``sagemaker-unfused``: with ``fusion: off``.
+
+The corpus's steps take a second, and the fused paths' configs say so
+(``fusion.assumed_duration_s``), so that the cost model lets them share a job across instance
+classes too (a training job with its followers). A fused path's verdict names what ran fused.
 
 Every run goes through the command line (``--json``) with a fresh store per pipeline and path.
 Exit code 3 is a named refusal (``error: ...`` on stderr); any other nonzero exit without a
@@ -34,7 +41,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "pipelines")
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
 
-PATHS = ("docker", "subprocess", "kfp", "sagemaker")
+PATHS = ("docker", "subprocess", "kfp", "kfp-unfused", "sagemaker", "sagemaker-unfused")
+UNFUSED = "-unfused"  # a cloud path with fusion: off
+CORPUS_STEP_S = 5.0  # about what a corpus step takes, for the fused paths' cost model
 REFERENCE = "docker"
 RERUN_FEATURES = ("cached-rerun",)  # run twice on one store; the second run is compared too
 SLOW_FEATURES = ("distributed", "cached-rerun")  # started first, so that they end in time
@@ -63,12 +72,18 @@ def write_local_config(folder: str, fsx: str, image_tag: str) -> str:
     return path
 
 
-def write_kfp_config(folder: str, local_config: str) -> str:
+def fusion_setting(fused: bool) -> dict[str, Any]:
+    """``fusion:`` of a cloud path's config."""
+    return {"mode": "auto", "assumed_duration_s": CORPUS_STEP_S} if fused else {"mode": "off"}
+
+
+def write_kfp_config(folder: str, local_config: str, fused: bool = True) -> str:
     """config/kfp.yaml whose local runs use ``local_config``, with short retry back-offs and a
     checkpoint volume (a folder of the run locally), so KUBESAGE_CHECKPOINT_DIR exists."""
     with open(os.path.join(REPO, "config", "kfp.yaml")) as f:
         doc = yaml.safe_load(f)
     doc["local"] = {"config": local_config}
+    doc["fusion"] = fusion_setting(fused)
     doc["retry"] = {"backoff": "1s", "factor": 1.0, "max": "10s"}
     doc["checkpoints"] = {"claim": "ckpt", "path": "/checkpoints"}
     path = os.path.join(folder, "kfp.yaml")
@@ -77,13 +92,13 @@ def write_kfp_config(folder: str, local_config: str) -> str:
     return path
 
 
-def write_sagemaker_config(folder: str, fsx: str, image_tag: str) -> str:
+def write_sagemaker_config(folder: str, fsx: str, image_tag: str, fused: bool = True) -> str:
     """config/sagemaker.yaml with the target's defaults for conditions: one that does not hold
     skips its steps, as on every path (the example config opts into a failing FailStep)."""
     from tests.sagemaker_fixtures import write_sagemaker_config as write
 
     return write(folder, fsx=fsx, store=os.path.join(folder, "store"), image_tag=image_tag,
-                 conditions=None)
+                 conditions=None, fusion=fusion_setting(fused))
 
 
 def run_command(path: str, pipeline: str, folder: str, fsx: str, image_tag: str) -> list[str]:
@@ -92,11 +107,12 @@ def run_command(path: str, pipeline: str, folder: str, fsx: str, image_tag: str)
     if path in ("docker", "subprocess"):
         config = write_local_config(folder, fsx, image_tag)
         return ["run", pipeline, "--runner", path, "--config", config, "--json"]
-    if path == "kfp":
-        config = write_kfp_config(folder, write_local_config(folder, fsx, image_tag))
+    fused = not path.endswith(UNFUSED)
+    if path.removesuffix(UNFUSED) == "kfp":
+        config = write_kfp_config(folder, write_local_config(folder, fsx, image_tag), fused)
         return ["run", pipeline, "--target", "kfp", "--config", config, "--json"]
-    if path == "sagemaker":
-        config = write_sagemaker_config(folder, fsx, image_tag)
+    if path.removesuffix(UNFUSED) == "sagemaker":
+        config = write_sagemaker_config(folder, fsx, image_tag, fused)
         return ["run", pipeline, "--target", "sagemaker", "--config", config, "--json"]
     raise ValueError(f"unknown path {path!r}; use one of {', '.join(PATHS)}")
 
@@ -473,11 +489,22 @@ def verdict(reference: Outcome | None, outcome: Outcome) -> str:
         return f"differs: no {REFERENCE} reference ({why})"
     diffs = differences(reference, outcome)
     if not diffs:
-        return "same"
+        jobs = fused_jobs(outcome)
+        return "same" + (f"; fused: {'; '.join(jobs)}" if jobs else "")
     shown = [d.summary for d in diffs if not d.secondary]
     more = len(diffs) - min(len(shown), SUMMARY_LIMIT)
     text = "; ".join(shown[:SUMMARY_LIMIT])
     return f"differs: {text}" + (f" (+{more} more)" if more else "")
+
+
+def fused_jobs(outcome: Outcome) -> list[str]:
+    """What ran fused in the first run, ``a + b`` per job (a job of a fan-out once for all its
+    items: its steps' names without the item)."""
+    jobs: dict[str, list[str]] = {}
+    for step in outcome.records[0].get("steps", []) if outcome.records else []:
+        if step.get("job"):
+            jobs.setdefault(step["job"], []).append(step["name"].split("[", 1)[0])
+    return sorted({" + ".join(members) for members in jobs.values()})
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 START = "<!-- conformance:start -->"
 END = "<!-- conformance:end -->"
-PATHS = ("docker", "subprocess", "kfp", "sagemaker")
+PATHS = ("docker", "subprocess", "kfp", "kfp-unfused", "sagemaker", "sagemaker-unfused")
 NOT_RUN = "not run"
 
 

@@ -1,4 +1,5 @@
-"""One contract, four execution paths: every path must give what the docker path gives.
+"""One contract, every execution path (fused and unfused on the cloud targets' local runs): every
+path must give what the docker path gives.
 
 ``test_docker_gives_the_expected_values[feature]`` holds the reference itself to values written
 here (so that the suite cannot pass by every path being equally wrong);
@@ -181,6 +182,23 @@ def expect_returned_value(run: dict[str, Any], records: list[dict[str, Any]]) ->
     assert read(records[0], "second", "total", "value.txt") == "int 41 + 1 = 42\n"
 
 
+def expect_fusion(run: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    names = ["diag-make-artifacts", "diag-read-artifacts", "diag-score", "first", "second",
+             "diag-shout[0]", "diag-shout[1]", "diag-note[0]", "diag-note[1]"]
+    succeeded(run, *names)
+    assert sorted(steps(run)) == sorted(names)
+    assert steps(run)["diag-make-artifacts"]["outputs"]["dataset"]["metadata"] == {
+        "rows": 3, "columns": ["id", "value"]}
+    assert steps(run)["diag-read-artifacts"]["returns"] == {"output": "ok"}
+    assert steps(run)["diag-score"]["returns"] == {"output": 0.75}
+    assert steps(run)["first"]["returns"] == {"output": 4}
+    assert steps(run)["second"]["returns"] == {"output": 6}
+    assert read(records[0], "second", "total", "value.txt") == "int 4 + 2 = 6\n"
+    for i, word in enumerate(("RED", "GREEN")):
+        assert steps(run)[f"diag-note[{i}]"]["returns"] == {"output": word}
+        assert read(records[0], f"diag-note[{i}]", "note", "message.txt") == word + "\n"
+
+
 EXPECTATIONS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]]], None]] = {
     "parameters": expect_parameters,
     "artifacts": expect_artifacts,
@@ -193,6 +211,7 @@ EXPECTATIONS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]]], None]] 
     "distributed": expect_distributed,
     "failing-step": expect_failing_step,
     "returned-value": expect_returned_value,
+    "fusion": expect_fusion,
 }
 
 

@@ -41,8 +41,8 @@ def test_render_reads_what_the_harness_writes(tmp_path) -> None:
     doc = json.load(open(path))
     assert doc["wall_s"] == 2.0
     assert matrix.render(doc).splitlines()[2:] == [
-        "| artifacts | not run | not run | not run | refused: no |",
-        "| fan-out | same | not run | differs: x | not run |"]
+        "| artifacts | not run | not run | not run | not run | refused: no | not run |",
+        "| fan-out | same | not run | differs: x | not run | not run | not run |"]
 
 
 def test_replace_block_keeps_the_markers_and_everything_around_them() -> None:
