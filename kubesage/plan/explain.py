@@ -88,7 +88,9 @@ def explain(fusion: FusionPlan, plan: Plan, job_name: Callable[[Group], str],
                  "its own)")
     for i, group in enumerate(fused, 1):
         instance = group_instance(group.placements, fusion.cost)
-        lines.append(f"  {i}. {group.label} -> {job_name(group)}: one {group.job} job"
+        kind = "task (one driver and one executor pod)" if group.job == "task" else \
+            f"{group.job} job"
+        lines.append(f"  {i}. {group.label} -> {job_name(group)}: one {kind}"
                      + (f" on {instance}" if instance else ""))
     if fusion.boundaries:
         lines.append("boundaries:")

@@ -245,8 +245,8 @@ def _hard_rules(group: Group, step: Step, placement: Placement) -> str:
                 "does not run for the same item: a fan-out's items stay separate jobs")
     if _conditions(step) != _conditions(first):
         where = ", ".join(_conditions(step)) or "no condition"
-        return (f"{step.name} sits in {where}, {first.name} does not: a condition splits groups "
-                "(it is decided between jobs, as the service decides it)")
+        return (f"{step.name} sits in {where}, the job of {first.name} does not: a condition "
+                "splits groups (it is decided between jobs, as the service decides it)")
     if step.task.spec.image != first.task.spec.image:
         return (f"{step.name} runs in image {step.task.spec.image}, the job of {first.name} in "
                 f"{first.task.spec.image}")

@@ -26,8 +26,13 @@ from kubesage.runtime.kfp import kfp_output_name
 from kubesage.targets.kfp import platform
 from kubesage.targets.kfp.components import PARAM_TYPES, container_component
 from kubesage.targets.kfp.config import KfpConfig
-from kubesage.targets.kfp.fused import FusedTask, fused_component, fused_task, platform_task
-from kubesage.targets.kfp.fused import prefixed as fused_name
+from kubesage.targets.kfp.fused import (
+    FusedTask,
+    condition_reads,
+    fused_component,
+    fused_task,
+    platform_task,
+)
 
 
 class KfpCompileError(KubesageError):
@@ -61,7 +66,7 @@ class _Replay:
             return self.params[value.name]
         if isinstance(value, TaskOutput) and id(value.task) in self.fused:
             group = self.fused[id(value.task)]
-            return self.tasks[group.name].outputs[fused_name(value.task.name, value.output)]
+            return self.tasks[group.name].outputs[group.output_name(value.task.name, value.output)]
         if isinstance(value, TaskOutput):
             return self.tasks[value.task.name].outputs[kfp_output_name(value.output)]
         if isinstance(value, LoopItem):
@@ -185,7 +190,8 @@ def fused_tasks(pipeline: Pipeline, config: KfpConfig) -> list[FusedTask]:
     from kubesage.targets.kfp.fusion import fusion_plan
 
     _, plan = fusion_plan(pipeline, config.fusion)
-    return [fused_task([s.task for s in g.members]) for g in plan.fused]
+    reads = condition_reads(pipeline.groups)
+    return [fused_task([s.task for s in g.members], reads) for g in plan.fused]
 
 
 def kfp_pipeline(pipeline: Pipeline, config: KfpConfig) -> Any:

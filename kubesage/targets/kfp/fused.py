@@ -7,6 +7,9 @@ read outside the group stays a KFP artifact or parameter (and every member's met
 artifacts reach KFP's UI as before). It runs ``python -m kubesage.runtime kfp --group LAYOUT``:
 the members in order in one pod, an artifact a member makes for a later one read from local
 disk, a value it returns passed on directly. The task is named ``<first>-to-<last>``.
+
+A returned value a condition reads is the fused task's ``Output``, kfp's name for a task's value
+(kfp.local's conditions resolve no other name); ``KfpFusion.fits`` keeps it to one per group.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ class FusedTask:
     inputs: dict[str, str] = field(default_factory=dict)  # fused input -> artifact type
     outputs: dict[str, str] = field(default_factory=dict)  # fused output -> artifact type
     returns: dict[str, str] = field(default_factory=dict)  # fused output -> parameter type
+    names: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, output) -> fused
+
+    def output_name(self, task: str, output: str) -> str:
+        """The fused task's name of member ``task``'s output or returned value ``output``."""
+        return self.names[(task, output)]
 
     @property
     def groups(self) -> tuple[Any, ...]:
@@ -56,8 +64,16 @@ class FusedTask:
         return any(m is task for m in self.members)
 
 
-def fused_task(members: list[Task]) -> FusedTask:
-    """The interface and layout of a group of tasks."""
+def condition_reads(pipeline_groups: tuple[Any, ...] | list[Any]) -> set[tuple[int, str]]:
+    """(id of a task, returned value) that a ``Condition`` reads."""
+    from kubesage.dsl.control import Condition
+
+    return {(id(v.task), v.output) for g in pipeline_groups if isinstance(g, Condition)
+            for v in g.channels() if isinstance(v, TaskOutput) and not v.is_artifact}
+
+
+def fused_task(members: list[Task], conditions: set[tuple[int, str]] | None = None) -> FusedTask:
+    """The interface and layout of a group of tasks (``conditions``: what conditions read)."""
     fused = FusedTask(f"{members[0].name}-to-{members[-1].name}", members)
     for task in members:
         spec = task.spec
@@ -85,9 +101,13 @@ def fused_task(members: list[Task]) -> FusedTask:
             fused.outputs[prefixed(task.name, a.name)] = a.type
             entry["outputs"][a.name] = prefixed(task.name, a.name)
         for r in spec.returns:
-            fused.returns[prefixed(task.name, r.name)] = r.type
-            entry["returns"][r.name] = prefixed(task.name, r.name)
+            name = "Output" if (id(task), r.name) in (conditions or set()) else \
+                prefixed(task.name, r.name)
+            fused.returns[name] = r.type
+            entry["returns"][r.name] = name
         fused.layout.append(entry)
+        fused.names.update({(task.name, o): n for key in ("outputs", "returns")
+                            for o, n in entry[key].items()})
     names = [*fused.arguments, *fused.outputs, *fused.returns]
     if len(set(names)) != len(names):
         raise KubesageError(f"tasks {', '.join(t.name for t in members)} have names that read "
@@ -131,8 +151,8 @@ def fused_component(fused: FusedTask, config: KfpConfig) -> Any:
                for n, t in fused.inputs.items()]
     params += [P(n, P.POSITIONAL_OR_KEYWORD, annotation=dsl.Output[ARTIFACT_TYPES[t]])
                for n, t in fused.outputs.items()]
-    params += [P(n, P.POSITIONAL_OR_KEYWORD, annotation=dsl.OutputPath(PARAM_TYPES[t]))
-               for n, t in fused.returns.items()]
+    params += [P(_identifier(n), P.POSITIONAL_OR_KEYWORD,
+                 annotation=dsl.OutputPath(PARAM_TYPES[t])) for n, t in fused.returns.items()]
     first = fused.members[0].spec
     image = config.image(first.image)
     args = container_args(first, Resources(), Distribution(), config)
@@ -145,4 +165,13 @@ def fused_component(fused: FusedTask, config: KfpConfig) -> Any:
     body.__name__ = body.__qualname__ = fused.name
     body.__doc__ = "kubesage fused task: " + ", then ".join(
         f"{t.name} ({t.spec.name}@{t.spec.version})" for t in fused.members)
-    return dsl.container_component(body)
+    component = dsl.container_component(body)
+    # "Output" is no name kfp takes for an argument: named otherwise, renamed afterwards
+    outputs = component.component_spec.outputs or {}
+    component.component_spec.outputs = {("Output" if k == _identifier("Output") else k): v
+                                        for k, v in outputs.items()} or None
+    return component
+
+
+def _identifier(name: str) -> str:
+    return "kubesage_output" if name == "Output" else name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kubesage.dsl.control import ParallelFor
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.plan import Plan, Step
 from kubesage.plan.costs import CostModel, FusionSettings, Price, StartCost
@@ -45,7 +46,19 @@ class KfpFusion:
         return Placement("task", "gpu" if gpus else "cpu", (("task", 1),), PODS_PER_TASK,
                          alone=alone, world_size=task.distribution.world_size, gpus=gpus)
 
+    def __init__(self, pipeline: Pipeline | None = None) -> None:
+        from kubesage.targets.kfp.fused import condition_reads
+
+        self.conditions = condition_reads(pipeline.groups) if pipeline is not None else set()
+
     def fits(self, members: Sequence[Step]) -> str:
+        """At most one returned value of a group decides a condition: the task's ``Output``,
+        the only name kfp.local's conditions resolve."""
+        read = sorted(f"{m.name}.{r.name}" for m in members for r in m.task.spec.returns
+                      if (id(m.task), r.name) in self.conditions)
+        if len(read) > 1:
+            return (f"conditions read {' and '.join(read)}; a task gives a condition one value "
+                    "(its Output)")
         return ""
 
 
@@ -58,4 +71,17 @@ def fusion_plan(pipeline: Pipeline, settings: FusionSettings) -> tuple[Plan, Fus
     """The task groups the compiler builds."""
     plan = task_plan(pipeline)
     cost = CostModel.of(START_COSTS, PRICES, settings)
-    return plan, plan_fusion(plan, KfpFusion(), settings, cost)
+    return plan, plan_fusion(plan, KfpFusion(pipeline), settings, cost)
+
+
+def explain(pipeline: Pipeline, config_path: str | None = None) -> str:
+    """``compile --explain`` for Kubeflow: per run, a loop's tasks counted once (each runs once
+    per item)."""
+    from kubesage.plan.explain import explain as explain_text
+    from kubesage.targets.kfp.config import load_kfp_config
+
+    config = load_kfp_config(config_path)
+    plan, fusion = fusion_plan(pipeline, config.fusion)
+    loops = any(isinstance(g, ParallelFor) for s in plan.steps for g in s.task.groups)
+    return explain_text(fusion, plan, lambda g: f"{g.members[0].name}-to-{g.members[-1].name}",
+                        per="run, a loop's tasks once" if loops else "run")

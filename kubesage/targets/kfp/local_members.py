@@ -17,20 +17,21 @@ from typing import Any
 from kubesage.plan import Step
 from kubesage.runs.record import StepRecord
 from kubesage.runtime.kfp import MEMBERS_FILE, STEP_FILE, with_exact_metadata
-from kubesage.targets.kfp.fused import FusedTask, prefixed
+from kubesage.targets.kfp.fused import FusedTask
 
-Member = tuple[str, str]  # (the fused task's name, the member's prefix)
+Member = tuple[str, dict[str, str]]  # (the fused task's name, its name -> the member's name)
 
 
 def members_of(fused: list[FusedTask]) -> dict[str, Member]:
-    """Task name -> (its fused task, its names' prefix), for every member of every group."""
-    return {t.name: (f.name, prefixed(t.name, "")) for f in fused for t in f.members}
+    """Task name -> (its fused task, the names of its outputs there), for every member."""
+    return {t.name: (f.name, {n: o for (task, o), n in f.names.items() if task == t.name})
+            for f in fused for t in f.members}
 
 
-def own_part(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+def own_part(result: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """A member's part of a fused task's executor output, under its own names."""
     def mine(section: dict[str, Any]) -> dict[str, Any]:
-        return {k[len(prefix):]: v for k, v in section.items() if k.startswith(prefix)}
+        return {names[k]: v for k, v in section.items() if k in names}
 
     return {"parameterValues": mine(result.get("parameterValues", {})),
             "artifacts": mine(result.get("artifacts", {}))}
@@ -48,7 +49,7 @@ def collect_member(step: Step, record: StepRecord, root: str, member: Member,
                    outputs: Callable[[Step, StepRecord, dict[str, Any]], None],
                    earlier_failed: bool) -> bool:
     """Fill a member's record from its fused task's root; True when the member failed."""
-    task, prefix = member
+    task, names = member
     record.job = task
     note = _read(os.path.join(root, STEP_FILE)) or {}
     attempts = note.get("attempts", [])
@@ -59,7 +60,7 @@ def collect_member(step: Step, record: StepRecord, root: str, member: Member,
         record.status = "succeeded"
         record.started, record.ended = finished.get("started"), finished.get("ended")
         if result is not None:
-            outputs(step, record, own_part(result, prefix))
+            outputs(step, record, own_part(result, names))
         else:  # the task failed later: what this member wrote is where it wrote it
             outputs(step, record, _as_output(finished))
         return False

@@ -12,7 +12,7 @@
   transform read as before); the others write into the job's output data (``output.tar.gz``,
   ``<member>/<output>`` inside). A training job has no property files: a returned value read
   outside the group is printed by the runtime and read back as a metric definition
-  (``FinalMetricDataList['<member>.<name>'].Value``). Checkpoints, managed spot and warm pools
+  (``FinalMetricDataList['<member>:<name>'].Value``). Checkpoints, managed spot and warm pools
   work as for any training job; the checkpoint location is named by what decides all members.
 - **Batch transform with followers**: the transform's last processing job (the one collecting
   its answers) is a processing group whose first member collects.
@@ -73,6 +73,12 @@ class FusedJob:
 
     def has(self, inst: Instance) -> bool:
         return any(m is inst for m in self.members)
+
+
+def metric_name(member: str, returned: str) -> str:
+    """The metric a training job reports a member's returned value as (``evaluate:output``, the
+    service's own ``split:metric`` form; a dot would split the property path)."""
+    return f"{member}:{returned}"
 
 
 def job_name(first: str, last: str) -> str:
@@ -180,7 +186,7 @@ def returned(job: FusedJob, member: Instance, name: str, c: Compiler) -> Any:
     from sagemaker.core.workflow.properties import PropertyFile
 
     if job.kind == "training":
-        return job.step.properties.FinalMetricDataList[f"{member.name}.{name}"].Value
+        return job.step.properties.FinalMetricDataList[metric_name(member.name, name)].Value
     hint = c.config.hints(member.task.spec.name).returns.get(name)
     output, path, json_path = hint or (RESULT_OUTPUT, RESULT_FILE, f"returns.{name}")
     key = (member.name, output, path)
@@ -346,7 +352,7 @@ def _training(c: Compiler, job: FusedJob) -> Any:
         environment={**_job_env(job), training_contract.PROCS_ENV:
                      str(anchor.task.distribution.procs_per_node)},
         channels=channels, common=c.common_for(job.name, job.members),
-        metrics={f"{m}.{r}": return_regex(m, r) for m, r in sorted(job.metrics)})
+        metrics={metric_name(m, r): return_regex(m, r) for m, r in sorted(job.metrics)})
 
 
 def checkpoints(c: Compiler, job: FusedJob) -> Any:

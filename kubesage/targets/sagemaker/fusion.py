@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kubesage.dsl.channel import TaskOutput
+from kubesage.dsl.pipeline import Pipeline
 from kubesage.plan import Plan, Step
 from kubesage.plan.costs import CostModel, Price, StartCost
 from kubesage.plan.fusion import FusionPlan, Placement, plan_fusion
@@ -143,3 +144,20 @@ def fusion_plan(plan: Plan, config: SageMakerConfig) -> FusionPlan:
     """The groups the compiler builds for ``plan`` (its literal loops expanded)."""
     cost = CostModel.of(START_COSTS, PRICES, config.fusion)
     return plan_fusion(plan, SageMakerFusion(plan, config), config.fusion, cost)
+
+
+def explain(pipeline: Pipeline, config_path: str | None = None) -> str:
+    """``compile --explain`` for SageMaker: per execution (one per client of a fan-out)."""
+    from kubesage.plan.explain import explain as explain_text
+    from kubesage.targets.sagemaker.compiler import sagemaker_name
+    from kubesage.targets.sagemaker.config import load_config
+    from kubesage.targets.sagemaker.fused import job_name
+    from kubesage.targets.sagemaker.parameters import fan_out_parameters
+
+    config = load_config(config_path)
+    fan_out = fan_out_parameters(pipeline)
+    plan = Plan(pipeline, None, expand=lambda loop: loop.id not in fan_out)
+    fusion = fusion_plan(plan, config)
+    return explain_text(fusion, plan, lambda g: job_name(
+        sagemaker_name(g.members[0]), sagemaker_name(g.members[-1])),
+        per="execution" if fan_out else "run")
