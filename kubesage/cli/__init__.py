@@ -348,6 +348,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "compiles as a step of a pipeline that calls it")
     targets.get(args.target).compile(pipeline, args.output, args.config, path)
     print(f"{args.output}: {pipeline.name} compiled for {args.target}", file=sys.stderr)
+    if args.explain:  # which steps share a job, and why (kubesage.plan.fusion)
+        from kubesage.targets.fusion import explain_fusion
+
+        print(explain_fusion(args.target, pipeline, args.config), end="")
     return 0
 
 
@@ -566,6 +570,9 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", required=True, help=", ".join(targets.names()))
     comp.add_argument("-o", "--output", required=True)
     comp.add_argument("--config", help="target config (default: config/<target>.yaml)")
+    comp.add_argument("--explain", action="store_true",
+                      help="print which steps share a job and why, jobs and pods before and after, "
+                           "and the projected wall time saved")
     comp.set_defaults(func=cmd_compile)
 
     val = sub.add_parser("validate", help="check a pipeline (.py) or a compiled file (.yaml, .json)")
