@@ -502,8 +502,9 @@ def fused_jobs(outcome: Outcome) -> list[str]:
     items: its steps' names without the item)."""
     jobs: dict[str, list[str]] = {}
     for step in outcome.records[0].get("steps", []) if outcome.records else []:
-        if step.get("job"):
-            jobs.setdefault(step["job"], []).append(step["name"].split("[", 1)[0])
+        name = step["name"].split("[", 1)[0]
+        if step.get("job") and name not in jobs.get(step["job"], []):
+            jobs.setdefault(step["job"], []).append(name)
     return sorted({" + ".join(members) for members in jobs.values()})
 
 
