@@ -43,6 +43,20 @@ def fsx_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     return root
 
 
+def unfused_kfp_config(folder: str) -> str:
+    """config/kfp.yaml with ``fusion: off`` (one task per step), in ``folder``."""
+    import yaml
+
+    with open(os.path.join(REPO, "config", "kfp.yaml")) as f:
+        doc = yaml.safe_load(f)
+    doc["fusion"] = {"mode": "off"}
+    doc["local"] = {"config": os.path.join(REPO, "config", "local.yaml")}
+    path = os.path.join(folder, "kfp-unfused.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
+
+
 def content_tag_of(image: str = "kubesage/torch") -> str:
     """``code-<hash>``: the tag naming this repository's image by the working tree's code."""
     from kubesage.docker_engine.images import code_hash, content_tag, image_dirs

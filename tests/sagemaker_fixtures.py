@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UNFUSED = {"fusion": {"mode": "off"}}  # one step per task: how each kind of step compiles
 
 
 def example_config() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import yaml
 from kubesage.project.loader import load_pipeline
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.platform import MountConfigError
-from tests.conftest import REPO, content_tag_of, run_cli
+from tests.conftest import REPO, content_tag_of, run_cli, unfused_kfp_config
 
 CONFIG = os.path.join(REPO, "config", "kfp.yaml")
 # the image by the code it holds (compile refuses when no local image holds it)
@@ -36,7 +36,10 @@ def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
             check=True)
     proc = run_cli("validate", str(out), check=True)
-    assert "Kubeflow pipeline 'image-classification' is valid (7 tasks" in proc.stdout
+    # fused (the example config's fusion: auto): preprocess, train + evaluate, and register +
+    # predict + postprocess inside the condition
+    assert "Kubeflow pipeline 'image-classification' is valid (4 tasks, 4 components, 3 " \
+           "executors" in proc.stdout
     from kfp import components
 
     loaded = components.load_component_from_file(str(out))
@@ -59,7 +62,8 @@ def test_compiling_twice_gives_identical_yaml(tmp_path) -> None:
 
 
 def test_reference_pipeline_components_run_the_shared_entry_point(tmp_path) -> None:
-    spec, k8s = compiled("pipelines/image_classification.py", tmp_path)
+    spec, k8s = compiled("pipelines/image_classification.py", tmp_path,
+                         unfused_kfp_config(str(tmp_path)))
     executors = spec["deploymentSpec"]["executors"]
     assert sorted(executors) == ["exec-evaluate", "exec-postprocess", "exec-predict",
                                  "exec-preprocess", "exec-register", "exec-train"]
@@ -98,7 +102,8 @@ def test_reference_pipeline_components_run_the_shared_entry_point(tmp_path) -> N
 
 
 def test_fan_out_one_model_per_client_with_a_condition_inside(tmp_path) -> None:
-    spec, _ = compiled("tests/pipelines/kfp_shapes.py:per-client", tmp_path)
+    spec, _ = compiled("tests/pipelines/kfp_shapes.py:per-client", tmp_path,
+                       unfused_kfp_config(str(tmp_path)))
     loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
     assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--clients"}
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}

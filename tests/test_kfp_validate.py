@@ -13,7 +13,7 @@ import yaml
 from kubesage.project.loader import load_pipeline
 from kubesage.targets import kfp as kfp_target
 from kubesage.targets.kfp.validate import KfpValidationError, validate_file
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, unfused_kfp_config
 
 Docs = list[dict[str, Any]]
 
@@ -21,9 +21,10 @@ Docs = list[dict[str, Any]]
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Docs:
     """The two documents of the compiled reference pipeline."""
-    out = str(tmp_path_factory.mktemp("kfp") / "ic.yaml")
+    folder = tmp_path_factory.mktemp("kfp")
+    out = str(folder / "ic.yaml")
     pipeline = load_pipeline(os.path.join(REPO, "pipelines/image_classification.py"))[0].build()
-    kfp_target.TARGET.compile(pipeline, out, os.path.join(REPO, "config", "kfp.yaml"))
+    kfp_target.TARGET.compile(pipeline, out, unfused_kfp_config(str(folder)))
     with open(out) as f:
         return list(yaml.safe_load_all(f))
 

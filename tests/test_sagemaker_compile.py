@@ -17,15 +17,17 @@ import pytest
 from kubesage.dsl.errors import KubesageError
 from kubesage.project.loader import load_pipeline
 from tests.conftest import REPO, content_tag_of, run_cli
-from tests.sagemaker_fixtures import write_sagemaker_config
+from tests.sagemaker_fixtures import UNFUSED, write_sagemaker_config
 
 REFERENCE = "pipelines/image_classification.py"
 
 
 @pytest.fixture(scope="module")
 def definition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("compiled") / "reference.json"
-    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), check=True)
+    folder = tmp_path_factory.mktemp("compiled")
+    out = folder / "reference.json"
+    run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), "--config",
+            write_sagemaker_config(str(folder), **UNFUSED), check=True)
     return json.loads(out.read_text())
 
 
@@ -49,7 +51,10 @@ def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert first.read_bytes() == second.read_bytes() == third.read_bytes()
     valid = run_cli("validate", str(first), check=True)
-    assert "SageMaker pipeline definition is valid (11 steps" in valid.stdout
+    # fused (the example config's fusion: auto): preprocess + train + evaluate, predict's
+    # collecting job + postprocess; the condition, its FailStep, register, predict's requests,
+    # model and transform
+    assert "SageMaker pipeline definition is valid (8 steps" in valid.stdout
     assert "1 Model" in valid.stdout and "1 Transform" in valid.stdout
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
 
@@ -111,11 +116,13 @@ def test_training_step(definition) -> None:
 
 
 def test_checkpoint_location_is_stable_and_follows_the_image() -> None:
+    from kubesage.plan.costs import FusionSettings
     from kubesage.targets.sagemaker.compiler import definition_json
     from kubesage.targets.sagemaker.config import load_config
 
     pipeline = load_pipeline(REFERENCE)[0].build()
-    config = load_config(os.path.join(REPO, "config", "sagemaker.yaml"))
+    config = dataclasses.replace(load_config(os.path.join(REPO, "config", "sagemaker.yaml")),
+                                 fusion=FusionSettings(mode="off"))
 
     def checkpoints(doc: str) -> dict[str, Any]:
         return steps(json.loads(doc))["train"]["Arguments"]["CheckpointConfig"]
@@ -191,7 +198,8 @@ def test_a_hint_runs_batch_inference_as_one_processing_job(tmp_path) -> None:
 
     pipeline = load_pipeline(REFERENCE)[0].build()
     path = write_sagemaker_config(str(tmp_path), components={"predict": {"kind": "processing"},
-                                                           "register": {"kind": "register"}})
+                                                           "register": {"kind": "register"}},
+                                  **UNFUSED)
     out = tmp_path / "whole.json"
     TARGET.compile(pipeline, str(out), path)
     found = steps(json.loads(out.read_text()))
@@ -219,7 +227,8 @@ def test_hints_map_components(tmp_path) -> None:
 
     pipeline = load_pipeline(REFERENCE)[0].build()
     path = write_sagemaker_config(str(tmp_path), components={"preprocess": {"kind": "training"},
-                                                           "register": {"kind": "register"}})
+                                                           "register": {"kind": "register"}},
+                                  **UNFUSED)
     out = tmp_path / "hinted.json"
     TARGET.compile(pipeline, str(out), path)
     found = steps(json.loads(out.read_text()))
@@ -295,7 +304,8 @@ def test_literal_loops_are_unrolled(tmp_path) -> None:
 
 def test_network_isolation_and_a_kms_key_reach_every_job(tmp_path) -> None:
     key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    path = write_sagemaker_config(str(tmp_path), security={"network_isolation": True, "kms_key": key})
+    path = write_sagemaker_config(str(tmp_path), security={"network_isolation": True, "kms_key": key},
+                                  **UNFUSED)
     out = tmp_path / "secured.json"
     run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), "--config", path,
             check=True)

@@ -13,7 +13,7 @@ import pytest
 from kubesage.targets.sagemaker.instances import KINDS, REGIONAL, instance_problem, offered
 from kubesage.targets.sagemaker.limits import gpus_of
 from tests.conftest import run_cli
-from tests.sagemaker_fixtures import write_sagemaker_config
+from tests.sagemaker_fixtures import UNFUSED, write_sagemaker_config
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,10 @@ def definition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from kubesage.project.loader import load_pipeline
     from kubesage.targets.sagemaker import TARGET
 
-    out = tmp_path_factory.mktemp("limits") / "reference.json"
-    TARGET.compile(load_pipeline("pipelines/image_classification.py")[0].build(), str(out))
+    folder = tmp_path_factory.mktemp("limits")
+    out = folder / "reference.json"
+    TARGET.compile(load_pipeline("pipelines/image_classification.py")[0].build(), str(out),
+                   write_sagemaker_config(str(folder), **UNFUSED))
     return dict(json.loads(out.read_text()))
 
 
@@ -117,7 +119,7 @@ def test_gpu_counts_know_the_common_families() -> None:
 
 def compile_with(tmp_path: Path, ref: str, **config: Any) -> tuple[Any, Path]:
     """``kubesage compile REF --target sagemaker`` under a config changed by ``config``."""
-    path = write_sagemaker_config(str(tmp_path), **config)
+    path = write_sagemaker_config(str(tmp_path), **{**UNFUSED, **config})
     out = tmp_path / "out.json"
     proc = run_cli("compile", ref, "--target", "sagemaker", "--config", path, "-o", str(out))
     return proc, out

@@ -11,13 +11,15 @@ import pytest
 
 from kubesage.targets.sagemaker.validate import DefinitionInvalid, validate_definition_file
 from tests.conftest import run_cli
+from tests.sagemaker_fixtures import UNFUSED, write_sagemaker_config
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("valid") / "reference.json"
+    folder = tmp_path_factory.mktemp("valid")
+    out = folder / "reference.json"
     run_cli("compile", "pipelines/image_classification.py", "--target", "sagemaker", "-o", str(out),
-            check=True)
+            "--config", write_sagemaker_config(str(folder), **UNFUSED), check=True)
     return json.loads(out.read_text())
 
 
