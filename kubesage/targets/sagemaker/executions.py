@@ -4,8 +4,10 @@
 (``ListPipelineExecutionSteps``: status, times, failure reason, cache hits, the job behind each)
 and, per job, where its outputs went (``Describe{Processing,Training,Transform}Job``) and the
 metrics and returned values kubesage's runtime wrote beside them (the processing step's
-``kubesage-result/result.json``, the training job's ``output.tar.gz``). What the service does not
-answer is a ``note`` on the record, never a failure.
+``kubesage-result/result.json``, the training job's ``output.tar.gz``). A fused job (several steps
+in one job, ``fused.py``) is reported as its members, each with what it left (its own result
+file in the job's ``kubesage-members`` output, or in its ``output.tar.gz``). What the service does
+not answer is a ``note`` on the record, never a failure.
 
 ``resume`` continues a failed execution (``rerun --from-failed``):
 - a ``Failed`` execution with ``RetryPipelineExecution``: the service runs its failed steps and
@@ -59,8 +61,62 @@ def read(client: Any, record: RunRecord, s3: Any = None) -> ServiceState:
         code = e.response.get("Error", {}).get("Code", "") or str(e)
         return ServiceState(status, [], f"step details unavailable ({code})")
     notes: list[str] = []
-    states = [_step(client, s3, item, notes) for item in reversed(listed)]  # oldest first
+    fused = _fused(record)
+    states: list[StepState] = []
+    for item in reversed(listed):  # oldest first
+        state = _step(client, s3, item, notes)
+        members = fused.get(state.name)
+        states += _members(s3, state, members, notes) if members else [state]
     return ServiceState(status, states, "; ".join(notes))
+
+
+def _fused(record: RunRecord) -> dict[str, list[str]]:
+    """A fused job's step name -> its members, from the compiled file the record kept."""
+    from kubesage.targets.sagemaker.limits import all_steps
+    from kubesage.targets.sagemaker.local_members import members_of
+
+    try:
+        with open(record.remote.get("compiled", "")) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {s["Name"]: members_of(s) for s in all_steps(doc.get("Steps", [])) if members_of(s)}
+
+
+def _members(s3: Any, job: StepState, members: list[str], notes: list[str]) -> list[StepState]:
+    """The members of a fused job: each one's state and what it left."""
+    from kubesage.runtime.members import MEMBERS_OUTPUT, RESULTS_DIR
+
+    states, missing = [], False
+    for name in members:
+        state = StepState(name=name, status=job.status, started=job.started, ended=job.ended,
+                          cached=job.cached, attempts=job.attempts)
+        raw = None
+        if s3 is not None and job.status in ("succeeded", "failed"):
+            try:
+                if MEMBERS_OUTPUT in job.outputs:
+                    base = job.outputs[MEMBERS_OUTPUT]["uri"].rstrip("/")
+                    raw = _get(s3, f"{base}/{name}/{RESULT_OUTPUT}/{PROCESSING_RESULT}")
+                elif "model.tar.gz" in job.outputs:
+                    packed = _get(s3, job.outputs["model.tar.gz"]["uri"].rsplit("/", 1)[0]
+                                  + "/output.tar.gz")
+                    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+                        names = tar.getnames()
+                        inner = next((n for n in (f"{RESULTS_DIR}/{name}.json", TRAINING_RESULT)
+                                      if n in names), None)
+                        found = tar.extractfile(inner) if inner else None
+                        raw = found.read() if found is not None else None
+            except Exception as e:  # not there (the job failed before it): said, not fatal
+                notes.append(f"{name}: result unavailable ({type(e).__name__})")
+        if raw is not None:
+            _result(state, raw)
+            state.status, state.error = "succeeded", ""
+        elif job.status == "failed":
+            state.status = "not_run" if missing else "failed"
+            state.error = "" if missing else job.error
+            missing = True
+        states.append(state)
+    return states
 
 
 def _steps(client: Any, arn: str) -> list[dict[str, Any]]:

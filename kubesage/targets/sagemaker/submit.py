@@ -65,6 +65,17 @@ def _load(ref: str, config: SageMakerConfig) -> tuple[str, str, dict[str, str], 
     return name, text, types, fan_out_from_definition(doc), None
 
 
+def _record_steps(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, type) of each step a run record lists: a fused job's members in its place."""
+    from kubesage.targets.sagemaker.local_members import members_of
+
+    found: list[tuple[str, str]] = []
+    for step in all_steps(doc.get("Steps", [])):
+        members = members_of(step)
+        found += [(m, step["Type"]) for m in members] if members else [(step["Name"], step["Type"])]
+    return found
+
+
 def images_of(doc: Any) -> list[str]:
     """Every image a definition's jobs and models run (literal URIs)."""
     found: set[str] = set()
@@ -173,7 +184,7 @@ def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = 
         pipeline_file=ref.partition(":")[0] if pipeline is not None else "",
         pipeline_hash=pipeline.digest() if pipeline is not None else hashlib.sha256(
             text.encode()).hexdigest(),
-        images=digests, steps=[(s["Name"], s["Type"]) for s in all_steps(doc.get("Steps", []))],
+        images=digests, steps=_record_steps(doc),
         config=config.source if os.path.isfile(config.source) else "",
         secrets=[p.name for p in pipeline.parameters if p.type == "secret"] if pipeline else [])
     try:
