@@ -21,6 +21,7 @@ from kubesage.targets.sagemaker.config import SageMakerConfigError, load_config
 from kubesage.targets.sagemaker.validate import validate_definition
 from tests.conftest import REPO, run_cli
 from tests.sagemaker_fixtures import write_sagemaker_config
+from tests.test_sagemaker_compile import steps
 
 REFERENCE = "pipelines/image_classification.py"
 OFF = FusionSettings(mode="off")
@@ -40,15 +41,6 @@ def sagemaker(ref: str = REFERENCE, **changes: Any) -> dict[str, Any]:
     text = definition_json(load_pipeline(os.path.join(REPO, ref))[0].build(),
                            sagemaker_config(**changes))
     return dict(json.loads(text))
-
-
-def steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for step in doc["Steps"]:
-        found[step["Name"]] = step
-        for inner in step["Arguments"].get("IfSteps", []) + step["Arguments"].get("ElseSteps", []):
-            found[inner["Name"]] = inner
-    return found
 
 
 @pytest.mark.parametrize("name", ["image_classification", "per_client"])

@@ -40,6 +40,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from kubesage.dsl.types import coerce
@@ -225,8 +226,7 @@ def step_dir(checkpoint_root: str, job_id: str, entry: str, executor_input: dict
 
 def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None = None) -> dict[str, Any]:
     """Run one component under the executor-input contract; returns the executor output."""
-    note = _StepNote(executor_input)
-    try:
+    with noted(executor_input):
         if checkpoint_dir:
             os.makedirs(checkpoint_dir, exist_ok=True)  # fails early if the volume is read-only
             os.environ[CHECKPOINT_ENV] = checkpoint_dir
@@ -234,11 +234,19 @@ def run(entry: str, executor_input: dict[str, Any], checkpoint_dir: str | None =
         result = invoke(load_component(entry), call)
         doc = executor_output(entry, executor_input, result)
         write_outputs(executor_input, doc)
+    return doc
+
+
+@contextlib.contextmanager
+def noted(executor_input: dict[str, Any]) -> Iterator[None]:
+    """Note this attempt beside the executor output: its times, and its error if it raises."""
+    note = _StepNote(executor_input)
+    try:
+        yield
     except BaseException as e:
         note.end("".join(traceback.format_exception(e)))
         raise
     note.end()
-    return doc
 
 
 # -- fused tasks ---------------------------------------------------------------------------------
@@ -308,7 +316,6 @@ def group_output(layout: list[dict[str, Any]], executor_input: dict[str, Any],
 def run_group(layout: list[dict[str, Any]], executor_input: dict[str, Any],
               checkpoints: str | None = None) -> dict[str, Any]:
     """Run a fused task's members in order; returns the executor output."""
-    note = _StepNote(executor_input)
     where = os.path.join(os.path.dirname(executor_input["outputs"]["outputFile"]), MEMBERS_FILE)
     finished: dict[str, Any] = {}
 
@@ -316,14 +323,10 @@ def run_group(layout: list[dict[str, Any]], executor_input: dict[str, Any],
         finished[member.name] = {**done.to_dict(), "outputs": done.outputs}
         _write_json(where, finished)
 
-    try:
+    with noted(executor_input):
         done = run_members(group_members(layout, executor_input, checkpoints), report)
         doc = group_output(layout, executor_input, done)
         write_outputs(executor_input, doc)
-    except BaseException as e:
-        note.end("".join(traceback.format_exception(e)))
-        raise
-    note.end()
     return doc
 
 
