@@ -122,14 +122,17 @@ def run(ref: str, target: str, config: str, params: list[str]) -> float:
 
 
 def wall_times(tmp: str, fsx: str, rounds: int) -> dict[str, Any]:
-    configs = {mode: write_configs(os.path.join(tmp, mode), fsx, mode) for mode in ("auto", "off")}
+    """Each run in a store of its own: no checkpoints or outputs of an earlier run to resume."""
     found: dict[str, Any] = {}
+    runs = 0
     for ref, params in ((CHAIN, []), (REFERENCE, REFERENCE_PARAMS)):
         for target in ("sagemaker", "kfp"):
             times: dict[str, list[float]] = {"auto": [], "off": []}
             for i in range(rounds):  # in turns: both see the same load
                 for mode in (("auto", "off") if i % 2 == 0 else ("off", "auto")):
-                    times[mode].append(run(ref, target, configs[mode][target], params))
+                    runs += 1
+                    config = write_configs(os.path.join(tmp, str(runs)), fsx, mode)[target]
+                    times[mode].append(run(ref, target, config, params))
             fused, unfused = statistics.median(times["auto"]), statistics.median(times["off"])
             found[f"{ref} {target}"] = {"fused_s": round(fused, 2),
                                         "unfused_s": round(unfused, 2),

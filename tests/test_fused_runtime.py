@@ -76,7 +76,8 @@ def write_training(opt_ml: str, members: dict[str, dict[str, Any]],
         json.dump({"current_host": "algo-1", "hosts": ["algo-1"]}, f)
 
 
-def test_training_members_resume_at_the_first_unfinished_one(opt_ml, monkeypatch) -> None:
+def test_training_members_resume_at_the_first_unfinished_one(opt_ml, monkeypatch,
+                                                            capsys) -> None:
     os.makedirs(os.path.join(opt_ml, "checkpoints"))
     members = {"lead": {}, "anchor": {"anchor": True, "param_from": {"value": ["lead", "output"]}},
                "follow": {"param_from": {"value": ["anchor", "output"]}}}
@@ -104,8 +105,11 @@ def test_training_members_resume_at_the_first_unfinished_one(opt_ml, monkeypatch
         return real(runs, *args)
 
     monkeypatch.setattr(sagemaker_training, "run_members", counted)
+    capsys.readouterr()
     sagemaker_training.main()
     assert calls == ["follow"]
+    # a kept member's returned values are this job's metrics too (a condition may read them)
+    assert "kubesage-return anchor.output=3" in capsys.readouterr().out
     assert read(os.path.join(data, ".kubesage-results", "follow.json"))["returns"] == {
         "output": 13}
     assert read(os.path.join(opt_ml, "model", "total", "value.txt")) == "int 2 + 1 = 3\n"

@@ -82,6 +82,14 @@ def return_regex(member: str, name: str) -> str:
     return rf"{RETURN_PREFIX} {re.escape(member)}\.{re.escape(name)}=([-+0-9.eE]+)"
 
 
+def print_returns(member: str, result: Result) -> None:
+    """Print a member's numeric returned values (``return_line``), for the job's metrics."""
+    for name, value in sorted(result.returns.items()):
+        line = return_line(member, name, value)
+        if line:
+            print(line, flush=True)
+
+
 @contextlib.contextmanager
 def member_env(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for one member; restore the process's afterwards."""
@@ -104,8 +112,6 @@ def run_members(members: list[MemberRun], report: Callable[[MemberRun, Done], No
     done = dict(known or {})
     for member in members:
         if member.name in done:
-            print(f"kubesage: {member.name} done already (kept with the job's checkpoints)",
-                  flush=True)
             continue
         call = invocation(member, done)
         env = {STEP_ENV: member.name, **member.env}
@@ -117,10 +123,7 @@ def run_members(members: list[MemberRun], report: Callable[[MemberRun, Done], No
             result = invoke(member.component, call)
         finished = Done(result, dict(member.outputs), started, time.time())
         if world().is_main:
-            for name, value in sorted(result.returns.items()):
-                line = return_line(member.name, name, value)
-                if line:
-                    print(line, flush=True)
+            print_returns(member.name, result)
         report(member, finished)
         done[member.name] = finished
         print(f"kubesage: {member.name} succeeded in {finished.ended - started:.1f}s", flush=True)

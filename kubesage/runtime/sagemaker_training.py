@@ -56,6 +56,7 @@ from kubesage.runtime.members import (
     RESULTS_DIR,
     Done,
     MemberRun,
+    print_returns,
     result_of,
     run_members,
 )
@@ -267,6 +268,8 @@ def run_fused(here: Layout, args: tuple[str, ...]) -> None:
     for name in job.names:
         if name in known:
             print(f"kubesage: {name} done already (kept with the job's checkpoints)", flush=True)
+            if here.node_rank == 0:  # its values are this job's metrics too
+                print_returns(name, known[name].result)
             continue
         if name == job.anchor and here.world_size > 1:
             code = launch(here, ["kubesage.runtime", "sagemaker_training", MEMBER_FLAG, name])
