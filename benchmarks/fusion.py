@@ -121,12 +121,14 @@ def run(ref: str, target: str, config: str, params: list[str]) -> float:
     return took
 
 
-def wall_times(tmp: str, fsx: str, rounds: int) -> dict[str, Any]:
+def wall_times(tmp: str, fsx: str, rounds: int, only: str = "") -> dict[str, Any]:
     """Each run in a store of its own: no checkpoints or outputs of an earlier run to resume."""
     found: dict[str, Any] = {}
     runs = 0
     for ref, params in ((CHAIN, []), (REFERENCE, REFERENCE_PARAMS)):
         for target in ("sagemaker", "kfp"):
+            if only and only not in f"{ref} {target}":
+                continue
             times: dict[str, list[float]] = {"auto": [], "off": []}
             for i in range(rounds):  # in turns: both see the same load
                 for mode in (("auto", "off") if i % 2 == 0 else ("off", "auto")):
@@ -136,7 +138,9 @@ def wall_times(tmp: str, fsx: str, rounds: int) -> dict[str, Any]:
             fused, unfused = statistics.median(times["auto"]), statistics.median(times["off"])
             found[f"{ref} {target}"] = {"fused_s": round(fused, 2),
                                         "unfused_s": round(unfused, 2),
-                                        "ratio": round(fused / unfused, 3)}
+                                        "ratio": round(fused / unfused, 3),
+                                        "runs": {m: [round(t, 2) for t in ts]
+                                                 for m, ts in times.items()}}
             print(f"{ref} on {target}: fused {fused:.2f} s, unfused {unfused:.2f} s, "
                   f"ratio {fused / unfused:.2f}", flush=True)
     return found
@@ -147,6 +151,7 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=2, help="runs of each side (default 2)")
     p.add_argument("--skip-runs", action="store_true", help="counts and projections only")
+    p.add_argument("--only", help="time only refs containing this (e.g. image_classification)")
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args()
     results: dict[str, Any] = {"counts": {}}
@@ -164,7 +169,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="kubesage-fusion-") as tmp:
             fsx = os.path.join(tmp, "fsx")
             write_digits(fsx)
-            results["wall"] = wall_times(tmp, fsx, args.rounds)
+            results["wall"] = wall_times(tmp, fsx, args.rounds, args.only or "")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

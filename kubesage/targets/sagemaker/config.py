@@ -168,6 +168,20 @@ _KMS = re.compile(r"^(arn:aws[a-z-]*:kms:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12
 UNMET = ("skip", "fail")
 
 
+def _warm_pool(r: ConfigReader, spot: bool) -> int:
+    """``warm_pool.keep_alive_s``: 0 to 3600 seconds, and not with managed spot."""
+    warm = r.child("warm_pool", required=False, known=("keep_alive_s",))
+    keep_alive: int = warm.get("keep_alive_s", int, False, 0, least=0, example="1800")
+    if keep_alive > MAX_KEEP_ALIVE_S:
+        raise warm.fail("keep_alive_s", f"is {keep_alive}; SageMaker keeps a warm pool at most "
+                        f"{MAX_KEEP_ALIVE_S} s (KeepAlivePeriodInSeconds); use {MAX_KEEP_ALIVE_S} or less")
+    if keep_alive and spot:
+        raise warm.fail("keep_alive_s", "is set, but spot.enabled is true: SageMaker keeps no warm "
+                        "pool for managed spot training (train-warm-pools.html, Considerations); "
+                        "turn one of them off")
+    return keep_alive
+
+
 def _parse(r: ConfigReader) -> SageMakerConfig:
     r.unknown(_TOP)
     images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
@@ -210,15 +224,7 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
     if key_region and key_region != region:
         raise security.fail("kms_key", f"is a key in {key_region}, but the jobs run in {region} "
                                        f"(region); use a key of {region}")
-    warm = r.child("warm_pool", required=False, known=("keep_alive_s",))
-    keep_alive = warm.get("keep_alive_s", int, False, 0, least=0, example="1800")
-    if keep_alive > MAX_KEEP_ALIVE_S:
-        raise warm.fail("keep_alive_s", f"is {keep_alive}; SageMaker keeps a warm pool at most "
-                        f"{MAX_KEEP_ALIVE_S} s (KeepAlivePeriodInSeconds); use {MAX_KEEP_ALIVE_S} or less")
-    if keep_alive and enabled:
-        raise warm.fail("keep_alive_s", "is set, but spot.enabled is true: SageMaker keeps no warm "
-                        "pool for managed spot training (train-warm-pools.html, Considerations); "
-                        "turn one of them off")
+    keep_alive = _warm_pool(r, enabled)
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:

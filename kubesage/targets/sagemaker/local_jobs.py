@@ -188,12 +188,7 @@ class JobRunner:
         pack(os.path.join(primary, "model"), archive)
         result = JobResult(attempts=attempts)
         result.outputs["model"] = (model_uri, self.s3.put_file(archive, model_uri))
-        data = os.path.join(primary, "output", "data")
-        if any(os.scandir(data)):  # what the service uploads as output.tar.gz
-            packed = os.path.join(work, "output.tar.gz")
-            pack(data, packed)
-            data_uri = f"{s3_output}/{job_name}/output/output.tar.gz"
-            result.outputs["output"] = (data_uri, self.s3.put_file(packed, data_uri))
+        self._output_data(primary, work, f"{s3_output}/{job_name}/output/output.tar.gz", result)
         result.properties = {
             "ModelArtifacts": {"S3ModelArtifacts": model_uri},
             "TrainingJobName": job_name,
@@ -207,6 +202,14 @@ class JobRunner:
             with open(result_file) as f:
                 result.result = json.load(f)
         return result
+
+    def _output_data(self, host: str, work: str, uri: str, result: JobResult) -> None:
+        """The host's ``output/data``, as the service uploads it: ``output.tar.gz`` at ``uri``."""
+        data = os.path.join(host, "output", "data")
+        if any(os.scandir(data)):
+            packed = os.path.join(work, "output.tar.gz")
+            pack(data, packed)
+            result.outputs["output"] = (uri, self.s3.put_file(packed, uri))
 
     # -- batch transform ----------------------------------------------------------------
     def transform(self, step: str, args: dict[str, Any], model: dict[str, Any], model_dir: str,
