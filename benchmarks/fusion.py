@@ -12,6 +12,7 @@ For the reference pipeline and a chain of 10 ``probe`` steps:
    the target's start-cost table.
 
     .venv/bin/python benchmarks/fusion.py [--rounds 2] [--skip-runs] [--json FILE]
+        [--only PIPELINE-OR-TARGET] [--image-tag code-<hash>]
 
 Goals: SageMaker jobs for the reference pipeline <= 4 (7 unfused); Kubeflow executor tasks <= 3
 (6 unfused); the chain of 10 probes one job and one task.
@@ -83,13 +84,16 @@ def counts(ref: str, fusion: str) -> dict[str, Any]:
 
 
 # -- local runs ------------------------------------------------------------------------------
+IMAGE_TAG = ["latest"]  # --image-tag: a tag of the image that holds this checkout's code
+
+
 def write_configs(folder: str, fsx: str, fusion: str) -> dict[str, str]:
     """config/sagemaker.yaml and config/kfp.yaml with ``fusion``, their local runs in ``folder``."""
     os.makedirs(folder, exist_ok=True)
     local = os.path.join(folder, "local.yaml")
     with open(local, "w") as f:
         yaml.safe_dump({"mounts": {"fsx": fsx}, "store": os.path.join(folder, "store"),
-                        "image_tag": "latest"}, f)
+                        "image_tag": IMAGE_TAG[0]}, f)
     paths = {}
     for target in ("sagemaker", "kfp"):
         with open(os.path.join(ROOT, "config", f"{target}.yaml")) as f:
@@ -153,7 +157,11 @@ def main() -> None:
     p.add_argument("--skip-runs", action="store_true", help="counts and projections only")
     p.add_argument("--only", help="time only refs containing this (e.g. image_classification)")
     p.add_argument("--json", help="write the numbers here too")
+    p.add_argument("--image-tag", default="latest",
+                   help="the runs' image tag (default latest; on an engine others build on too, "
+                        "this checkout's content tag, code-<hash>)")
     args = p.parse_args()
+    IMAGE_TAG[0] = args.image_tag
     results: dict[str, Any] = {"counts": {}}
     for ref in (REFERENCE, CHAIN):
         before, after = counts(ref, "off"), counts(ref, "auto")
