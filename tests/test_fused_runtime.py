@@ -140,3 +140,21 @@ def test_kubeflow_group_writes_one_executor_output_for_every_member(tmp_path) ->
     assert list(members) == ["first", "second"]
     assert members["second"]["outputs"] == {"total": str(tmp_path / "second__total")}
     assert read(str(tmp_path / "second__total" / "value.txt")) == "int 41 + 1 = 42\n"
+
+
+def test_a_members_record_shows_the_parameters_an_unfused_step_would_have_received() -> None:
+    from kubesage.targets.sagemaker.local_members import member_parameters, members_of
+
+    args = {"AppSpecification": {"ContainerArguments": [
+        "--member", "first", "--entry", "e", "--param", "value", "40",
+        "--member", "second", "--entry", "e", "--param-from", "value", "first:output",
+        "--param", "amount", "2"]}}
+    assert members_of({"Type": "Processing", "Arguments": args}) == ["first", "second"]
+    returned = {("first", "output"): 41}
+    assert member_parameters("Processing", args, "second",
+                             lambda m, r: returned.get((m, r))) == {"amount": "2", "value": "41"}
+    hyper = {MEMBERS_KEY: '["lead", "anchor"]', "lead.value": "1",
+             "kubesage.member.anchor": json.dumps({"param_from": {"value": ["lead", "output"]}})}
+    assert member_parameters("Training", {"HyperParameters": hyper}, "anchor",
+                             lambda m, r: 2 if (m, r) == ("lead", "output") else None) == {
+        "value": "2"}

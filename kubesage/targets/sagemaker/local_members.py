@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from kubesage.dsl.types import masked
+from kubesage.dsl.types import masked, text_form
 from kubesage.plan import Step
 from kubesage.runs.artifacts import sha256_tree
 from kubesage.runs.record import StepRecord
@@ -45,21 +45,32 @@ def members_of(step: dict[str, Any]) -> list[str]:
     return []
 
 
-def member_parameters(kind: str, args: dict[str, Any], member: str) -> dict[str, Any]:
-    """The parameters (as text) the job passed one member."""
+def member_parameters(kind: str, args: dict[str, Any], member: str,
+                      returned: Callable[[str, str], Any]) -> dict[str, Any]:
+    """The parameters (as text) the job passed one member; one an earlier member returned
+    (``returned(member, name)``) as the text an unfused step would have received."""
     if kind == "Training":
+        hyper = args.get("HyperParameters", {})
         prefix = member + "."
-        return {k[len(prefix):]: v for k, v in args.get("HyperParameters", {}).items()
-                if k.startswith(prefix)}
-    items = list(args.get("AppSpecification", {}).get("ContainerArguments", []))
-    found: dict[str, Any] = {}
-    current = None
-    for i, item in enumerate(items):
-        if item == MEMBER_FLAG:
-            current = items[i + 1]
-        elif item == "--param" and current == member and i + 2 < len(items):
-            found[items[i + 1]] = items[i + 2]
-    return found
+        found = {k[len(prefix):]: v for k, v in hyper.items() if k.startswith(prefix)}
+        layout = json.loads(hyper.get(MEMBER_KEY + member, "{}"))
+        sources = {p: tuple(src) for p, src in layout.get("param_from", {}).items()}
+    else:
+        items = list(args.get("AppSpecification", {}).get("ContainerArguments", []))
+        found, sources, current = {}, {}, None
+        for i, item in enumerate(items):
+            if item == MEMBER_FLAG:
+                current = items[i + 1]
+            elif item in ("--param", "--param-from") and current == member and i + 2 < len(items):
+                if item == "--param":
+                    found[items[i + 1]] = items[i + 2]
+                else:
+                    sources[items[i + 1]] = tuple(str(items[i + 2]).partition(":")[::2])
+    for name, (source, value) in sources.items():
+        given = returned(source, value)
+        if given is not None:
+            found[name] = text_form(given)
+    return dict(sorted(found.items()))
 
 
 def _read(path: str) -> dict[str, Any] | None:
@@ -125,7 +136,9 @@ def settle(step: dict[str, Any], args: dict[str, Any], members: list[tuple[Step,
         record.cache_key, record.cached = job.cache_key, job.cached
         record.environment_id, record.attempts = job.environment_id, job.attempts
         types = {p.name: p.type for p in plan_step.task.spec.parameters}
-        record.parameters = masked(member_parameters(step["Type"], args, name), types)
+        record.parameters = masked(member_parameters(
+            step["Type"], args, name,
+            lambda m, r: left[m][0].get("returns", {}).get(r) if m in left else None), types)
         if name not in left:
             record.status = "not_run" if (missing_seen or not failed) else "failed"
             record.error = job.error if record.status == "failed" else ""
