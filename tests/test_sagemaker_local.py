@@ -24,7 +24,7 @@ from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import TARGET
 from tests.conftest import REPO, predictions_sha256
-from tests.sagemaker_fixtures import write_sagemaker_config
+from tests.sagemaker_fixtures import UNFUSED, write_sagemaker_config
 
 SCORES = {"train": ("train_loss", "train_accuracy"), "evaluate": ("accuracy",)}
 
@@ -44,11 +44,16 @@ def image_tag(docker_client: Any) -> Iterator[str]:
 
 @pytest.fixture
 def configs(tmp_path, fsx_root: str, image_tag: str) -> dict[str, str]:
-    """A SageMaker target config whose local config mounts the sample data and a fresh store."""
+    """A SageMaker target config whose local config mounts the sample data and a fresh store
+    (fusion: auto, the example config's; ``unfused``: the same with fusion: off)."""
     target = write_sagemaker_config(str(tmp_path), fsx=fsx_root, store=str(tmp_path / "store"),
                                     image_tag=image_tag)
+    unfused = tmp_path / "unfused"
+    unfused.mkdir()
+    write_sagemaker_config(str(unfused), fsx=fsx_root, store=str(tmp_path / "store"),
+                           image_tag=image_tag, **UNFUSED)
     return {"sagemaker": target, "local": str(tmp_path / "local.yaml"),
-            "store": str(tmp_path / "store")}
+            "store": str(tmp_path / "store"), "unfused": str(unfused / "sagemaker.yaml")}
 
 
 def run_sagemaker(ref: str, config: str, **params: str) -> dict[str, Any]:
@@ -84,12 +89,19 @@ def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
     # the plan's steps, as on every path (the ConditionStep and its FailStep are SageMaker's own)
     assert status == {"preprocess": "succeeded", "train": "succeeded", "evaluate": "succeeded",
                       "register": "succeeded", "predict": "succeeded", "postprocess": "succeeded"}
-    assert "preprocess: 1797 images in 10 classes from /opt/ml/processing/mounts/fsx/digits" in (
+    # fused (the example config's fusion: auto): preprocess, train and evaluate in one training
+    # job (preprocess reads the FSx channel there), postprocess in predict's collecting job
+    assert "preprocess: 1797 images in 10 classes from /opt/ml/input/data/fsx/digits" in (
         record["_stderr"])
+    jobs = {s["name"]: s["job"] for s in record["steps"]}
+    assert jobs == {"preprocess": "preprocess-to-evaluate", "train": "preprocess-to-evaluate",
+                    "evaluate": "preprocess-to-evaluate", "register": "",
+                    "predict": "predict-to-postprocess", "postprocess": "predict-to-postprocess"}
     # predict ran as SageMaker batch inference: its requests, a model in the serving image, a
     # batch transform job that POSTed them to the serving container, then its collect half
-    for part in ("predict-requests (Processing)", "predict-model (Model)",
-                 "predict-transform (Transform)", "predict (Processing)"):
+    for part in ("preprocess-to-evaluate (Training)", "predict-requests (Processing)",
+                 "predict-model (Model)", "predict-transform (Transform)",
+                 "predict-to-postprocess (Processing)"):
         assert f"> {part} started" in record["_stderr"]
     assert "predict-transform: 1 object(s) in 1 request(s)" in record["_stderr"]
     local = local_runner_record("pipelines/image_classification.py", configs["local"])
@@ -163,7 +175,9 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
                                "ckpt-*.pt")
         while time.time() < deadline and not glob.glob(pattern, recursive=True):
             time.sleep(0.2)
-        for c in docker_client.containers.list(filters={"label": "kubesage.step=train"}):
+        for c in docker_client.containers.list(filters={"label": "kubesage.step"}):
+            if c.labels["kubesage.step"] not in ("train", "preprocess-to-train"):
+                continue  # the training step, alone or fused with preprocess
             binds = " ".join(c.attrs["HostConfig"].get("Binds") or [])
             if c.labels.get("kubesage.run", "").startswith("resumable-") and \
                     configs["store"] in binds:  # this test's job, not another run's
@@ -180,7 +194,11 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
     assert record.status == "succeeded", text[-3000:]
     assert record.step("train").attempts == 2
     assert "spot interruption (host killed); resuming from its checkpoints" in text
-    assert "train: resumed from /opt/ml/checkpoints/ckpt-" in text
+    # fused with preprocess: the restarted job skips the finished preprocess (kept with the
+    # checkpoints) and train resumes from its own checkpoint folder
+    assert record.step("train").job == "preprocess-to-train"
+    assert "kubesage: preprocess done already (kept with the job's checkpoints)" in text
+    assert "train: resumed from /opt/ml/checkpoints/train/ckpt-" in text
     # resumed training ends where uninterrupted training ends (deterministic on CPU)
     expected = local_runner_record(ref, configs["local"])["metrics"]
     assert record.metrics["train"]["train_loss"] == pytest.approx(expected["train"]["train_loss"])
@@ -243,7 +261,7 @@ def test_identical_executions_hit_the_cache_and_changes_miss(tmp_path, image_tag
     fsx.mkdir(mode=0o755)
     write_digits(str(fsx))
     config = write_sagemaker_config(str(tmp_path), fsx=str(fsx), store=str(tmp_path / "store"),
-                                    image_tag=image_tag)
+                                    image_tag=image_tag, **UNFUSED)  # each step its own key
     ref = "tests/pipelines/sagemaker_pipelines.py:resumable"
 
     def run(**params: str) -> tuple[dict[str, bool], dict[str, Any]]:
@@ -324,8 +342,9 @@ def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     from kubesage.runs.rerun import rerun
     from kubesage.runs.store import RunStore
 
+    # unfused: a fused processing job runs all its members again (it has no checkpoints)
     first = run_sagemaker(os.path.join(REPO, "tests/pipelines/probes.py:failing-late"),
-                          configs["sagemaker"])
+                          configs["unfused"])
     assert first["status"] == "failed"
     steps = {s["name"]: s["status"] for s in first["steps"]}
     assert steps["probe"] == "succeeded" and steps["bad"] == "failed"

@@ -175,3 +175,26 @@ def fused_component(fused: FusedTask, config: KfpConfig) -> Any:
 
 def _identifier(name: str) -> str:
     return "kubesage_output" if name == "Output" else name
+
+
+def compiled_members(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """Fused task name -> its members, in a compiled pipeline's PipelineSpec (``doc``): read
+    from each fused executor's ``--group`` layout (a submitted run's record lists members)."""
+    executors = doc.get("deploymentSpec", {}).get("executors", {})
+    components = doc.get("components", {})
+    found: dict[str, list[str]] = {}
+
+    def walk(dag: dict[str, Any]) -> None:
+        for task_name, task in dag.get("tasks", {}).items():
+            component = components.get(task.get("componentRef", {}).get("name", ""), {})
+            if "dag" in component:
+                walk(component["dag"])
+                continue
+            args = executors.get(component.get("executorLabel", ""), {}).get(
+                "container", {}).get("args", [])
+            if "--group" in args[:-1]:
+                layout = json.loads(args[args.index("--group") + 1])
+                found[task_name] = [m["name"] for m in layout]
+
+    walk(doc.get("root", {}).get("dag", {}))
+    return found

@@ -45,7 +45,8 @@ def _time(value: Any) -> float | None:
 
 def read(client: Any, record: RunRecord) -> ServiceState:
     """The run of ``record`` as the API reports it; tasks are matched to the record's steps by
-    name (the API also lists the DAG and driver tasks behind them, which are left out)."""
+    name (the API also lists the DAG and driver tasks behind them, which are left out); a fused
+    task's state is each of its members' (the API does not see inside the task)."""
     try:
         run = client.get_run(record.remote["run_id"])
     except Exception as e:  # kfp_server_api.ApiException, urllib3 errors
@@ -54,19 +55,36 @@ def read(client: Any, record: RunRecord) -> ServiceState:
     state = str(run.state or "PENDING")
     status = STATUS.get(state, "running")
     names = {s.name for s in record.steps}
+    fused = _fused(record)
     steps = []
     for task in getattr(getattr(run, "run_details", None), "task_details", None) or []:
         name = str(task.display_name or "")
-        if name not in names:
+        members = [m for m in fused.get(name, []) if m in names]
+        if name not in names and not members:
             continue
         task_state = str(task.state or "")
         error = getattr(task, "error", None)
-        steps.append(StepState(name=name, status=STATUS.get(task_state, "running"),
-                               started=_time(getattr(task, "start_time", None)),
-                               ended=_time(getattr(task, "end_time", None)),
-                               error=str(getattr(error, "message", "") or "") if error else "",
-                               cached=task_state == "CACHED"))
+        for each in members or [name]:  # a fused task's members share its state
+            steps.append(StepState(
+                name=each, status=STATUS.get(task_state, "running"),
+                started=_time(getattr(task, "start_time", None)),
+                ended=_time(getattr(task, "end_time", None)),
+                error=str(getattr(error, "message", "") or "") if error else "",
+                cached=task_state == "CACHED"))
     return ServiceState("cancelled" if status == "skipped" else status, steps)
+
+
+def _fused(record: RunRecord) -> dict[str, list[str]]:
+    """A fused task -> its members, from the compiled file the record kept."""
+    import yaml
+
+    from kubesage.targets.kfp.fused import compiled_members
+
+    try:
+        with open(record.remote.get("compiled", "")) as f:
+            return compiled_members(next(yaml.safe_load_all(f)))
+    except (OSError, ValueError, StopIteration, yaml.YAMLError):
+        return {}
 
 
 def resume(client: Any, record: RunRecord, store: RunStore) -> RunRecord:

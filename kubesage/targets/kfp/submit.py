@@ -215,7 +215,11 @@ def executor_tasks(path: str) -> list[tuple[str, str]]:
                 found.append((task_name, ref.removeprefix("comp-")))
 
     walk(doc.get("root", {}).get("dag", {}))
-    return found
+    from kubesage.targets.kfp.fused import compiled_members
+
+    fused = compiled_members(doc)  # a fused task's members are the record's steps
+    return [(member, component) for name, component in found
+            for member in fused.get(name, [name])]
 
 
 def _client(where: Endpoint) -> Any:
