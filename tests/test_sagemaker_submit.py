@@ -315,6 +315,47 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
     assert "sagemaker" in text and "local" in text
 
 
+def test_refresh_reads_each_member_of_a_fused_job(aws) -> None:
+    """A fused processing job is one step on the service; the record keeps its members, each
+    with its own state and the result it left in the job's kubesage-members output."""
+    import datetime
+
+    import boto3
+
+    from kubesage.runs.store import RunStore
+    from kubesage.runs.submitted import update
+    from kubesage.targets.sagemaker.executions import read
+
+    result = submit("tests/conformance/pipelines/returned_value.py")
+    run_id = result["executions"][0]["kubesage_run_id"]
+    local = os.path.join(os.path.dirname(CONFIG[0]), "local.yaml")
+    store = RunStore(yaml.safe_load(open(local))["store"])
+    record = store.get(run_id)
+    assert [s.name for s in record.steps] == ["first", "second"]  # not the job's one step
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="fused")
+    for name, value in (("first", 41), ("second", 42)):
+        s3.put_object(Bucket="fused", Key=f"job/kubesage-members/{name}/kubesage-result/result.json",
+                      Body=json.dumps({"returns": {"output": value}, "metrics": {"v": value}}))
+    job = aws.create_processing_job(
+        ProcessingJobName="first-to-second-job", RoleArn="arn:aws:iam::111122223333:role/r",
+        AppSpecification={"ImageUri": "img"},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                               "VolumeSizeInGB": 30}},
+        ProcessingOutputConfig={"Outputs": [{"OutputName": "kubesage-members", "S3Output": {
+            "S3Uri": "s3://fused/job/kubesage-members", "S3UploadMode": "Continuous",
+            "LocalPath": "/opt/ml/processing/output/kubesage-members"}}]})
+    now = datetime.datetime.now(datetime.UTC)
+    stand_in(aws, "ListPipelineExecutionSteps", {"PipelineExecutionSteps": [
+        {"StepName": "first-to-second", "StepStatus": "Succeeded", "StartTime": now,
+         "EndTime": now, "Metadata": {"ProcessingJob": {"Arn": job["ProcessingJobArn"]}}}]})
+    said: list[str] = []
+    assert update(record, read(aws, record, s3), said.append)
+    assert {s.name: (s.status, s.returns, s.metrics) for s in record.steps} == {
+        "first": ("succeeded", {"output": 41}, {"v": 41.0}),
+        "second": ("succeeded", {"output": 42}, {"v": 42.0})}
+
+
 def test_from_failed_retries_a_failed_execution_and_selects_a_stopped_ones_steps(aws) -> None:
     from kubesage.runs.store import RunStore
     from kubesage.targets.sagemaker.executions import ExecutionError, resume
@@ -347,8 +388,13 @@ def test_from_failed_retries_a_failed_execution_and_selects_a_stopped_ones_steps
     selective = resume(aws2, record, store)
     config = sent[0]["SelectiveExecutionConfig"]
     assert config["SourcePipelineExecutionArn"] == arn
-    assert [s["StepName"] for s in config["SelectedSteps"]] == [
-        s.name for s in record.steps if s.name != "preprocess"]
+    # the record's steps are the plan's (a fused job's members); a stopped member selects its job
+    fused = {"preprocess": "preprocess-to-evaluate", "train": "preprocess-to-evaluate",
+             "evaluate": "preprocess-to-evaluate", "predict": "predict-to-postprocess",
+             "postprocess": "predict-to-postprocess"}
+    assert [s["StepName"] for s in config["SelectedSteps"]] == list(dict.fromkeys(
+        fused.get(s.name, s.name) for s in record.steps if s.name != "preprocess"))
+    assert "preprocess-to-evaluate" in [s["StepName"] for s in config["SelectedSteps"]]
     assert selective.remote["arn"] != arn and selective.remote["arn"] in [
         e["PipelineExecutionArn"] for e in executions(aws, "image-classification")]
     assert selective.step("preprocess").status == "succeeded"

@@ -196,7 +196,9 @@ def resume(client: Any, record: RunRecord, store: RunStore) -> RunRecord:
         raise ExecutionError(f"run {record.run_id}: its execution is {status}; only a Failed or "
                              "Stopped execution can be continued (an exact 'kubesage rerun "
                              f"{record.run_id}' starts it again)")
-    todo = [s.name for s in record.steps if s.status != "succeeded"]
+    job_of = {m: job for job, members in _fused(record).items() for m in members}
+    todo = list(dict.fromkeys(job_of.get(s.name, s.name) for s in record.steps
+                              if s.status != "succeeded"))  # a fused member: its job's step
     if not todo or not any(s.status in ("failed", "cancelled") for s in record.steps):
         raise ExecutionError(f"run {record.run_id}: its record does not say which steps stopped; "
                              f"read them first with 'kubesage runs refresh {record.run_id}'")
