@@ -23,15 +23,18 @@ def test_train_gets_a_gpu_on_kubeflow_and_on_sagemaker(tmp_path) -> None:
     run_cli("compile", REFERENCE, "--target", "kfp", "-o", str(kfp_out), check=True)
     run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(sm_out), check=True)
     executors = yaml.safe_load_all(kfp_out.read_text()).__next__()["deploymentSpec"]["executors"]
-    train = executors["exec-train"]["container"]["resources"]
+    # fused (fusion: auto): train's pod runs evaluate after it; preprocess runs in its own
+    train = executors["exec-train-to-evaluate"]["container"]["resources"]
     assert train["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert train["accelerator"]["resourceCount"] == "1"
     assert "accelerator" not in executors["exec-preprocess"]["container"].get("resources", {})
     steps = {s["Name"]: s for s in json.loads(sm_out.read_text())["Steps"]}
-    args = steps["train"]["Arguments"]
+    args = steps["preprocess-to-evaluate"]["Arguments"]  # the training job train runs in
     assert (gpus_of(args["ResourceConfig"]["InstanceType"]) or 0) >= 1
     assert args["Environment"]["KUBESAGE_GPUS_PER_NODE"] == "1"
-    assert "KUBESAGE_GPUS_PER_NODE" not in steps["preprocess"]["Arguments"].get("Environment", {})
+    inner = {s["Name"]: s for s in steps["condition-1"]["Arguments"]["IfSteps"]}
+    assert "KUBESAGE_GPUS_PER_NODE" not in inner["predict-requests"]["Arguments"].get(
+        "Environment", {})
 
 
 def test_gpus_auto_runs_train_on_cpu_where_the_engine_has_none(
