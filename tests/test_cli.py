@@ -62,3 +62,10 @@ def test_a_broken_pipeline_file_is_named_without_a_traceback(tmp_path, source: s
     proc = run_cli("validate", str(path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_version() -> None:
+    from kubesage import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"kubesage {__version__}"

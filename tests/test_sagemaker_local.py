@@ -322,7 +322,7 @@ def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     """The definition executor continues a failed run: the first job's outputs are reused (the
     cache off, as every re-run has it), the failing job runs again."""
     from kubesage.runs.rerun import rerun
-    from kubesage.runs.store import RunStore
+    from kubesage.targets import get
 
     first = run_sagemaker(os.path.join(REPO, "tests/pipelines/probes.py:failing-late"),
                           configs["sagemaker"])
@@ -330,7 +330,8 @@ def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     steps = {s["name"]: s["status"] for s in first["steps"]}
     assert steps["probe"] == "succeeded" and steps["bad"] == "failed"
     log = io.StringIO()
-    (again,) = rerun(RunStore(configs["store"]), first["run_id"], log=log, from_failed=True)
+    workspace = get("sagemaker").workspace(configs["sagemaker"])
+    (again,) = rerun(workspace, first["run_id"], get, log=log, from_failed=True)
     assert again.target == "sagemaker" and again.rerun_of == first["run_id"]
     assert f"= probe reused (from {first['run_id']})" in log.getvalue()
     assert again.step("probe").cached

@@ -306,3 +306,20 @@ def use(ref: str, catalog: str | None = None, lock: str | None = None) -> Compon
                            f"image {entry.image}")
 
     return Component(unavailable, entry.spec)
+
+
+def publishable(ref: str, version: str | None = None) -> Component[Any, Any]:
+    """What ``components publish`` publishes: ``FILE.py:COMPONENT`` (its version is its own),
+    or a Kubeflow component YAML imported at ``version``."""
+    from kubesage.project.loader import load_component
+
+    if ref.endswith((".yaml", ".yml")):
+        from kubesage import load_kfp_component
+
+        if not version:
+            raise CatalogError(f"{ref}: a Kubeflow component YAML has no version; pass --version X.Y.Z")
+        return load_kfp_component(ref, version)
+    if version:
+        raise CatalogError(f"{ref}: --version is for Kubeflow component YAML; a kubesage "
+                           "component declares its version in @component(version=...)")
+    return load_component(ref)

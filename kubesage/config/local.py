@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kubesage.config.reader import ConfigError, ConfigReader  # ConfigError: this target's error
-from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.runs.step_user import RUN_AS_GID, RUN_AS_UID
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline

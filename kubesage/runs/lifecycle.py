@@ -1,8 +1,8 @@
 """One run's lifecycle, the same on every target: its ID, its record, its state changes, its end.
 
-A target that executes a pipeline on this machine creates the record with ``new_record`` (so
-every record carries the same lineage: pipeline hash, source and compiled file hashes, git state,
-images, data fingerprints, tags, the config used) and drives it through a ``Run``:
+The run path (``kubesage.runs.launch``) creates the record with ``new_record`` (so every record
+carries the same lineage: pipeline hash, source and compiled file hashes, git state, images, data
+fingerprints, tags, the config used) and drives it through a ``Run``:
 
     run = Run(record, store, webhooks=..., log=...)
     with run.active():          # owner recorded; SIGINT/SIGTERM/SIGHUP cancel; cleanup on exit
@@ -35,7 +35,7 @@ from kubesage.runs.sweep import owner
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.plan import Plan
-    from kubesage.targets.base import RunOptions
+    from kubesage.runs.options import RunOptions
 
 
 def new_run_id(pipeline: str) -> str:
@@ -47,17 +47,18 @@ def new_run_id(pipeline: str) -> str:
 def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: str,
                values: dict[str, Any], data: dict[str, str], images: dict[str, str],
                code: dict[str, str] | None = None, compiled: str = "",
-               config: str = "") -> RunRecord:
+               config: str = "", run_id: str = "") -> RunRecord:
     """A record with every lineage field, whichever target runs the pipeline.
 
     ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``code``: logical
     image -> hash of the code it holds (``kubesage.docker_engine.images``); ``compiled``: the
-    compiled file the target executes (its sha256 is kept); ``config``: the target config file.
+    compiled file the target executes (its sha256 is kept); ``config``: the target config file;
+    ``run_id``: the run's ID, when it was chosen before (default: a new one).
     """
     path = options.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     return RunRecord(
-        run_id=new_run_id(pipeline.name),
+        run_id=run_id or new_run_id(pipeline.name),
         pipeline=pipeline.name,
         pipeline_file=os.path.abspath(path) if path else "",
         pipeline_hash=pipeline.digest(),

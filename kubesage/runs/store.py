@@ -10,8 +10,8 @@ import threading
 import time
 from typing import Any
 
-from kubesage.docker_engine.containers import share_existing, share_with_steps
 from kubesage.runs.record import RunRecord
+from kubesage.runs.step_user import share_existing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,7 +35,6 @@ class RunStore:
 
     def __init__(self, root: str) -> None:
         os.makedirs(root, exist_ok=True)
-        share_with_steps()  # steps that run as a non-root user write into it
         share_existing(root)
         self.root = root
         self._lock = threading.Lock()

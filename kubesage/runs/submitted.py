@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
@@ -30,7 +30,16 @@ from kubesage.runs.store import RunStore
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
-    from kubesage.targets.base import SubmitOptions, Target
+    from kubesage.runs.options import SubmitOptions
+    from kubesage.runs.workspace import Workspace
+
+
+class Service(Protocol):
+    """What watching a submitted run needs of its target."""
+
+    def read(self, record: RunRecord) -> ServiceState: ...
+
+    def poll_s(self, config_path: str | None = None) -> float: ...
 
 RUNNER = "service"  # a submitted run's runner: the service runs its steps
 
@@ -148,11 +157,10 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None],
 
 
 @contextlib.contextmanager
-def notifications(target: Target, config_path: str | None,
-                  say: Callable[[str], None]) -> Iterator[Notify]:
-    """Send to the webhooks of the target's local config (``webhooks:``) while reading
-    submitted runs; delivered before the block ends."""
-    notifier = Notifier(target.local_config(config_path).webhooks, say)
+def notifications(webhooks: list[str], say: Callable[[str], None]) -> Iterator[Notify]:
+    """Send to ``webhooks`` (the local config's ``webhooks:``) while reading submitted runs;
+    delivered before the block ends."""
+    notifier = Notifier(webhooks, say)
     try:
         yield notifier.send
     finally:
@@ -209,12 +217,12 @@ class SubmissionError(KubesageError):
     submission: Submission | None = None
 
 
-def recorded(target: Target, options: SubmitOptions,
+def recorded(target: Service, options: SubmitOptions, workspace: Workspace,
              send: Callable[[], tuple[dict[str, Any], Submission]]
              ) -> tuple[dict[str, Any], list[RunRecord]]:
     """Submit with ``send``, record every execution it started (those started before a failure
-    too), then (``--wait``) watch each until it ends."""
-    store = RunStore(target.local_config(options.config).store)
+    too) in the workspace's store, then (``--wait``) watch each until it ends."""
+    store = workspace.store
     try:
         result, sub = send()
     except SubmissionError as e:
@@ -228,7 +236,53 @@ def recorded(target: Target, options: SubmitOptions,
         def say(text: str) -> None:
             print(text, file=out, flush=True)
 
-        with notifications(target, options.config, say) as notify:
+        with notifications(workspace.local.webhooks, say) as notify:
             for record in records:
                 watch(record, store, target.read, poll, say, notify)
     return result, records
+
+
+def refresh(workspace: Workspace, run_id: str | None, target_of: Callable[[str], Any],
+            say: Callable[[str], None]) -> list[tuple[RunRecord, bool]]:
+    """Read submitted runs' states from their services: ``run_id``, else every one still
+    running. Each record (saved), and whether it ended since it was last read."""
+    store = workspace.store
+    if run_id:
+        try:
+            records = [store.get(run_id)]
+        except KeyError:
+            raise KubesageError(f"no run '{run_id}'; 'kubesage runs list' shows the runs") from None
+        if not records[0].remote:
+            raise KubesageError(f"run {records[0].run_id} ran here ({records[0].target}); its "
+                                "record is written as it runs, there is nothing to refresh")
+    else:
+        records = [r for r in store.running() if r.remote]
+    out = []
+    with notifications(workspace.local.webhooks, say) as notify:
+        for record in records:
+            def prefixed(text: str, prefix: str = record.run_id) -> None:
+                say(f"{prefix}: {text}")
+
+            was = record.status
+            ended = update(record, target_of(record.target).read(record), prefixed, notify)
+            store.save(record)
+            out.append((record, ended and was == "running"))
+    return out
+
+
+def deployable(records: list[RunRecord]) -> tuple[dict[str, str], dict[str, str]]:
+    """Which runs' models a deploy serves: client (or ``model``) -> run ID of each run that
+    succeeded whole (every step, its conditions held), and client -> why the others are not."""
+    models: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for record in records:
+        name = str(record.remote.get("client") or "model")
+        unmet = [s.name for s in record.steps if s.status != "succeeded"]
+        if record.status != "succeeded":
+            skipped[name] = f"run {record.run_id} {record.status}"
+        elif unmet:
+            skipped[name] = (f"run {record.run_id}: {', '.join(unmet)} did not run (a condition "
+                             "did not hold)")
+        else:
+            models[name] = record.run_id
+    return models, skipped

@@ -108,7 +108,15 @@ def create_app(models: ModelCache) -> FastAPI:
     async def unknown_model(_: Request, e: UnknownModel) -> JSONResponse:
         return JSONResponse({"error": str(e)}, status_code=404)
 
-    # -- SageMaker ---------------------------------------------------------------------
+    _sagemaker_routes(app, models)
+    _multi_model_routes(app, models)
+    _v2_routes(app, models)
+    return app
+
+
+def _sagemaker_routes(app: FastAPI, models: ModelCache) -> None:
+    """SageMaker's inference contract: ``/ping`` and ``/invocations``."""
+
     @app.get("/ping")
     def ping() -> dict[str, Any]:
         return {"status": "ok", "models": sorted(models.folders)}
@@ -124,7 +132,11 @@ def create_app(models: ModelCache) -> FastAPI:
         payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
-    # -- SageMaker multi-model endpoints: the service loads and unloads models ---------
+
+
+def _multi_model_routes(app: FastAPI, models: ModelCache) -> None:
+    """SageMaker multi-model endpoints: the service loads, lists, invokes and unloads models."""
+
     @app.post("/models")
     async def load_model(request: Request) -> JSONResponse:
         doc = parse_json(await request.body())
@@ -158,7 +170,11 @@ def create_app(models: ModelCache) -> FastAPI:
         payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
-    # -- Open Inference Protocol v2 (KServe) -------------------------------------------
+
+
+def _v2_routes(app: FastAPI, models: ModelCache) -> None:
+    """The Open Inference Protocol v2 (KServe), with the binary tensor data extension."""
+
     @app.get("/v2")
     def server_metadata() -> dict[str, Any]:
         return {"name": "kubesage", "version": __version__, "extensions": ["binary_tensor_data"]}
@@ -187,5 +203,3 @@ def create_app(models: ModelCache) -> FastAPI:
         answers = models.get(name).predict(asked.images, **asked.options)
         body, headers = infer_answer(name, answers, asked)
         return Response(body, headers=headers)
-
-    return app

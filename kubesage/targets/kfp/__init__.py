@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
+from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target, Workspace
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
+    from kubesage.runs.launch import RunSetup
     from kubesage.runs.record import RunRecord
     from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
     from kubesage.targets.kfp.config import KfpConfig
+    from kubesage.targets.kfp.local_run import KfpLocalRun
 
 
 class KfpTarget(Target):
@@ -38,10 +40,12 @@ class KfpTarget(Target):
 
         return load_kfp_config(path)
 
-    def local_config(self, config_path: str | None = None) -> LocalConfig:
+    local_config_hint = "the local config (config/kfp.yaml's local.config names it)"
+
+    def local_config_of(self, config: KfpConfig) -> LocalConfig:
         from kubesage.config.local import load_local_config
 
-        return load_local_config(self.load_config(config_path).local_config)
+        return load_local_config(config.local_config)
 
     def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
                 source: str = "") -> None:
@@ -70,22 +74,22 @@ class KfpTarget(Target):
         super().check(pipeline, options)
         refusals(pipeline)
 
-    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
+    def prepare(self, setup: RunSetup) -> KfpLocalRun:
         """Compile, then run the compiled YAML with kfp.local's DockerRunner."""
-        from kubesage.targets.kfp.local_run import run_compiled
+        from kubesage.targets.kfp.local_run import KfpLocalRun
 
-        self.check(pipeline, options)
-        record: RunRecord = run_compiled(pipeline, options)
-        return record
+        return KfpLocalRun(setup)
 
-    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
+    def submit(self, ref: str, options: SubmitOptions,
+               workspace: Workspace | None = None) -> dict[str, Any]:
         """Submit a pipeline file (compiled on the fly) or a compiled YAML through kfp.Client,
         each run recorded; ``wait`` watches them until they end."""
         from kubesage.runs.submitted import recorded
         from kubesage.targets.kfp.submit import submit
 
-        result, records = recorded(self, options, lambda: submit(
-            ref, options.params, options.config, options.clients, options.log))
+        result, records = recorded(
+            self, options, workspace or self.workspace(options.config),
+            lambda: submit(ref, options.params, options.config, options.clients, options.log))
         for run, record in zip(result["runs"], records, strict=True):
             run["kubesage_run_id"] = record.run_id
             if options.wait:
@@ -121,6 +125,13 @@ class KfpTarget(Target):
         return deploy(models, options.name, config, image, options.output, options.apply,
                       options.per_client)
 
+    def export_component(self, spec: ComponentSpec, output: str,
+                         config_path: str | None = None) -> str:
+        """Write one component as a Kubeflow component YAML (``kfp.components`` loads it)."""
+        from kubesage.targets.kfp.component_yaml import export_component
+
+        return export_component(spec, output, self.load_config(config_path))
+
     def poll_s(self, config_path: str | None = None) -> float:
         """``wait.poll_seconds`` of the config."""
         return float(self.load_config(config_path).wait_poll_s)
@@ -138,14 +149,6 @@ class KfpTarget(Target):
         return resume(api_client(record), record, store)
 
 
-def export_component(spec: ComponentSpec, output: str, config_path: str | None = None) -> str:
-    """Write one component as a Kubeflow component YAML (``kfp.components`` loads it)."""
-    from kubesage.targets.kfp.component_yaml import export_component as _export
-    from kubesage.targets.kfp.config import load_kfp_config
-
-    return _export(spec, output, load_kfp_config(config_path))
-
-
 TARGET = KfpTarget()
 
-__all__ = ["TARGET", "KfpTarget", "export_component"]
+__all__ = ["TARGET", "KfpTarget"]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from kubesage.config.reader import ConfigError, ConfigReader
-from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.runs.step_user import RUN_AS_GID, RUN_AS_UID
 from kubesage.targets.kfp.k8s_syntax import (
     dns_label_problem,
     dns_subdomain_problem,

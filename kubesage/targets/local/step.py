@@ -61,7 +61,7 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
             params[p.name] = coerce(p.type, params[p.name])
     record.parameters = masked(params, {p.name: p.type for p in spec.parameters})
     image = run.image(spec.image)
-    record.environment_id = run.executor.environment_id(image)
+    record.environment_id = run.record.images[spec.image]  # read once, for the whole run
     record.cache_key = cache.cache_key(
         spec, record.environment_id, params,
         {k: v["sha256"] for k, v in record.inputs.items()},

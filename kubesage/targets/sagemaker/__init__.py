@@ -18,16 +18,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
+from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target, Workspace
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
+    from kubesage.runs.launch import RunSetup
     from kubesage.runs.record import RunRecord
     from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
     from kubesage.targets.sagemaker.config import SageMakerConfig
+    from kubesage.targets.sagemaker.local_run import DefinitionRun
 
 
 class SageMakerTarget(Target):
@@ -45,10 +47,12 @@ class SageMakerTarget(Target):
 
         return load_config(path)
 
-    def local_config(self, config_path: str | None = None) -> LocalConfig:
+    local_config_hint = "the local config (config/sagemaker.yaml's local_config names it)"
+
+    def local_config_of(self, config: SageMakerConfig) -> LocalConfig:
         from kubesage.config.local import load_local_config
 
-        return load_local_config(self.load_config(config_path).local_config)
+        return load_local_config(config.local_config)
 
     def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
                 source: str = "") -> None:
@@ -92,21 +96,26 @@ class SageMakerTarget(Target):
         super().check(pipeline, options)
         refusals(pipeline)
 
-    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
+    def logical_images(self, pipeline: Pipeline, config: SageMakerConfig) -> set[str]:
+        """The components' images and the serving image of each batch transform."""
+        return set(images_of(pipeline, config))
+
+    def prepare(self, setup: RunSetup) -> DefinitionRun:
         """Compile, then execute the compiled definition locally in Docker (no AWS account)."""
-        from kubesage.targets.sagemaker.local_run import run_compiled
+        from kubesage.targets.sagemaker.local_run import DefinitionRun
 
-        self.check(pipeline, options)
-        return run_compiled(pipeline, options)
+        return DefinitionRun(setup)
 
-    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
+    def submit(self, ref: str, options: SubmitOptions,
+               workspace: Workspace | None = None) -> dict[str, Any]:
         """Upsert the pipeline and start executions (one per client) with boto3, each recorded
         as a run; ``wait`` watches them until they end."""
         from kubesage.runs.submitted import recorded
         from kubesage.targets.sagemaker.submit import submit_pipeline
 
-        result, records = recorded(self, options, lambda: submit_pipeline(ref, options.params, options.config,
-                                                           options.clients))
+        result, records = recorded(
+            self, options, workspace or self.workspace(options.config),
+            lambda: submit_pipeline(ref, options.params, options.config, options.clients))
         for execution, record in zip(result["executions"], records, strict=True):
             execution["kubesage_run_id"] = record.run_id
             if options.wait:
