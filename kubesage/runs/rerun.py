@@ -142,7 +142,7 @@ def _resubmit(workspace: Workspace, target: Any, old: RunRecord, log: TextIO | N
                 print(text, file=out, flush=True)
 
             with notifications(workspace.local.webhooks, say) as notify:
-                watch(record, workspace.store, target.read, target.poll_s(old.config or None),
+                watch(record, workspace.store, target.read, target.poll_s(workspace.config),
                       say, notify)
         return [record]
     kept = _kept_compiled(old)

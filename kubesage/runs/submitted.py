@@ -39,7 +39,7 @@ class Service(Protocol):
 
     def read(self, record: RunRecord) -> ServiceState: ...
 
-    def poll_s(self, config_path: str | None = None) -> float: ...
+    def poll_s(self, config: Any) -> float: ...
 
 RUNNER = "service"  # a submitted run's runner: the service runs its steps
 
@@ -231,7 +231,7 @@ def recorded(target: Service, options: SubmitOptions, workspace: Workspace,
         raise
     records = record_submission(sub, store, options.tags, options.rerun_of)
     if options.wait:
-        out, poll = options.out(), target.poll_s(options.config)
+        out, poll = options.out(), target.poll_s(workspace.config)
 
         def say(text: str) -> None:
             print(text, file=out, flush=True)

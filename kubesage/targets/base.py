@@ -171,8 +171,9 @@ class Target:
         raise Unsupported(f"target '{self.name}' has no service to submit to; "
                           f"{self._others('submit')}")
 
-    def poll_s(self, config_path: str | None = None) -> float:
-        """Seconds between two reads of a submitted run being watched."""
+    def poll_s(self, config: Any) -> float:
+        """Seconds between two reads of a submitted run being watched (``config``: the
+        target's config)."""
         return 15.0
 
     def read(self, record: RunRecord) -> ServiceState:

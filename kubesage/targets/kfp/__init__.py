@@ -87,9 +87,10 @@ class KfpTarget(Target):
         from kubesage.runs.submitted import recorded
         from kubesage.targets.kfp.submit import submit
 
+        ws = workspace or self.workspace(options.config)
         result, records = recorded(
-            self, options, workspace or self.workspace(options.config),
-            lambda: submit(ref, options.params, options.config, options.clients, options.log))
+            self, options, ws,
+            lambda: submit(ref, options.params, ws.config, options.clients, options.log))
         for run, record in zip(result["runs"], records, strict=True):
             run["kubesage_run_id"] = record.run_id
             if options.wait:
@@ -101,24 +102,23 @@ class KfpTarget(Target):
         CRD's schema and written; ``apply``: handed to kubectl."""
         from kubesage.docker_engine.images import check_pushed, content_refs
         from kubesage.project.loader import project_root
-        from kubesage.runs.store import RunStore
         from kubesage.targets.kfp.deploy import SERVE_IMAGE, DeployError, deploy
 
         if options.replace:
             raise DeployError("--replace: Kubeflow deploys one InferenceService per client, so "
                               "a deploy never drops the others; remove one with kubectl delete "
                               "inferenceservice NAME")
-        store = RunStore(self.local_config(options.config).store)
+        workspace = self.workspace(options.config)
         for client, ref in models.items():
             try:
-                record = store.get(ref)
+                record = workspace.store.get(ref)
             except (KeyError, ValueError):
                 continue
             raise DeployError(
                 f"model '{client}': {ref} is run {record.run_id}, but the Kubeflow runs API "
                 "does not give its artifacts' URIs (they live in ML Metadata); give the "
                 f"model's URI in the pipeline root: --model {client}=s3://...")
-        config = self.load_config(options.config)
+        config = workspace.config
         refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
         image = config.with_content_tags(refs).image(SERVE_IMAGE)
         check_pushed([image])
@@ -132,9 +132,9 @@ class KfpTarget(Target):
 
         return export_component(spec, output, self.load_config(config_path))
 
-    def poll_s(self, config_path: str | None = None) -> float:
+    def poll_s(self, config: KfpConfig) -> float:
         """``wait.poll_seconds`` of the config."""
-        return float(self.load_config(config_path).wait_poll_s)
+        return float(config.wait_poll_s)
 
     def read(self, record: RunRecord) -> ServiceState:
         """The run's state and its tasks' states, from the Kubeflow Pipelines API."""

@@ -113,9 +113,10 @@ class SageMakerTarget(Target):
         from kubesage.runs.submitted import recorded
         from kubesage.targets.sagemaker.submit import submit_pipeline
 
+        ws = workspace or self.workspace(options.config)
         result, records = recorded(
-            self, options, workspace or self.workspace(options.config),
-            lambda: submit_pipeline(ref, options.params, options.config, options.clients))
+            self, options, ws,
+            lambda: submit_pipeline(ref, options.params, ws.config, options.clients))
         for execution, record in zip(result["executions"], records, strict=True):
             execution["kubesage_run_id"] = record.run_id
             if options.wait:
@@ -132,12 +133,11 @@ class SageMakerTarget(Target):
 
         from kubesage.docker_engine.images import check_pushed, content_refs
         from kubesage.project.loader import project_root
-        from kubesage.runs.store import RunStore
         from kubesage.serving.local import model_folder
         from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy, fetch_model
 
-        config = self.load_config(options.config)
-        store = RunStore(self.local_config(options.config).store)
+        workspace = self.workspace(options.config)
+        config, store = workspace.config, workspace.store
         refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
         image = config.with_content_tags(refs).image_uri(SERVE_IMAGE, "serve")
         check_pushed([image])
@@ -152,7 +152,7 @@ class SageMakerTarget(Target):
                           boto3.client("sagemaker", region_name=config.region), s3,
                           multi_model=options.per_client, replace=options.replace)
 
-    def poll_s(self, config_path: str | None = None) -> float:
+    def poll_s(self, config: SageMakerConfig) -> float:
         """``$KUBESAGE_POLL_S``, else 15 s."""
         import os
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from kubesage.config.local import ConfigError, LocalConfig
@@ -67,7 +68,7 @@ class DefinitionRun:
         if problems:
             raise DefinitionInvalid("the compiled definition is invalid:\n  " + "\n  ".join(problems))
         self.fan_out = fan_out_parameters(setup.pipeline)
-        self.executor = DefinitionExecutor(doc, config, setup.local, pins=setup.options.images,
+        self.executor = DefinitionExecutor(doc, config, setup.local, image=setup.image,
                                            use_cache=setup.options.use_cache)
         if setup.options.resume_from:  # rerun --from-failed: the failed run's steps that succeeded
             self.executor.resumes = {s.name: s for s in
@@ -103,11 +104,11 @@ class DefinitionExecutor:
     """Runs the steps of one definition (one execution per parameter set)."""
 
     def __init__(self, doc: dict[str, Any], config: SageMakerConfig, local: LocalConfig,
-                 pins: dict[str, str] | None = None, use_cache: bool = True) -> None:
+                 image: Callable[[str], str] | None = None, use_cache: bool = True) -> None:
         self.doc = doc
         self.config = config
         self.local = local
-        self.pins = dict(pins or {})  # logical image -> image ID (a re-run)
+        self.image = image or local.image  # logical image -> what it runs as (a pin, a tag)
         self.use_cache = use_cache
         self.resumes: dict[str, StepRecord] = {}  # rerun --from-failed: step name -> its record
         self.root = os.path.join(os.path.abspath(local.store), "sagemaker")
@@ -204,7 +205,7 @@ class DefinitionExecutor:
         """The local image an image URI of the definition runs as (a pinned ID in a re-run)."""
         for name, mapped in [*self.config.pinned.items(), *self.config.images.items()]:
             if mapped == uri:
-                return self.pins.get(name) or self.local.image(name)
+                return self.image(name)
         return uri
 
     def image_id(self, image: str) -> str:
