@@ -39,7 +39,7 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
   say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
   "$py" -m venv .venv
   .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/pip install -q -e '.[components,serving,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/pip install -q -e '.[sagemaker,components,serving,plots,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c 'import kubesage, torch, kfp, docker, fastapi, uvicorn' || { say "install failed"; exit 1; }
   echo "$want" >.venv/.installed
 fi

@@ -36,20 +36,31 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+PLOTS_HINT = "matplotlib is not installed: pip install 'kubesage[plots]' draws the learning curves"
+
+
+class PlotsNotInstalled(ValueError):
+    """matplotlib (the ``plots`` extra) is missing: the table prints, the PNG is not drawn."""
+
+
 def plot(records: list[RunRecord], path: str) -> list[str]:
     """Write a PNG of every learning curve (one panel per series, one line per run).
 
-    Returns the series drawn; written atomically (temporary file, then rename).
+    Returns the series drawn; written atomically (temporary file, then rename). Raises
+    ``ValueError`` when there is nothing to draw, ``PlotsNotInstalled`` (one) when matplotlib,
+    the ``plots`` extra, is not installed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series = sorted({f"{s.name}.{name}" for r in records for s in r.steps for name in s.series
                      if "per_s" not in name})
     if not series:
         raise ValueError("none of these runs recorded learning curves (metrics logged with a step)")
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsNotInstalled(PLOTS_HINT) from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     differing = [k for k in sorted({k for r in records for k in r.parameters})
