@@ -24,7 +24,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reach a real Kubeflow or AWS endpoint) and leaves the environment as it found it."""
     saved = dict(os.environ)
     for key in list(os.environ):
-        if key.startswith(("KFP_", "KUBESAGE_CATALOG", "MLFLOW_")) or key in (
+        if key.startswith(("KFP_", "KUBESAGE_CATALOG", "KUBESAGE_STORE", "KUBESAGE_ARTIFACTS",
+                           "MLFLOW_", "PG")) or key in (
                 "AWS_ENDPOINT_URL", "AWS_PROFILE"):
             monkeypatch.delenv(key)
     yield

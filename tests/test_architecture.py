@@ -13,14 +13,17 @@ from tests.conftest import REPO
 
 PACKAGE = os.path.join(REPO, "kubesage")
 NEUTRAL = ("kubesage.dsl", "kubesage.plan", "kubesage.runs", "kubesage.config", "kubesage.util",
-           "kubesage.project")
+           "kubesage.project", "kubesage.store")
+# What the neutral core may import besides the standard library and itself: YAML configs, the
+# store's SQL toolkit and migrations, and the sample data's readers.
+CORE_LIBRARIES = ("yaml", "sqlalchemy", "alembic", "numpy", "PIL", "sklearn")
 # Each backend SDK, and who may import it.
 SDKS = {
     "kfp": ("kubesage.targets.kfp",),
     "kfp_server_api": ("kubesage.targets.kfp",),
     "sagemaker": ("kubesage.targets.sagemaker",),
-    "boto3": ("kubesage.targets.sagemaker", "kubesage.catalog"),
-    "botocore": ("kubesage.targets.sagemaker", "kubesage.catalog"),
+    "boto3": ("kubesage.targets.sagemaker", "kubesage.catalog", "kubesage.store.artifacts"),
+    "botocore": ("kubesage.targets.sagemaker", "kubesage.catalog", "kubesage.store.artifacts"),
     "docker": ("kubesage.docker_engine", "kubesage.targets", "kubesage.serving"),
     "mlflow": ("kubesage.tracking",),
     "matplotlib": ("kubesage.tracking",),
@@ -76,7 +79,7 @@ def violations(rule: str) -> list[str]:
 def _neutral_core(module: str, name: str, graph: dict[str, set[str]]) -> str:
     if not within(module, NEUTRAL):
         return ""
-    if top(name) in sys.stdlib_module_names or top(name) in ("yaml", "numpy", "PIL", "sklearn"):
+    if top(name) in sys.stdlib_module_names or top(name) in CORE_LIBRARIES:
         return ""
     if within(name, NEUTRAL) or name == "kubesage" or name.startswith("kubesage.__"):
         return ""

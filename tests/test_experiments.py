@@ -81,7 +81,7 @@ def test_compare_without_matplotlib_prints_the_table_and_how_to_install_it(
 
     from kubesage.cli import main
     from kubesage.runs.record import RunRecord, StepRecord
-    from kubesage.runs.store import RunStore
+    from kubesage.store import RunStore
 
     config = write_config(str(tmp_path / "l.yaml"), str(tmp_path), str(tmp_path / "s"))
     store = RunStore(str(tmp_path / "s"))

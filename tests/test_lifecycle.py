@@ -21,8 +21,8 @@ import yaml
 from kubesage.config.local import LocalConfig
 from kubesage.project.loader import load_pipeline
 from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
 from kubesage.runs.sweep import alive, owner, sweep
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import KUBESAGE, REPO, run_cli, run_json, write_config

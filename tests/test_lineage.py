@@ -11,7 +11,7 @@ import pytest
 from kubesage.config.local import LocalConfig
 from kubesage.project.loader import load_pipeline
 from kubesage.runs.rerun import RerunError, rerun
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions, Workspace, get
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_cli, write_config

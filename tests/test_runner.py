@@ -9,7 +9,7 @@ import pytest
 
 from kubesage.config.local import ConfigError, LocalConfig, load_local_config
 from kubesage.project.loader import load_pipeline
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO

@@ -19,7 +19,7 @@ import pytest
 
 from kubesage.config.local import load_local_config
 from kubesage.project.loader import load_pipeline
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import TARGET

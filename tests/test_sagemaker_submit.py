@@ -247,8 +247,8 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
 
     import boto3
 
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import update
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.executions import read
 
     result = submit("pipelines/image_classification.py", "--tag", "exp=cloud")
@@ -316,7 +316,7 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
 
 
 def test_from_failed_retries_a_failed_execution_and_selects_a_stopped_ones_steps(aws) -> None:
-    from kubesage.runs.store import RunStore
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.executions import ExecutionError, resume
 
     result = submit("pipelines/image_classification.py")
@@ -463,8 +463,8 @@ def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path
 
     from kubesage import cli
     from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import update
+    from kubesage.store import RunStore
     from kubesage.targets import get
     from kubesage.targets.sagemaker.executions import read
     from tests.test_serving import _model

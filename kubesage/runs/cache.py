@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 
 
 def cache_key(

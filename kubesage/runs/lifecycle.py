@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kubesage.dsl.types import masked
-from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.signals import stop_on_signals
-from kubesage.runs.store import RunStore
 from kubesage.runs.sweep import owner
+from kubesage.store import RunStore
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
@@ -57,7 +57,7 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
     """
     path = options.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-    return RunRecord(
+    record = RunRecord(
         run_id=run_id or new_run_id(pipeline.name),
         pipeline=pipeline.name,
         pipeline_file=os.path.abspath(path) if path else "",
@@ -76,6 +76,8 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
         rerun_of=options.rerun_of,
         config=os.path.abspath(config) if config else "",
     )
+    record.user, record.host, record.checkout = made_by(root)
+    return record
 
 
 def plan_steps(plan: Plan, image: Callable[[str], str]) -> list[StepRecord]:

@@ -91,6 +91,10 @@ class RunRecord:
     # a run a service executes (``kubesage submit``): its identifiers there (the SageMaker
     # execution ARN, the Kubeflow run ID), where to reach it, and the compiled file kept
     remote: dict[str, Any] = field(default_factory=dict)
+    # who made the run and from where: the user and host, and the checkout (project folder)
+    user: str = ""
+    host: str = ""
+    checkout: str = ""
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -129,6 +133,9 @@ class RunRecord:
             "inputs": self.inputs,
             "owner": self.owner,
             "remote": self.remote,
+            "user": self.user,
+            "host": self.host,
+            "checkout": self.checkout,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -137,7 +144,7 @@ class RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
         optional = ("source_sha256", "compiled_sha256", "git", "images", "code", "tags", "rerun_of",
-                    "config", "inputs", "owner", "remote")
+                    "config", "inputs", "owner", "remote", "user", "host", "checkout")
         record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

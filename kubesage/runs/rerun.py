@@ -44,7 +44,7 @@ def rerun(workspace: Workspace, run_id: str, target_of: Callable[[str], Any],
     try:
         old = store.get(run_id)
     except KeyError:
-        raise RerunError(f"no run '{run_id}' in {store.root}; 'kubesage runs list' shows them") from None
+        raise RerunError(f"no run '{run_id}' in {store.location}; 'kubesage runs list' shows them") from None
     if from_failed and old.status not in ("failed", "cancelled", "abandoned"):
         raise RerunError(f"run {old.run_id} is {old.status}; --from-failed continues a failed, "
                          "cancelled or abandoned run" + (
@@ -67,7 +67,7 @@ def _workspace_of(target: Any, old: RunRecord, workspace: Workspace) -> Workspac
     if config_path is None and type(config) is type(workspace.config):
         config = workspace.config  # the run named no file: the command's config was its config
     local = target.local_config_of(config)
-    if os.path.abspath(local.store) == os.path.abspath(workspace.store.root):
+    if local.store_url == workspace.local.store_url:
         return Workspace(config, local, workspace.store, config_path)
     return Workspace.open(config, local, config_path)
 

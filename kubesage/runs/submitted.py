@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
 from kubesage.runs.lifecycle import new_run_id
-from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -87,9 +87,11 @@ class Submission:
     # ^ (remote identifiers, parameters given) per execution started
 
 
-def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | None = None,
+def record_submission(sub: Submission, workspace: Workspace, tags: dict[str, str] | None = None,
                       rerun_of: str = "") -> list[RunRecord]:
-    """One record per execution started, each saved ``running`` with a copy of the compiled file."""
+    """One record per execution started, each saved ``running`` with a copy of the compiled file
+    (kept under the workspace's local folder)."""
+    store = workspace.store
     digest = hashlib.sha256(sub.compiled_text.encode()).hexdigest()
     path = sub.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
@@ -104,7 +106,9 @@ def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | N
             source_sha256=file_sha256(path) if path else "", compiled_sha256=digest, git=git,
             images=dict(sub.images), tags=dict(tags or {}), rerun_of=rerun_of,
             config=os.path.abspath(sub.config) if sub.config else "")
-        kept = os.path.join(store.root, "submitted", record.run_id, sub.compiled_name)
+        record.user, record.host, record.checkout = made_by(root)
+        kept = os.path.join(os.path.abspath(workspace.local.store), "submitted", record.run_id,
+                            sub.compiled_name)
         write_atomic(kept, sub.compiled_text)
         record.remote = {**remote, "compiled": kept}
         record.steps = [StepRecord(name=n, task=n, component=c, version="", image="")
@@ -227,9 +231,9 @@ def recorded(target: Service, options: SubmitOptions, workspace: Workspace,
         result, sub = send()
     except SubmissionError as e:
         if e.submission is not None and e.submission.executions:
-            record_submission(e.submission, store, options.tags, options.rerun_of)
+            record_submission(e.submission, workspace, options.tags, options.rerun_of)
         raise
-    records = record_submission(sub, store, options.tags, options.rerun_of)
+    records = record_submission(sub, workspace, options.tags, options.rerun_of)
     if options.wait:
         out, poll = options.out(), target.poll_s(workspace.config)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesage.runs.record import TERMINAL, RunRecord
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 
 
 def _start_ticks(pid: int) -> str:

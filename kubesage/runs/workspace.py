@@ -8,11 +8,13 @@ store opens on first use: a command refused before it runs anything leaves no st
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubesage.runs.store import RunStore
+from kubesage.runs.step_user import share_existing
 from kubesage.runs.sweep import sweep
+from kubesage.store import RunStore
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
@@ -47,7 +49,9 @@ class Workspace:
         """The run store of ``local``, opened once; runs whose process died are marked
         abandoned when it opens."""
         if self._store is None:
-            self._store = RunStore(self.local.store)
+            os.makedirs(self.local.store, exist_ok=True)
+            share_existing(self.local.store)  # steps running as a non-root user write in it
+            self._store = RunStore(self.local.store_url, say=self._say)
             sweep(self._store, say=self._say, clean_up=self._clean_up)
         return self._store
 

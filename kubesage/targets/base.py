@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import Execution, Images, RunSetup
     from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
+    from kubesage.store import RunStore
 
 __all__ = ["DeployOptions", "RunOptions", "SubmitOptions", "Target", "Unsupported", "Workspace"]
 

@@ -82,7 +82,7 @@ def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kubesage.runs.store import RunStore
+    from kubesage.store import RunStore
 
     ap = argparse.ArgumentParser(prog="python -m kubesage.tracking.experiments")
     ap.add_argument("--store", required=True)

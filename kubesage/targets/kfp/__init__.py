@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import RunSetup
     from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
+    from kubesage.store import RunStore
     from kubesage.targets.kfp.config import KfpConfig
     from kubesage.targets.kfp.local_run import KfpLocalRun
 

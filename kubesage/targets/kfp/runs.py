@@ -17,8 +17,8 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
 from kubesage.runs.submitted import ServiceState, StepState, resumed
+from kubesage.store import RunStore
 
 # the API's RuntimeState -> kubesage's run and step statuses (anything else is still running)
 STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELED": "cancelled",

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import RunSetup
     from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import ServiceState
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.config import SageMakerConfig
     from kubesage.targets.sagemaker.local_run import DefinitionRun
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
 from kubesage.runs.submitted import ServiceState, StepState, resumed
+from kubesage.store import RunStore
 
 # SageMaker's PipelineExecutionStatus and StepStatus -> kubesage's run and step statuses
 RUN_STATUS = {"Executing": "running", "Stopping": "running", "Succeeded": "succeeded",

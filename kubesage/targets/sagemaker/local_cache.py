@@ -29,7 +29,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 CACHE_KEY_ATTRIBUTES = {
