@@ -8,7 +8,7 @@ from typing import Any
 
 from kubesage.cli.common import emit, pairs, track, workspace
 from kubesage.project.loader import load_pipeline
-from kubesage.runs.rerun import rerun
+from kubesage.runs.rerun import newest_tagged, rerun
 from kubesage.targets import base as targets
 
 
@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     ws = workspace(args.config)
-    records = rerun(ws, args.run_id, targets.get, log=sys.stderr, from_failed=args.from_failed,
+    run_id = args.run_id or newest_tagged(ws, pairs(args.tag, "--tag"))
+    records = rerun(ws, run_id, targets.get, log=sys.stderr, from_failed=args.from_failed,
                     wait=args.wait)
     code = 0
     for record in records:
@@ -59,7 +60,9 @@ def add_parsers(sub: Any) -> None:
     run.set_defaults(func=cmd_run)
 
     again = sub.add_parser("rerun", help="re-run a recorded run exactly (same parameters, images)")
-    again.add_argument("run_id")
+    again.add_argument("run_id", nargs="?", help="the run (or an ID prefix); or --tag")
+    again.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="re-run the newest run with this tag (several: all of them)")
     again.add_argument("--config", help="local config whose run store holds the run "
                        "(default: config/local.yaml); the run's own target config is used again")
     again.add_argument("--json", action="store_true")

@@ -14,7 +14,7 @@ from kubesage.runs.submitted import refresh
 from kubesage.targets import base as targets
 
 LISTED = ("run_id", "pipeline", "target", "status", "started", "duration_s", "tags", "metrics",
-          "remote")
+          "remote", "user", "host")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -22,10 +22,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.runs_command == "refresh":
         return _refresh(args, ws)
     if args.runs_command == "list":
-        wanted = pairs(args.tag, "--tag")
-        records = [r.to_dict() for r in ws.store.list(limit=args.limit, pipeline=args.pipeline)
-                   if all(r.tags.get(k) == v for k, v in wanted.items())]
-        _print_list(records, args.json)
+        records = ws.store.list(limit=args.limit, pipeline=args.pipeline, status=args.status,
+                                target=args.target, user=args.user, tags=pairs(args.tag, "--tag"),
+                                prefix=args.prefix)
+        _print_list([r.to_dict() for r in records], args.json)
         return 0
     record = get_run(ws, args.run_id).to_dict()
     if args.json:
@@ -39,11 +39,11 @@ def _print_list(records: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps([{k: r[k] for k in LISTED} for r in records], indent=2))
         return
-    print(f"{'RUN ID':48} {'TARGET':9} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}")
+    print(f"{'RUN ID':48} {'TARGET':9} {'STATUS':10} {'STEPS':>5} {'SECONDS':>8}  USER")
     for r in records:
         where = r["target"] + ("*" if r["remote"] else "")
         print(f"{r['run_id']:48} {where:9} {r['status']:10} {len(r['steps']):>5} "
-              f"{r['duration_s'] or 0:>8.1f}")
+              f"{r['duration_s'] or 0:>8.1f}  {r['user']}")
     if any(r["remote"] for r in records):
         print("(* run by the service; 'kubesage runs refresh' reads their state)")
 
@@ -108,7 +108,12 @@ def add_parsers(sub: Any) -> None:
     runs_list = runs_sub.add_parser("list")
     runs_list.add_argument("--limit", type=int, default=20)
     runs_list.add_argument("--pipeline")
-    runs_list.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    runs_list.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                           help="runs with this tag (several: all of them)")
+    runs_list.add_argument("--user", help="runs this user made")
+    runs_list.add_argument("--status", help="running, succeeded, failed, cancelled, abandoned")
+    runs_list.add_argument("--target", help="local, kfp, sagemaker, ...")
+    runs_list.add_argument("--prefix", help="runs whose ID starts with this")
     runs_list.add_argument("--json", action="store_true")
     runs_show = runs_sub.add_parser("show")
     runs_show.add_argument("run_id")

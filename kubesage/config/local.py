@@ -137,7 +137,7 @@ def _check_store_url(r: ConfigReader, url: str) -> None:
 
 def is_url(text: str) -> bool:
     """Whether a ``store`` or ``artifacts`` value is a URL (``scheme://...``), not a folder."""
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text))
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", text))
 
 
 def with_environment(config: LocalConfig) -> LocalConfig:

@@ -147,7 +147,31 @@ def run_pipeline(workspace: Workspace, target: RunTarget, pipeline: Pipeline,
         run = Run(record, workspace.store, webhooks=setup.local.webhooks, log=setup.out)
         with run.active(on_cancel=execution.cancel):
             execution.execute(run)
+            publish_outputs(run, workspace)
         return run.finish()
+
+
+def publish_outputs(run: Run, workspace: Workspace) -> None:
+    """Every succeeded step's outputs and logs in the team's artifact store (a target whose
+    steps published their own, as the local one does, left nothing to do); a step whose outputs
+    cannot be published fails with the cause."""
+    artifacts = workspace.artifacts
+    if not artifacts.shared:
+        return
+    from kubesage.store.artifacts import ArtifactStoreError
+
+    for step in run.record.steps:
+        try:
+            for out in step.outputs.values():
+                if step.status == "succeeded" and not out.get("uri") and os.path.exists(out["path"]):
+                    out["uri"] = artifacts.publish(out["path"], out["sha256"])
+            if step.log and os.path.isfile(step.log) and not step.log_uri:
+                step.log_uri = artifacts.publish_file(step.log,
+                                                      f"logs/{run.run_id}/{step.name}/log.txt")
+        except ArtifactStoreError as e:
+            step.status, step.error = "failed", str(e)
+            run.say(f"x {step.name} failed: {e}")
+        run.changed(step)
 
 
 def _setup(workspace: Workspace, target: RunTarget, pipeline: Pipeline,

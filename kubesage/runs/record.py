@@ -41,6 +41,7 @@ class StepRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [[step, value]]
     log: str = ""
+    log_uri: str = ""  # the log in the team's artifact store, when it is shared
     error: str = ""
 
     @property

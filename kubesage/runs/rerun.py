@@ -59,6 +59,19 @@ def rerun(workspace: Workspace, run_id: str, target_of: Callable[[str], Any],
     return [_run_again(own, target, old, log, from_failed)]
 
 
+def newest_tagged(workspace: Workspace, tags: dict[str, str]) -> str:
+    """The ID of the newest run with every one of ``tags`` (``rerun --tag K=V``)."""
+    if not tags:
+        raise RerunError("name the run to re-run: kubesage rerun RUN_ID, or --tag KEY=VALUE for "
+                         "the newest run with that tag")
+    found = workspace.store.list(limit=1, tags=tags)
+    if not found:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+        raise RerunError(f"no run has the tag {shown} in {workspace.store.location}; "
+                         "'kubesage runs list --tag KEY=VALUE' shows tagged runs")
+    return found[0].run_id
+
+
 def _workspace_of(target: Any, old: RunRecord, workspace: Workspace) -> Workspace:
     """The workspace of the run's own target config, sharing the open store when it is the
     same one."""

@@ -1,5 +1,5 @@
 """What one command works in, opened once: a target's config, the local config it names (data
-mounts, image tags, trackers) and the run store, with abandoned runs swept.
+mounts, image tags, trackers), the run store, with abandoned runs swept, and the artifact store.
 
 Every command that reads or writes runs opens one ``Workspace`` and passes it down, so a config
 file is read once and the store opened once per command, whichever paths the command takes. The
@@ -19,6 +19,7 @@ from kubesage.store import RunStore
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.runs.record import RunRecord
+    from kubesage.store.artifacts import ArtifactStore
 
 
 class Workspace:
@@ -34,6 +35,7 @@ class Workspace:
         self.local = local
         self.config_path = config_path
         self._store = store
+        self._artifacts: ArtifactStore | None = None
         self._clean_up = clean_up
         self._say = say
 
@@ -54,6 +56,15 @@ class Workspace:
             self._store = RunStore(self.local.store_url, say=self._say)
             sweep(self._store, say=self._say, clean_up=self._clean_up)
         return self._store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where artifacts are shared (``local.artifacts_url``), with this machine's cache."""
+        if self._artifacts is None:
+            from kubesage.store.artifacts import open_artifacts
+
+            self._artifacts = open_artifacts(self.local.artifacts_url, self.local.store)
+        return self._artifacts
 
     def close(self) -> None:
         if self._store is not None:

@@ -22,6 +22,7 @@ from kubesage.runs.artifacts import sha256_tree
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import RESULT_FILE, TASK_FILE, task_file
+from kubesage.store.artifacts import ArtifactStoreError
 from kubesage.targets.local import container_step
 from kubesage.targets.local.executor import Launch
 from kubesage.targets.local.step import StepCall, rewrite_paths
@@ -123,23 +124,33 @@ def step_env(run: LocalRun, step: str, checkpoints: str) -> dict[str, str]:
 
 
 def _finish(run: LocalRun, step: Step, partial: dict[str, str], result_path: str) -> None:
+    """Commit a successful attempt's outputs, publish them to the team's artifact store (a
+    failure there fails the step, with its cause), and enter them in the step cache."""
     record = run.records[step.name]
     with open(result_path) as f:
         result = json.load(f)
+    shared = run.setup.workspace.artifacts
     for name, path in partial.items():
         final = run.artifacts.commit(path)
-        record.outputs[name] = {
+        record.outputs[name] = out = {
             "path": final,
             "sha256": sha256_tree(final),
             "metadata": result["artifacts"].get(name, {}),
         }
+        if shared.shared:
+            try:
+                out["uri"] = shared.publish(final, out["sha256"])
+            except ArtifactStoreError as e:
+                record.status, record.ended, record.error = "failed", time.time(), str(e)
+                run.say(f"x {step.name} failed: {e}")
+                return
     record.returns, record.metrics = result["returns"], result["metrics"]
     record.series = result.get("series", {})
     record.status, record.ended = "succeeded", time.time()
     if step.task.cache:
         run.store.cache_put(record.cache_key, {
             "outputs": record.outputs, "returns": record.returns, "metrics": record.metrics,
-            "series": record.series, "run_id": run.run_id,
+            "series": record.series, "run_id": run.run_id, "user": run.record.user,
         })
     run.say(f"+ {step.name} succeeded in {record.ended - (record.started or record.ended):.1f}s")
 

@@ -48,7 +48,7 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
                 extra_mounts[given["path"]] = given["path"]
         elif isinstance(value, TaskOutput) and value.is_artifact:
             producer = run.plan.producer(value, step)
-            out = run.records[producer.name].outputs[value.output]
+            out = here(run, run.records[producer.name].outputs[value.output])
             path = out["path"]
             if spec.container and value.task.spec.container:  # a file or folder inside
                 path = os.path.join(path, value.output)
@@ -90,11 +90,23 @@ def from_cache(run: LocalRun, step: Step) -> bool:
     else:
         return False
     record.cached = True
-    record.outputs, record.returns, record.metrics = hit["outputs"], hit["returns"], hit["metrics"]
+    record.outputs = {name: here(run, out) for name, out in hit["outputs"].items()}
+    record.returns, record.metrics = hit["returns"], hit["metrics"]
     record.series = hit.get("series", {})
     record.status, record.ended = "succeeded", time.time()
-    run.say(f"= {step.name} {hit.get('how', 'cached')} (from {hit['run_id']})")
+    by = f" by {hit['user']}" if hit.get("user") else ""
+    run.say(f"= {step.name} {hit.get('how', 'cached')} (from {hit['run_id']}{by})")
     return True
+
+
+def here(run: LocalRun, out: dict[str, Any]) -> dict[str, Any]:
+    """An output as this checkout reads it: in its own folder where it was written here, else
+    fetched from the shared artifact store into the local content-addressed cache
+    (``kubesage.store.artifacts``): another engineer's folder is never read, even on one host."""
+    home = os.path.abspath(run.config.store) + os.sep
+    if not out.get("uri") or (out["path"].startswith(home) and os.path.exists(out["path"])):
+        return out
+    return {**out, "path": run.setup.workspace.artifacts.fetch(out["uri"], out["sha256"])}
 
 
 def step_mounts(wanted: tuple[tuple[str, str], ...],
