@@ -32,6 +32,15 @@ if ! command -v docker-registry >/dev/null && [ "$(id -u)" = 0 ] && command -v a
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
 fi
 
+# PostgreSQL for the tests of the team store (the tests start throwaway servers with initdb/pg_ctl
+# on loopback; nothing is started here, and the packaged cluster is never used).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &&
+   command -v apt-get >/dev/null; then
+  say "installing Debian's postgresql (the store tests start throwaway servers on loopback)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 # 2. The Python environment, reinstalled when pyproject.toml changes.
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then

@@ -18,6 +18,12 @@ def cmd_components(args: argparse.Namespace) -> int:
     return command[args.components_command](args)
 
 
+def _catalog(args: argparse.Namespace) -> Catalog:
+    """``--catalog``, else ``$KUBESAGE_CATALOG``, else the team's run store."""
+    default = "" if args.catalog else targets.get("local").local_config().store_url
+    return Catalog(args.catalog, default=default)
+
+
 def _newest(catalog: Catalog, ref: str) -> Entry:
     """``NAME@VERSION``, or ``NAME``: its newest version."""
     name, _, version = ref.partition("@")
@@ -28,7 +34,7 @@ def _newest(catalog: Catalog, ref: str) -> Entry:
 def _publish(args: argparse.Namespace) -> int:
     from kubesage.docker_engine.images import local_image_id
 
-    catalog = Catalog(args.catalog)
+    catalog = _catalog(args)
     component = publishable(args.component, args.version)
     image = args.image or local_image_id(targets.get("local").local_config().image(
         component.spec.image))
@@ -38,7 +44,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    entries = Catalog(args.catalog).list()
+    entries = _catalog(args).list()
     if args.json:
         print(json.dumps([asdict(e) for e in entries], indent=2))
         return 0
@@ -49,7 +55,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    catalog = Catalog(args.catalog)
+    catalog = _catalog(args)
     entry = _newest(catalog, args.ref)
     if args.json:
         print(json.dumps(asdict(entry), indent=2))
@@ -74,7 +80,7 @@ def _print_interface(spec: ComponentSpec) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     spec = (load_component(args.ref).spec if ":" in args.ref
-            else _newest(Catalog(args.catalog), args.ref).spec)
+            else _newest(_catalog(args), args.ref).spec)
     targets.get("kfp").export_component(spec, args.output, args.config)
     print(f"{args.output}: {spec.name}@{spec.version} as a Kubeflow component")
     return 0
@@ -82,7 +88,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     comps = sub.add_parser("components", help="the shared component catalog")
-    comps.add_argument("--catalog", help="folder or s3://bucket/prefix (default: $KUBESAGE_CATALOG)")
+    comps.add_argument("--catalog", help="folder, s3://bucket/prefix or a store URL (default: "
+                       "$KUBESAGE_CATALOG, else the run store of config/local.yaml)")
     comps_sub = comps.add_subparsers(dest="components_command", required=True)
     c_list = comps_sub.add_parser("list", help="the newest version of every component")
     c_list.add_argument("--json", action="store_true")

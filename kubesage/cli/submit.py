@@ -12,6 +12,7 @@ from typing import Any
 
 from kubesage.cli.common import EXIT_FAILED, pairs, print_record, say, track, workspace
 from kubesage.dsl.errors import KubesageError
+from kubesage.runs.deploys import deploy
 from kubesage.runs.submitted import deployable
 from kubesage.targets import base as targets
 
@@ -27,7 +28,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     records = [ws.store.get(started["kubesage_run_id"]) for started in
                result.get("executions", result.get("runs", []))] if wait else []
     if args.deploy:
-        result["deployment"] = _deploy_runs(target, records, args)
+        result["deployment"] = _deploy_runs(ws, target, records, args)
     print(json.dumps(result, indent=2, default=str))
     code = 0
     for record in records:
@@ -38,8 +39,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return code
 
 
-def _deploy_runs(target: targets.Target, records: list[Any], args: argparse.Namespace
-                 ) -> dict[str, Any]:
+def _deploy_runs(ws: targets.Workspace, target: targets.Target, records: list[Any],
+                 args: argparse.Namespace) -> dict[str, Any]:
     """Serve the model of each run that succeeded whole behind endpoint ``args.deploy``, one
     model per client; the others are named, not served."""
     models, skipped = deployable(records)
@@ -47,7 +48,7 @@ def _deploy_runs(target: targets.Target, records: list[Any], args: argparse.Name
         say(f"not deployed: {name}: {why}")
     if not models:
         return {"deployed": [], "not_deployed": skipped}
-    done = target.deploy(models, targets.DeployOptions(
+    done = deploy(ws, target, models, targets.DeployOptions(
         name=args.deploy, config=args.config, per_client=bool(args.clients)))
     done["not_deployed"] = skipped
     say(f"deployed {', '.join(sorted(models))} to {args.deploy}")
@@ -61,9 +62,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not refs:
         raise KubesageError("name a model: kubesage deploy MODEL_REF, or --model CLIENT=MODEL_REF "
                             "for each client")
-    result = targets.get(args.target).deploy(refs, targets.DeployOptions(
-        name=args.name, config=args.config, output=args.output, apply=args.apply,
-        per_client=args.per_client, replace=args.replace))
+    result = deploy(workspace(args.config, args.target), targets.get(args.target), refs,
+                    targets.DeployOptions(name=args.name, config=args.config, output=args.output,
+                                          apply=args.apply, per_client=args.per_client,
+                                          replace=args.replace))
     print(json.dumps(result, indent=2, default=str))
     return 0
 

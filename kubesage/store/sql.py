@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from kubesage.runs.record import RunRecord
-from kubesage.store.schema import cache, deploys, run_links, run_tags, runs
+from kubesage.store.schema import cache, components, deploys, run_links, run_tags, runs
 from kubesage.store.url import StoreError, StoreReadOnly, StoreUnreachable, connect, redact
 
 T = TypeVar("T")
@@ -233,6 +233,37 @@ class RunStore:
         rows = self._retry("reading deploys", lambda conn: conn.execute(query).mappings().all())
         return [{**{k: r[k] for k in ("endpoint", "target", "created", "user")},
                  **json.loads(r["record"])} for r in rows]
+
+    # -- the component catalog ------------------------------------------------------------
+    def component(self, name: str, version: str) -> str | None:
+        """The catalog entry (JSON) of ``name@version``, or None."""
+        query = select(components.c.entry).where(components.c.name == name,
+                                                 components.c.version == version)
+        row = self._retry("reading the catalog", lambda conn: conn.execute(query).first())
+        return None if row is None else str(row[0])
+
+    def component_versions(self) -> builtins.list[tuple[str, str]]:
+        """Every published (name, version)."""
+        query = select(components.c.name, components.c.version).order_by(components.c.name)
+        return [(r[0], r[1]) for r in self._retry("reading the catalog",
+                                                  lambda conn: conn.execute(query).all())]
+
+    def publish_component(self, name: str, version: str, entry: str, publisher: str) -> bool:
+        """Add ``name@version`` (immutable: False, and nothing written, when it is there)."""
+        row = {"name": name, "version": version, "entry": entry, "publisher": publisher,
+               "published": time.time()}
+
+        def work(conn: Connection) -> bool:
+            if conn.execute(select(exists().where(components.c.name == name,
+                                                  components.c.version == version))).scalar():
+                return False
+            conn.execute(insert(components).values(row))
+            return True
+
+        try:
+            return self._retry(f"publishing {name}@{version}", work)
+        except IntegrityError:
+            return False
 
     def close(self) -> None:
         self.engine.dispose()
