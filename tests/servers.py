@@ -74,6 +74,12 @@ class Postgres:
                   "fast", "-w", "-o",
                   f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "restart")
 
+    def kill_and_restart(self, down_s: float = 2.0) -> None:
+        """A crash: the server stopped at once (no clean shut-down), started again later."""
+        self._run(_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
+        time.sleep(down_s)
+        self.start()
+
     def sql(self, *statements: str, database: str = "postgres") -> str:
         out = []
         for statement in statements:

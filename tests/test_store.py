@@ -3,7 +3,6 @@ and a team's shared home: two engineers, one PostgreSQL store, one S3 bucket (mo
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
