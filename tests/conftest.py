@@ -14,6 +14,8 @@ import pytest
 
 from kubesage.config.local import LocalConfig
 
+pytest_plugins = ("tests.servers",)  # PostgreSQL and moto, started on demand
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
 

@@ -249,7 +249,8 @@ def test_compiled_file_parameters_go_through_the_one_type_table() -> None:
     declared = {"epochs": "int", "lr": "float", "clients": "list", "name": "str"}
     assert typed_values("p", declared, {"epochs": "3", "lr": "1", "clients": '["a"]', "name": "7"}
                         ) == {"epochs": 3, "lr": 1.0, "clients": ["a"], "name": "7"}
-    with pytest.raises(ParameterError, match=r"pipeline 'p' has no parameter 'epoch' \(did you mean 'epochs'\?\)"):
+    with pytest.raises(ParameterError,
+                       match=r"pipeline 'p' has no parameter 'epoch' \(did you mean 'epochs'\?\)"):
         typed_values("p", declared, {"epoch": "3"})
     with pytest.raises(ParameterError, match=r"'epochs' expects a int: .*pass e.g. --param epochs=3"):
         typed_values("p", declared, {"epochs": "three"})

@@ -16,7 +16,7 @@ import pytest
 from kubesage.runs.record import RunRecord, StepRecord
 from kubesage.store import RunStore, StoreError, StoreReadOnly
 from tests.conftest import REPO
-from tests.servers import PASSWORD, Postgres, moto, pg_password, postgres  # noqa: F401
+from tests.servers import Postgres
 
 pytestmark = pytest.mark.server
 
@@ -25,7 +25,7 @@ HOSTILE = ["'; DROP TABLE runs; --", 'x" OR "1"="1', "100%_done", "back\\slash",
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path, pg_password: str) -> str:  # noqa: F811
+def store_url(request: pytest.FixtureRequest, tmp_path, pg_password: str) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/runs.db"
     server: Postgres = request.getfixturevalue("postgres")
@@ -159,7 +159,7 @@ def test_an_existing_embedded_store_is_migrated_in_place(tmp_path) -> None:
 
 
 def test_a_read_only_role_lists_and_shows_and_is_refused_a_write(
-        postgres: Postgres, pg_password: str) -> None:  # noqa: F811
+        postgres: Postgres, pg_password: str) -> None:
     url = postgres.fresh_database("readonly")
     RunStore(url).save(record("seen-1", tags={"k": "v"}))
     postgres.grant_read("readonly")
@@ -172,7 +172,7 @@ def test_a_read_only_role_lists_and_shows_and_is_refused_a_write(
 
 
 def test_postgresql_restarted_during_writes_loses_nothing(postgres: Postgres,
-                                                          pg_password: str) -> None:  # noqa: F811
+                                                          pg_password: str) -> None:
     said: list[str] = []
     store = RunStore(postgres.fresh_database("restarts"), say=said.append)
     stop = threading.Event()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, write_config
-from tests.servers import PASSWORD, Moto, Postgres, free_port, moto, postgres  # noqa: F401
+from tests.servers import PASSWORD, Moto, Postgres, free_port
 
 pytestmark = pytest.mark.server
 
@@ -22,7 +22,7 @@ PIPELINE = "tests/conformance/pipelines/cached_rerun.py"
 class Engineer:
     """One team member: a user name, a local folder, the team's store and bucket."""
 
-    def __init__(self, name: str, folder: str, fsx: str, store: str, moto: Moto) -> None:  # noqa: F811
+    def __init__(self, name: str, folder: str, fsx: str, store: str, moto: Moto) -> None:
         self.name = name
         self.config = write_config(os.path.join(folder, "local.yaml"), fsx,
                                    os.path.join(folder, "home"))
@@ -44,7 +44,7 @@ class Engineer:
 
 
 @pytest.fixture
-def team(tmp_path, fsx_root: str, postgres: Postgres, moto: Moto  # noqa: F811
+def team(tmp_path, fsx_root: str, postgres: Postgres, moto: Moto
          ) -> tuple[Engineer, Engineer]:
     store = postgres.fresh_database(f"team{os.getpid()}{free_port()}")
     moto.bucket("team")
@@ -90,7 +90,7 @@ def test_s3_unreachable_during_a_step_fails_it_and_the_run_continues_later(
 
 
 def test_store_problems_are_one_line_with_the_fix(team: tuple[Engineer, Engineer],
-                                                  postgres: Postgres) -> None:  # noqa: F811
+                                                  postgres: Postgres) -> None:
     ana, _ = team
     cases = {
         f"postgresql://kubesage@127.0.0.1:{free_port()}/kubesage": "does not answer",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conformance import harness
-from tests.servers import PASSWORD, Moto, Postgres, moto, postgres  # noqa: F401
+from tests.servers import PASSWORD, Moto, Postgres
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
 
@@ -23,7 +23,7 @@ _POOL = ThreadPoolExecutor(max(1, int(os.environ.get("KUBESAGE_CONFORMANCE_WORKE
 
 
 @pytest.fixture(scope="module")
-def team_runs(postgres: Postgres, moto: Moto, conformance: Any,  # noqa: F811
+def team_runs(postgres: Postgres, moto: Moto, conformance: Any,
               tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
     """Every pair run on the team store, in parallel, each with a database and prefix of its
     own (a fresh store, as on the embedded one)."""
