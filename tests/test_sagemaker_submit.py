@@ -307,7 +307,7 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
     # compare: a cloud run beside a local one, by their recorded metrics
     from kubesage.tracking.compare import table
 
-    other = RunStore(store.root).get(run_id)
+    other = RunStore(store.url).get(run_id)
     other.run_id, other.target, other.remote = "local-run", "local", {}
     other.step("evaluate").metrics = {"accuracy": 0.9}
     text = table([record, other])
@@ -461,7 +461,7 @@ def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path
 
     import boto3
 
-    from kubesage import cli
+    from kubesage.cli.submit import _deploy_runs
     from kubesage.runs.record import RunRecord
     from kubesage.runs.submitted import update
     from kubesage.store import RunStore
@@ -510,8 +510,9 @@ def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path
 
     with stand_in_for_new_clients("UpdateEndpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:"
                                   "123456789012:endpoint/digits"}) as updated:
-        done = cli._deploy_runs(get("sagemaker"), [record, missed], argparse.Namespace(
-            deploy="digits", config=CONFIG[0], clients="acme,initech"))
+        done = _deploy_runs(get("sagemaker").workspace(CONFIG[0]), get("sagemaker"),
+                            [record, missed], argparse.Namespace(
+                                deploy="digits", config=CONFIG[0], clients="acme,initech"))
     assert done["deployed"] == ["acme"] and done["kept"] == ["globex"]
     assert "register did not run (a condition did not hold)" in done["not_deployed"]["initech"]
     assert updated == [{"EndpointName": "digits", "EndpointConfigName": done["endpoint_config"]}]
