@@ -158,3 +158,22 @@ def test_the_architecture_map_names_every_package() -> None:
                       if os.path.isfile(os.path.join(PACKAGE, d, "__init__.py")))
     assert [p for p in packages if f"{p}/" not in text] == []
     assert len(text.splitlines()) <= 120, "one page"
+
+
+def test_no_function_over_80_lines_and_no_cli_module_over_250() -> None:
+    """The floors of a readable code base: small functions, a thin command line."""
+    long = []
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            text = open(path).read()
+            for node in ast.walk(ast.parse(text, path)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    size = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if size > 80:
+                        long.append(f"{module_name(path)}.{node.name}: {size} lines")
+            if folder.endswith(os.path.join("kubesage", "cli")) and len(text.splitlines()) > 250:
+                long.append(f"{module_name(path)}: {len(text.splitlines())} lines")
+    assert long == []
