@@ -122,3 +122,56 @@ def test_the_store_password_appears_in_no_record_or_log(team: tuple[Engineer, En
             with open(os.path.join(folder, name), "rb") as f:
                 seen.append(f.read().decode(errors="replace"))
     assert not [text for text in seen if PASSWORD in text]
+
+
+def test_a_read_only_role_lists_shows_and_compares_and_cannot_run(
+        team: tuple[Engineer, Engineer], postgres: Postgres) -> None:
+    ana, _ = team
+    first = ana.run()
+    assert first["_code"] == 0, first["_stderr"]
+    database = ana.env["KUBESAGE_STORE"].rsplit("/", 1)[1]
+    postgres.grant_read(database)
+    reader = {"KUBESAGE_STORE": ana.env["KUBESAGE_STORE"].replace("kubesage@", "reader@")}
+    listed = ana.cli("runs", "--config", ana.config, "list", "--json", **reader)
+    assert listed.returncode == 0 and first["run_id"] in listed.stdout, listed.stderr
+    shown = ana.cli("runs", "--config", ana.config, "show", first["run_id"], **reader)
+    assert shown.returncode == 0 and first["run_id"] in shown.stdout, shown.stderr
+    compared = ana.cli("compare", first["run_id"], first["run_id"], "--config", ana.config,
+                       "-o", os.path.join(ana.home, "c.png"), **reader)
+    assert compared.returncode == 0, compared.stderr
+    refused = ana.cli("run", PIPELINE, "--runner", "subprocess", "--config", ana.config, **reader)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1 and "read-only" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+RESUMABLE = '''
+from kubesage import pipeline
+from kubesage.testing.probes import diag_flaky
+
+
+@pipeline(name="resumable-anywhere")
+def resumable(marker: str = "team") -> None:
+    diag_flaky(marker=marker).set_retries(0)
+'''
+
+
+def test_a_step_left_unfinished_on_one_machine_resumes_from_its_checkpoints_on_another(
+        team: tuple[Engineer, Engineer], tmp_path) -> None:
+    """ana's step fails after writing a checkpoint (no retries here); ben runs the identical
+    step: its checkpoints come from the artifact store, and it goes on from them."""
+    ana, ben = team
+    pipe = tmp_path / "resumable.py"
+    pipe.write_text(RESUMABLE)
+
+    def run(who: Engineer) -> dict[str, Any]:
+        proc = who.cli("run", str(pipe), "--runner", "subprocess", "--config", who.config,
+                       "--json")
+        return {**json.loads(proc.stdout), "_stderr": proc.stderr}
+
+    first = run(ana)
+    assert first["status"] == "failed" and "fails on purpose" in first["steps"][0]["error"]
+    second = run(ben)
+    assert second["status"] == "succeeded", second["_stderr"]
+    assert second["steps"][0]["returns"] == {"output": 2}  # the second attempt, on ben's machine
+    assert "checkpoint file(s) from s3://team/kubesage" in second["_stderr"]

@@ -11,7 +11,9 @@ sha256 and renamed into place: a repeated read downloads nothing.
 - a shared folder (a team's FSx mount, say): published by copy, fetched by copy;
 - ``s3://BUCKET/PREFIX``: boto3, which honours ``$AWS_ENDPOINT_URL`` (moto in the tests).
 
-Step logs are published beside them (``logs/<run>/<step>/log.txt``).
+Step logs are published beside them (``logs/<run>/<step>/log.txt``), and so are the checkpoints
+of a step that did not finish (``checkpoints/<cache key>/``): the identical step resumes from
+them on any machine of the team, as a spot-interrupted job does.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class ArtifactStore(Protocol):
         """Publish one file (a step's log) under ``key``; its URI."""
         ...
 
+    def sync_up(self, folder: str, key: str) -> None:
+        """Copy ``folder`` (a step's checkpoints) to ``key``, replacing what was there."""
+        ...
+
+    def sync_down(self, key: str, folder: str) -> int:
+        """Copy what is under ``key`` into the empty ``folder``; how many files."""
+        ...
+
 
 def open_artifacts(url: str, home: str) -> ArtifactStore:
     """The artifact store at ``url`` (a folder or ``s3://``); ``home`` holds the local cache."""
@@ -86,6 +96,12 @@ class LocalArtifacts:
 
     def publish_file(self, path: str, key: str) -> str:
         return path
+
+    def sync_up(self, folder: str, key: str) -> None:
+        """Checkpoints stay in this machine's folder."""
+
+    def sync_down(self, key: str, folder: str) -> int:
+        return 0
 
 
 class _Cached:
@@ -156,6 +172,21 @@ class FolderArtifacts(_Cached):
         shutil.copyfile(path, target + ".tmp")
         os.replace(target + ".tmp", target)
         return target
+
+    def sync_up(self, folder: str, key: str) -> None:
+        target = os.path.join(self.url, key)
+        tmp = target.rstrip("/") + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+
+    def sync_down(self, key: str, folder: str) -> int:
+        source = os.path.join(self.url, key)
+        if not os.path.isdir(source):
+            return 0
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+        return len(_files(folder))
 
 
 class S3Artifacts(_Cached):
@@ -244,6 +275,38 @@ class S3Artifacts(_Cached):
         full = self._key(key)
         self._call(f"publishing {key}", lambda: self._s3().upload_file(path, self.bucket, full))
         return f"s3://{self.bucket}/{full}"
+
+    def _keys(self, prefix: str) -> list[str]:
+        s3 = self._s3()
+        return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix) for o in page.get("Contents", [])]
+
+    def sync_up(self, folder: str, key: str) -> None:
+        base = self._key(key).rstrip("/") + "/"
+        s3 = self._s3()
+
+        def work() -> None:
+            wanted = {f"{base}{os.path.relpath(p, folder)}": p for p in _files(folder)}
+            for stale in set(self._keys(base)) - set(wanted):
+                s3.delete_object(Bucket=self.bucket, Key=stale)
+            for target, path in sorted(wanted.items()):
+                s3.upload_file(path, self.bucket, target)
+
+        self._call(f"saving checkpoints to s3://{self.bucket}/{base}", work)
+
+    def sync_down(self, key: str, folder: str) -> int:
+        base = self._key(key).rstrip("/") + "/"
+        s3 = self._s3()
+
+        def work() -> int:
+            keys = self._keys(base)
+            for k in keys:
+                target = os.path.join(folder, k[len(base):])
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                s3.download_file(self.bucket, k, target)
+            return len(keys)
+
+        return int(self._call(f"reading checkpoints from s3://{self.bucket}/{base}", work))
 
 
 def _files(folder: str) -> list[str]:

@@ -44,6 +44,12 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
     log_path = os.path.join(step_dir, "log.txt")
     record.log = log_path
     checkpoints = checkpoint_dir(run.config.store, record.cache_key)
+    shared = run.setup.workspace.artifacts
+    remote_checkpoints = f"checkpoints/{record.cache_key[:24]}"
+    if shared.shared and not os.listdir(checkpoints):  # left by this step on another machine
+        found = _quietly(lambda: shared.sync_down(remote_checkpoints, checkpoints))
+        if found:
+            run.say(f"  [{step.name}] {found} checkpoint file(s) from {shared.url}")
     params = call.params
     if run.path_rewrite:
         params = {k: rewrite_paths(v, call.mounts) for k, v in params.items()}
@@ -100,8 +106,19 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
             run.say(f"! {step.name} failed (exit {code}); retrying in {delay:.0f}s")
             time.sleep(delay)
     record.status, record.ended = "failed", time.time()
+    if shared.shared and os.listdir(checkpoints):  # the team can resume it from here
+        _quietly(lambda: shared.sync_up(checkpoints, remote_checkpoints))
     run.say(f"x {step.name} failed (exit {code}), log {log_path}:\n"
             + "\n".join(f"    {line}" for line in tail[-15:]))
+
+
+def _quietly(work: Callable[[], Any]) -> Any:
+    """Checkpoints are a help, never a cause of failure: a store that does not answer is
+    skipped (the step starts over, or its failure stands as it is)."""
+    try:
+        return work()
+    except ArtifactStoreError:
+        return None
 
 
 def checkpoint_dir(store: str, cache_key: str) -> str:
