@@ -117,6 +117,21 @@ def run_json(*args: str) -> dict[str, Any]:
     return record
 
 
+def mlflow_client(tracking_uri: str) -> Any:
+    """An MlflowClient on ``tracking_uri``, opened as kubesage's own writers open the store: under
+    its lock. Opening a new SQLite store creates its tables, and a run's background logger may be
+    creating them at the same moment; unserialized, one fails on the other's half-made tables
+    ("table ... already exists")."""
+    from mlflow import MlflowClient
+
+    from kubesage.runtime.context import mlflow_store_lock
+
+    with mlflow_store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)  # the store is open, its tables made
+    return client
+
+
 def predictions_sha256(record: dict[str, Any], step: str = "predict") -> str:
     """sha256 of ``predictions.jsonl`` of a run's predict step (its ``summary.json`` holds
     timings, so the artifact's own sha256 differs between runs; the predictions do not)."""
