@@ -27,6 +27,8 @@ import yaml
 
 from tests.conftest import REPO, mlflow_client, run_cli
 
+pytestmark = [pytest.mark.docker, pytest.mark.server]
+
 
 class KfpApiRecorder:
     """Records requests and answers like a KFP v2beta1 API server; runs go through ``states``."""
