@@ -81,8 +81,9 @@ def test_the_guard_fails_each_untiered_touch_of_the_engine_by_name(tmp_path) -> 
          "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path), f"--junitxml={report}",
          str(tmp_path / "test_inner.py")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock",
-             "PYTHONPATH": REPO})
+        env={**{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},  # not the outer's
+             "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+             "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     outcomes: dict[str, list[tuple[str, str]]] = {}
     for case in ET.parse(report).iter("testcase"):  # a call's failure and a teardown's error
