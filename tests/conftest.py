@@ -68,20 +68,19 @@ class _DeadEngine:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
         self.sock.listen(16)
-        self.sock.settimeout(0.1)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True, name="dead-engine")
         self.thread.start()
 
     def _serve(self) -> None:
-        while not self.stopped.is_set():
+        while True:
             try:
                 conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
             except OSError:
                 return
             with conn:
+                if self.stopped.is_set():  # close()'s own wake-up call
+                    return
                 conn.settimeout(5)
                 request = b""
                 try:
@@ -105,6 +104,8 @@ class _DeadEngine:
 
     def close(self) -> None:
         self.stopped.set()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+            wake.connect(self.path)  # accept() returns, sees stopped
         self.thread.join(timeout=5)
         self.sock.close()
         shutil.rmtree(self.folder, ignore_errors=True)
