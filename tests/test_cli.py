@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import run_cli
 
 
+@pytest.mark.docker
 def test_compile_for_kfp_writes_a_file_that_validates(tmp_path) -> None:
     out = tmp_path / "p.yaml"
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),

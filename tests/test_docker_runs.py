@@ -18,6 +18,8 @@ from tests.conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.docker
+
 REFERENCE = "pipelines/image_classification.py"
 
 

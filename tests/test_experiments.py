@@ -7,19 +7,17 @@ import time
 from PIL import Image
 
 from kubesage.config.local import load_local_config
-from tests.conftest import run_cli, run_json, write_config
+from tests.conftest import mlflow_client, run_cli, run_json, write_config
 
 
 def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root: str) -> None:
-    from mlflow import MlflowClient
-
     config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
     runs = [run_json("run", "tests/pipelines/training.py:train-only", "--runner", "subprocess",
                      "--config", config, "--param", f"epochs={n}", "--tag", "study=epochs")
             for n in (2, 3)]
     assert all(r["status"] == "succeeded" for r in runs)
 
-    client = MlflowClient(load_local_config(config).tracking_uri)
+    client = mlflow_client(load_local_config(config).tracking_uri)
     deadline, found = time.time() + 90, []
     while time.time() < deadline:  # logged by a background process; complete once tagged
         exp = client.get_experiment_by_name("train-only")

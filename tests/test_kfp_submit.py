@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, mlflow_client, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 
 class KfpApiRecorder:
@@ -468,8 +470,6 @@ def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_p
     webhooks, and logs the ended run to MLflow in the background, as `run` does."""
     import time
 
-    from mlflow import MlflowClient
-
     from kubesage.config.local import load_local_config
     from tests.test_notify import _Hook, _serve
 
@@ -489,7 +489,7 @@ def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_p
     assert any(m["text"].endswith(f"{run_id}: run succeeded") for m in received)
     next(served, None)
 
-    client = MlflowClient(load_local_config(str(tmp_path / "local.yaml")).tracking_uri)
+    client = mlflow_client(load_local_config(str(tmp_path / "local.yaml")).tracking_uri)
     deadline, found = time.time() + 90, []
     while time.time() < deadline:  # logged by a background process; complete once tagged
         exp = client.get_experiment_by_name("image-classification")

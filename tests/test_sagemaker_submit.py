@@ -18,6 +18,8 @@ import yaml
 
 from tests.conftest import REPO, run_cli
 
+pytestmark = [pytest.mark.docker, pytest.mark.server]
+
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
 
 
