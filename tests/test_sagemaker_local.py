@@ -318,7 +318,7 @@ def test_cache_entries_expire_after_the_steps_duration(tmp_path) -> None:
     assert local_cache.lookup(store, s3, "k", "P30D") is not None
     entry = store.cache_get("k")
     assert entry is not None
-    store.cache_put("k", {**entry, "at": entry["at"] - 31 * 86400})
+    assert store.cache_put("k", {**entry, "at": entry["at"] - 31 * 86400}, since=time.time())
     assert local_cache.lookup(store, s3, "k", "P30D") is None
     assert local_cache.lookup(store, s3, "k", "P1Y") is not None
     assert local_cache.expire_after_s("30dT5h") == 30 * 86400 + 5 * 3600

@@ -194,3 +194,15 @@ def test_postgresql_restarted_during_writes_loses_nothing(postgres: Postgres,
     bouncer.join()
     assert store.count() == i
     assert any("unreachable" in line and "retrying saving run" in line for line in said), said
+
+
+def test_a_stale_cache_entry_is_replaced_and_a_fresh_one_kept(store_url: str) -> None:
+    """A step that found the entry unusable when it started (expired, its artifacts gone)
+    replaces it; a step that started before another finished keeps the other's entry."""
+    store = RunStore(store_url)
+    assert store.cache_put("k", {"run_id": "old"})
+    started = time.time()
+    assert store.cache_put("k", {"run_id": "new"}, since=started)
+    assert store.cache_get("k") == {"run_id": "new"}
+    assert not store.cache_put("k", {"run_id": "late"}, since=started)  # "new" is younger
+    assert store.cache_get("k") == {"run_id": "new"}

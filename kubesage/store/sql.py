@@ -195,17 +195,26 @@ class RunStore:
         row = self._retry("reading the cache", lambda conn: conn.execute(query).first())
         return None if row is None else dict(json.loads(row[0]))
 
-    def cache_put(self, key: str, entry: dict[str, Any]) -> bool:
-        """Add the cache entry for ``key`` unless one is there: two processes that computed
-        the same step get one entry (the first), never a mixed one. Whether this one won."""
-        row = {"key": key, "entry": json.dumps(entry, sort_keys=True), "created": time.time(),
+    def cache_put(self, key: str, entry: dict[str, Any], since: float = 0.0) -> bool:
+        """Add the cache entry for ``key``; an entry there already is kept unless it was made
+        before ``since`` (the moment the caller found it unusable: expired, its artifacts gone),
+        which this one replaces. Two processes that computed the same step get one entry (the
+        first), never a mixed one. Whether this one won."""
+        now = time.time()
+        row = {"key": key, "entry": json.dumps(entry, sort_keys=True), "created": now,
                "run_id": str(entry.get("run_id", "")), "user": str(entry.get("user", ""))}
 
         def work(conn: Connection) -> bool:
-            if conn.execute(select(exists().where(cache.c.key == key))).scalar():
+            found = conn.execute(select(cache.c.created).where(cache.c.key == key)).first()
+            if found is None:
+                conn.execute(insert(cache).values(row))
+                return True
+            if found[0] >= since:
                 return False
-            conn.execute(insert(cache).values(row))
-            return True
+            done = conn.execute(update(cache).where(cache.c.key == key,
+                                                    cache.c.created == found[0])
+                                .values({k: v for k, v in row.items() if k != "key"}))
+            return bool(done.rowcount == 1)  # compare-and-swap: another writer may have won
 
         try:
             return self._retry("writing the cache", work)

@@ -168,7 +168,7 @@ def _finish(run: LocalRun, step: Step, partial: dict[str, str], result_path: str
         run.store.cache_put(record.cache_key, {
             "outputs": record.outputs, "returns": record.returns, "metrics": record.metrics,
             "series": record.series, "run_id": run.run_id, "user": run.record.user,
-        })
+        }, since=record.started or 0.0)  # an entry found unusable when the step started goes
     run.say(f"+ {step.name} succeeded in {record.ended - (record.started or record.ended):.1f}s")
 
 

@@ -103,9 +103,10 @@ def lookup(store: RunStore, s3: LocalS3, key: str,
 
 
 def put(store: RunStore, key: str, properties: dict[str, Any], result: dict[str, Any],
-        outputs: dict[str, tuple[str, str]], run_id: str) -> None:
-    """Enter a finished job: its properties, result and outputs (URI and content hash)."""
+        outputs: dict[str, tuple[str, str]], run_id: str, since: float = 0.0) -> None:
+    """Enter a finished job: its properties, result and outputs (URI and content hash); an
+    entry made before ``since`` (the job's start: one found unusable then) is replaced."""
     store.cache_put(key, {
         "properties": properties, "result": result, "run_id": run_id, "at": time.time(),
         "outputs": {n: [uri, sha256_tree(local)] for n, (uri, local) in outputs.items()},
-    })
+    }, since=since)

@@ -245,7 +245,8 @@ class Execution:
         self._finish(step, record, result.properties, result.result, result.outputs)
         # every job is entered: a step without caching only for a later --from-failed
         local_cache.put(self.run_.store, key if cacheable else RESUME + key, result.properties,
-                        result.result, result.outputs, self.run_.run_id)
+                        result.result, result.outputs, self.run_.run_id,
+                        since=record.started or time.time())
         shutil.rmtree(work, ignore_errors=True)
 
     def _finish(self, step: dict[str, Any], record: StepRecord, properties: dict[str, Any],
