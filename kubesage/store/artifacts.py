@@ -51,6 +51,10 @@ class ArtifactStore(Protocol):
         """Publish one file (a step's log) under ``key``; its URI."""
         ...
 
+    def read_file(self, uri: str) -> bytes:
+        """The content of one file ``publish_file`` published (a step's log)."""
+        ...
+
 
 def open_artifacts(url: str, home: str) -> ArtifactStore:
     """The artifact store at ``url`` (a folder or ``s3://``); ``home`` holds the local cache."""
@@ -86,6 +90,9 @@ class LocalArtifacts:
 
     def publish_file(self, path: str, key: str) -> str:
         return path
+
+    def read_file(self, uri: str) -> bytes:
+        return _read(uri)
 
 
 class _Cached:
@@ -156,6 +163,9 @@ class FolderArtifacts(_Cached):
         shutil.copyfile(path, target + ".tmp")
         os.replace(target + ".tmp", target)
         return target
+
+    def read_file(self, uri: str) -> bytes:
+        return _read(uri)
 
 
 class S3Artifacts(_Cached):
@@ -244,6 +254,19 @@ class S3Artifacts(_Cached):
         full = self._key(key)
         self._call(f"publishing {key}", lambda: self._s3().upload_file(path, self.bucket, full))
         return f"s3://{self.bucket}/{full}"
+
+    def read_file(self, uri: str) -> bytes:
+        parts = urlsplit(uri)
+        return bytes(self._call(f"reading {uri}", lambda: self._s3().get_object(
+            Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"].read()))
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ArtifactStoreError(f"{path}: {e.strerror}; the file is not on this machine") from None
 
 
 def _files(folder: str) -> list[str]:
