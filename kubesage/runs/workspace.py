@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubesage.runs.step_user import share_existing
 from kubesage.runs.sweep import sweep
-from kubesage.store import RunStore
+from kubesage.store import RunStore, StoreReadOnly
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
@@ -54,7 +54,10 @@ class Workspace:
             os.makedirs(self.local.store, exist_ok=True)
             share_existing(self.local.store)  # steps running as a non-root user write in it
             self._store = RunStore(self.local.store_url, say=self._say)
-            sweep(self._store, say=self._say, clean_up=self._clean_up)
+            try:
+                sweep(self._store, say=self._say, clean_up=self._clean_up)
+            except StoreReadOnly:  # a read-only role lists and shows; a writer marks them
+                pass
         return self._store
 
     @property
