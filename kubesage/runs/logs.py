@@ -34,14 +34,18 @@ class LogPage:
     more: bool = False
 
 
+def _page(chunk: bytes, start: int, more: bool) -> LogPage:
+    """``chunk`` read at byte ``start``; cut after its last whole line when more follows."""
+    if more and b"\n" in chunk:
+        chunk = chunk[:chunk.rindex(b"\n") + 1]
+    return LogPage(chunk.decode("utf-8", "replace"), str(start + len(chunk)), more)
+
+
 def read_bytes(data: bytes, cursor: str) -> LogPage:
     """The page of ``data`` after byte offset ``cursor``: whole lines when it is cut."""
     start = int(cursor or 0)
     chunk = data[start:start + PAGE_BYTES]
-    more = start + len(chunk) < len(data)
-    if more and b"\n" in chunk:
-        chunk = chunk[:chunk.rindex(b"\n") + 1]
-    return LogPage(chunk.decode("utf-8", "replace"), str(start + len(chunk)), more)
+    return _page(chunk, start, start + len(chunk) < len(data))
 
 
 def read_file(path: str, cursor: str) -> LogPage:
@@ -54,9 +58,7 @@ def read_file(path: str, cursor: str) -> LogPage:
             data = f.read(PAGE_BYTES + 1)
     except FileNotFoundError:
         return LogPage("", str(start))
-    page = read_bytes(data[:PAGE_BYTES], "0")
-    more = len(data) > PAGE_BYTES or page.more
-    return LogPage(page.text, str(start + int(page.cursor)), more)
+    return _page(data[:PAGE_BYTES], start, len(data) > PAGE_BYTES)
 
 
 def local_log(step: StepRecord, workspace: Workspace, cursor: str) -> LogPage:
