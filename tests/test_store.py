@@ -194,3 +194,16 @@ def test_postgresql_restarted_during_writes_loses_nothing(postgres: Postgres,
     bouncer.join()
     assert store.count() == i
     assert any("unreachable" in line and "retrying saving run" in line for line in said), said
+
+
+def test_lineage_links_component_versions_and_pages_newest_first(store_url: str) -> None:
+    """The runs that ran a component version (the catalog page's question), newest first, as
+    many as asked."""
+    store = RunStore(store_url)
+    for i in range(5):
+        r = record(f"c-{i}", started=2000.0 + i)
+        r.steps = [StepRecord("train", "train", "train", "1.2.0" if i % 2 else "1.1.0", "img")]
+        store.save(r)
+    assert store.linked("component", "train@1.2.0") == ["c-3", "c-1"]
+    assert store.linked("component", "train@1.1.0", limit=2) == ["c-4", "c-2"]
+    assert store.linked("component", "train@9.9.9") == []

@@ -44,7 +44,7 @@ run_tags = Table(
 run_links = Table(
     "run_links", metadata,
     Column("run_id", String(255), primary_key=True),
-    Column("kind", String(32), primary_key=True),  # data, image, code, model, deploy
+    Column("kind", String(32), primary_key=True),  # data, image, code, model, component, deploy
     Column("value", String(512), primary_key=True),
     Column("name", String(255), nullable=False, server_default=""),  # mount, step/output, ...
     Index("run_links_kind_value", "kind", "value"),
