@@ -85,6 +85,12 @@ def log_view(request: Request, run_id: str, step: str) -> Response:
     return page(request, "_logview.html", {"run_id": record.run_id, "step": step})
 
 
+@router.get("/runs/{run_id}/logview")
+def log_view_of(request: Request, run_id: str) -> Response:
+    """The log viewer of the step ``?step=`` names (one item of a collapsed loop)."""
+    return log_view(request, run_id, request.query_params.get("step", ""))
+
+
 @router.get("/runs/{run_id}/steps/{step}/log.txt")
 def log_text(request: Request, run_id: str, step: str) -> Response:
     """The step's whole log as text (as it is now)."""

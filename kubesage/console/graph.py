@@ -8,7 +8,10 @@ written; a loop item is labelled with its item; a cache hit links to the run it 
 
 Layout is the slow part (about 80 ms for 200 steps), and a step's state is not part of it: the
 laid-out SVG is cached by the graph's shape, and each request only marks every node with its
-step's state (``class="node st-running"``, ``data-step``, ``data-state``).
+step's state (``class="node st-running"``, ``data-step``, ``data-state``). A loop over more than
+``LOOP_DRAWN`` items is drawn as one node per task, with the loop's cluster as written, and its
+items are listed beside the graph as chips, one per step with its state (as Argo and Flyte show
+a large map): a page of a 1,000-item fan-out stays readable and quick.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import shutil
 import subprocess
 import threading
 from collections import OrderedDict
-from typing import Any
 from urllib.parse import quote
 
 from kubesage.runs.record import RunRecord, StepRecord
@@ -82,27 +84,72 @@ def _node(record: RunRecord, step: StepRecord, index: int) -> str:
     return f"n{index} [" + " ".join(f"{k}={_q(v)}" for k, v in attrs.items()) + "];"
 
 
+LOOP_DRAWN = 16  # a loop over more items is drawn as one node per task, its items as chips
+_RANK = ("running", "failed", "abandoned", "cancelled", "pending", "not_run", "succeeded",
+         "skipped")
+
+
+def collapsed_tasks(record: RunRecord) -> list[str]:
+    """Tasks inside a loop over more than ``LOOP_DRAWN`` items (in step order)."""
+    big = {g for g, doc in record.groups.items()
+           if doc.get("kind") == "loop" and len(doc.get("items") or []) > LOOP_DRAWN}
+    found: dict[str, None] = {}
+    for s in record.steps:
+        if s.task and big & set(s.groups):
+            found.setdefault(s.task)
+    return list(found)
+
+
+def nodes_of(record: RunRecord) -> dict[str, str]:
+    """Each step's node: its own (``n<index>``), or its task's (``t<index>``) when collapsed."""
+    tasks = {task: f"t{i}" for i, task in enumerate(collapsed_tasks(record))}
+    return {s.name: tasks.get(s.task, f"n{i}") for i, s in enumerate(record.steps)}
+
+
+def summary(steps: list[StepRecord]) -> str:
+    """One state for many steps: running while any runs, failed if any failed, ..."""
+    states = {s.status for s in steps}
+    return next((state for state in _RANK if state in states), "pending")
+
+
+def _task_node(node: str, task: str, steps: list[StepRecord]) -> str:
+    attrs = {"id": node, "label": f"{task}\n× {len(steps)} items",
+             "tooltip": f"{task}: one step per item, {len(steps)} items (below)",
+             "URL": f"#items-{quote(task)}"}
+    return f"{node} [" + " ".join(f"{k}={_q(v)}" for k, v in attrs.items()) + "];"
+
+
 def to_dot(record: RunRecord) -> str:
     """The DOT source of the run's graph (no states in it: they are marked after layout)."""
-    index = {s.name: i for i, s in enumerate(record.steps)}
-    tree: dict[tuple[str, ...], list[int]] = {}
+    node = nodes_of(record)
+    members: dict[str, list[StepRecord]] = {}
+    tree: dict[tuple[str, ...], list[str]] = {}
     for s in record.steps:
-        tree.setdefault(tuple(g for g in s.groups if g in record.groups), []).append(index[s.name])
+        members.setdefault(node[s.name], []).append(s)
+        if len(members[node[s.name]]) == 1:
+            tree.setdefault(tuple(g for g in s.groups if g in record.groups), []).append(
+                node[s.name])
     lines = ["digraph run {", 'rankdir=LR; bgcolor="transparent"; nodesep=0.15; ranksep=0.35;',
              'node [shape=box style="rounded,filled" fontname="Helvetica" fontsize=11 '
              'fillcolor="#ffffff" color="#888888" height=0.3 margin="0.12,0.04"];',
              'edge [color="#999999" arrowsize=0.6];']
-    lines += _clusters(record, tree, ())
+    drawn = {n: (_node(record, steps[0], int(n[1:])) if n.startswith("n")
+                 else _task_node(n, steps[0].task, steps)) for n, steps in members.items()}
+    lines += _clusters(record, tree, (), drawn)
+    edges: dict[tuple[str, str], None] = {}
     for name, deps in deps_of(record).items():
-        lines += [f"n{index[d]} -> n{index[name]};" for d in deps]
+        for d in deps:
+            if node[d] != node[name]:
+                edges.setdefault((node[d], node[name]))
+    lines += [f"{a} -> {b};" for a, b in edges]
     lines.append("}")
     return "\n".join(lines)
 
 
-def _clusters(record: RunRecord, tree: dict[tuple[str, ...], list[int]],
-              path: tuple[str, ...]) -> list[str]:
+def _clusters(record: RunRecord, tree: dict[tuple[str, ...], list[str]],
+              path: tuple[str, ...], drawn: dict[str, str]) -> list[str]:
     """Nodes directly in the group ``path``, then each group nested in it as a cluster."""
-    out = [_node(record, record.steps[i], i) for i in tree.get(path, [])]
+    out = [drawn[n] for n in tree.get(path, [])]
     children = sorted({key[len(path)] for key in tree if len(key) > len(path)
                        and key[:len(path)] == path}, key=lambda g: list(record.groups).index(g))
     for group in children:
@@ -114,7 +161,7 @@ def _clusters(record: RunRecord, tree: dict[tuple[str, ...], list[int]],
         out.append(f"subgraph cluster_{re.sub(r'[^A-Za-z0-9_]', '_', group)} {{ label={_q(label)}; "
                    f'style="{style}"; color="#b0b0b0"; fontname="Helvetica"; fontsize=10; '
                    'labeljust="l";')
-        out += _clusters(record, tree, (*path, group))
+        out += _clusters(record, tree, (*path, group), drawn)
         out.append("}")
     return out
 
@@ -147,18 +194,22 @@ def layout(dot: str) -> str:
 
 
 def render(record: RunRecord) -> str:
-    """The run's graph as inline SVG, each node marked with its step's state."""
+    """The run's graph as inline SVG, each node marked with its step's state (a collapsed
+    task's node with the state of its items together)."""
     svg = layout(to_dot(record))
-    for i, step in enumerate(record.steps):
-        state = step.status + (" cached" if step.cached else "")
+    members: dict[str, list[StepRecord]] = {}
+    for step, node in zip(record.steps, nodes_of(record).values(), strict=True):
+        members.setdefault(node, []).append(step)
+    for node, steps in members.items():
+        one = steps[0]
+        if node.startswith("n"):
+            state, name = one.status + (" cached" if one.cached else ""), one.name
+            extra = ""
+        else:
+            state, name = summary(steps) + " group", one.task
+            extra = f' data-items="{len(steps)}"'
         svg = svg.replace(
-            f'<g id="n{i}" class="node">',
-            f'<g id="n{i}" class="node st-{state}" data-step="{html.escape(step.name)}" '
-            f'data-state="{html.escape(step.status)}">', 1)
+            f'<g id="{node}" class="node">',
+            f'<g id="{node}" class="node st-{state}" data-step="{html.escape(name)}" '
+            f'data-state="{html.escape(state.split()[0])}"{extra}>', 1)
     return svg
-
-
-def states(record: RunRecord) -> dict[str, Any]:
-    """What a live graph follows: its shape and each step's state."""
-    return {"shape": hashlib.sha256(to_dot(record).encode()).hexdigest(),
-            "states": [(s.status, s.cached) for s in record.steps]}

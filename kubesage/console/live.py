@@ -46,7 +46,8 @@ async def runs(request: Request) -> AsyncIterator[ServerSentEvent]:
 def _run_parts(request: Request, run_id: str) -> tuple[Any, dict[str, str]]:
     """The run's live parts, rendered: header, graph, steps, timeline, curves."""
     record = record_of(request, run_id)
-    context = {**views.run_page(console_of(request).workspace.store, record),
+    context = {**views.run_page(console_of(request).workspace.store, record,
+                                expand=request.query_params.get("expand") == "1"),
                **graph_context(record)}
     return record, {part: fragment(request, f"_run_{part}.html", context)
                     for part in ("header", "graph", "steps", "timeline", "curves")}

@@ -61,7 +61,7 @@ def run(request: Request, run_id: str) -> Response:
     if record.run_id != run_id:  # a prefix: the page of the run it names
         return RedirectResponse(f"/runs/{quote(record.run_id, safe='')}", status_code=303)
     store = console_of(request).workspace.store
-    context = views.run_page(store, record)
+    context = views.run_page(store, record, expand=request.query_params.get("expand") == "1")
     return page(request, "run.html", {**context, **graph_context(record)})
 
 

@@ -5,10 +5,11 @@ here queries a database itself."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from kubesage.console.graph import deps_of, item_label
+from kubesage.console.graph import collapsed_tasks, deps_of, item_label, summary
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.store import RunStore
 from kubesage.tracking.compare import comparison, curves
@@ -95,9 +96,9 @@ def runs_signature(store: RunStore, filters: Filters) -> list[tuple[Any, ...]]:
     return [(r.run_id, r.status, r.ended, tuple(s.status for s in r.steps)) for r in records]
 
 
-def timeline(record: RunRecord) -> list[dict[str, Any]]:
-    """Each step's bar: queued (when its upstream steps had ended) to started to ended, as
-    percentages of the run's span."""
+def timeline(record: RunRecord, collapsed: list[str] | None = None) -> list[dict[str, Any]]:
+    """Each step's bar (a collapsed task's: one for all its items): queued (when its upstream
+    steps had ended) to started to ended, as percentages of the run's span."""
     start = record.started
     end = max([record.ended or 0.0, *(s.ended or s.started or 0.0 for s in record.steps)])
     if record.status == "running":
@@ -105,17 +106,28 @@ def timeline(record: RunRecord) -> list[dict[str, Any]]:
     span = max(end - start, 1e-6)
     ended = {s.name: s.ended for s in record.steps}
     deps = deps_of(record)
-    bars = []
+
+    def pct(t: float | None) -> float:
+        return round(100 * ((t or start) - start) / span, 2)
+
+    lanes: dict[str, list[StepRecord]] = {}
     for s in record.steps:
-        queued = max([start, *(ended[d] or start for d in deps[s.name])])
-        began = s.started or (None if s.status in LIVE else s.ended)
-        finish = s.ended or (time.time() if s.status == "running" else None)
-        pct = lambda t: round(100 * ((t or start) - start) / span, 2)  # noqa: E731
-        bars.append({"name": s.name, "status": s.status, "cached": s.cached,
-                     "queued": pct(queued), "wait": max(0.0, pct(began or queued) - pct(queued)),
-                     "start": pct(began or queued),
-                     "width": max(0.4, pct(finish) - pct(began)) if began and finish else 0.0,
-                     "took": took(s.started, s.ended) if s.started else ""})
+        lanes.setdefault(s.task if s.task in (collapsed or []) else s.name, []).append(s)
+    bars = []
+    for name, steps in lanes.items():
+        queued = min(max([start, *(ended[d] or start for d in deps[s.name])]) for s in steps)
+        began = min((s.started or (None if s.status in LIVE else s.ended) or queued
+                     for s in steps), default=queued)
+        running = any(s.status == "running" for s in steps)
+        finish = time.time() if running else max((s.ended or 0.0 for s in steps), default=0.0)
+        one = steps[0]
+        bars.append({"name": name if len(steps) == 1 else f"{name} × {len(steps)}",
+                     "status": summary(steps), "cached": all(s.cached for s in steps),
+                     "queued": pct(queued), "wait": max(0.0, pct(began) - pct(queued)),
+                     "start": pct(began),
+                     "width": max(0.4, pct(finish) - pct(began)) if finish else 0.0,
+                     "took": took(one.started, one.ended) if len(steps) == 1 and one.started
+                     else took(began, finish or None) if finish else ""})
     return bars
 
 
@@ -152,17 +164,29 @@ def cache_source(store: RunStore, step: StepRecord) -> str:
     return str(entry.get("run_id", "")) if entry else ""
 
 
-def run_page(store: RunStore, record: RunRecord) -> dict[str, Any]:
-    """Everything the run page shows but the graph (``graph.render``)."""
+def run_page(store: RunStore, record: RunRecord, expand: bool = False) -> dict[str, Any]:
+    """Everything the run page shows but the graph (``graph.render``). A task of a loop over
+    many items is one summary (its items as chips) unless ``expand``."""
+    collapsed = [] if expand else collapsed_tasks(record)
     steps = []
+    groups: dict[str, dict[str, Any]] = {t: {"task": t, "items": []} for t in collapsed}
     for s in record.steps:
+        if s.task in groups:
+            groups[s.task]["items"].append({"name": s.name, "item": item_label(record, s),
+                                            "status": s.status, "cached": s.cached})
+            continue
         steps.append({"step": s, "item": item_label(record, s), "took": took(s.started, s.ended),
                       "cached_from": cache_source(store, s), "outputs": outputs(record, s),
                       "metrics": sorted(s.metrics.items())})
-    return {"record": record, "row": row(record), "steps": steps, "timeline": timeline(record),
+    for task, group in groups.items():
+        members = [s for s in record.steps if s.task == task]
+        group.update(count=len(members), state=summary(members), component=members[0].component,
+                     counts=sorted(Counter(s.status for s in members).items()))
+    return {"record": record, "row": row(record), "steps": steps,
+            "collapsed": list(groups.values()), "expand": expand,
+            "timeline": timeline(record, collapsed),
             "charts": curve_charts([record], label=lambda r: r.run_id),
-            "models": models_of(record),
-            "live": record.status == "running"}
+            "models": models_of(record), "live": record.status == "running"}
 
 
 def compare_page(records: list[RunRecord]) -> dict[str, Any]:
