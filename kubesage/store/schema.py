@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 metadata = MetaData()
 
@@ -31,6 +31,7 @@ runs = Table(
     Index("runs_pipeline_started", "pipeline", "started"),
     Index("runs_status", "status"),
     Index("runs_user_started", "user", "started"),
+    Index("runs_target_started", "target", "started"),
 )
 
 run_tags = Table(
