@@ -263,3 +263,23 @@ def test_the_console_reads_a_team_store_through_a_read_only_role(
     finally:
         stop(site)
     assert os.path.isdir(tmp_path / "home")
+
+
+def test_a_large_fan_out_is_one_node_per_task_with_a_chip_per_item(site: Site, page: Any) -> None:
+    from benchmarks.console import fan_out_record
+
+    record = fan_out_record("big-fan-out-1", 40)
+    record.steps[7].status = "failed"  # per-client[6]
+    site.store.save(record)
+    page.goto(f"{site.url}/runs/big-fan-out-1")
+    nodes = page.locator("#run-graph svg g.node")
+    assert sorted(nodes.nth(i).get_attribute("data-step") for i in range(nodes.count())) == [
+        "gated", "per-client", "probe", "score"]
+    group = page.locator('#run-graph g.node[data-step="per-client"]')
+    assert group.get_attribute("data-state") == "failed" and group.get_attribute("data-items") == "40"
+    chips = page.locator('#items-per-client a.chip')
+    assert chips.count() == 40
+    assert page.locator('#items-per-client a.chip[data-step="per-client[6]"]').get_attribute(
+        "data-state") == "failed"
+    page.goto(f"{site.url}/runs/big-fan-out-1?expand=1")
+    assert page.locator("#run-steps tr.step").count() == 43
