@@ -1,7 +1,7 @@
 # The two commands: `make demo` runs the reference pipeline locally on the sample data,
 # `make test` runs the tests. Both do all set-up first (scripts/setup.sh, a no-op once done).
-# `make test-fast` runs the tests that need neither Docker nor a server process, with no Docker
-# engine reachable (it sets up the Python environment only).
+# `make test-fast` runs the tests that need neither Docker nor a server process nor a browser,
+# with no Docker engine reachable (it sets up the Python environment only).
 .PHONY: setup demo test test-fast bench faults lint
 
 setup:
@@ -16,7 +16,7 @@ test: setup
 test-fast:
 	@scripts/setup.sh --python
 	env -u DOCKER_CONTEXT DOCKER_HOST=unix:///nonexistent/docker.sock .venv/bin/pytest \
-		-m "not docker and not server and not last"
+		-m "not docker and not server and not browser and not last"
 
 bench: setup
 	.venv/bin/python benchmarks/orchestration.py

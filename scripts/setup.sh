@@ -16,7 +16,7 @@ python_env() {
     say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
     "$py" -m venv .venv
     .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-    .venv/bin/pip install -q -e '.[sagemaker,components,serving,plots,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    .venv/bin/pip install -q -e '.[sagemaker,components,serving,plots,console,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
     .venv/bin/python -c 'import kubesage, torch, kfp, docker, fastapi, uvicorn' || { say "install failed"; exit 1; }
     echo "$want" >.venv/.installed
   fi
@@ -59,6 +59,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &
   say "installing Debian's postgresql (the store tests start throwaway servers on loopback)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
+# The console: Graphviz's dot lays its run graphs out; its browser tests drive Debian's chromium
+# with Playwright (never a browser Playwright downloads).
+missing=""
+command -v dot >/dev/null || missing="$missing graphviz"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing Debian's$missing (the console's graphs and its browser tests)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
 # 2. The Python environment.

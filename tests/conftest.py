@@ -41,7 +41,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 # The test tiers. `make test-fast` runs the tests with none of these markers, with no Docker
 # engine reachable; `make test` runs them all.
-SLOW_MARKERS = ("docker", "server", "last")
+SLOW_MARKERS = ("docker", "server", "browser", "last")
 # The fixtures that need a tier: the engine and its images, or a real server process.
 TIER_OF_FIXTURE = {"docker_client": "docker", "pushed_images": "docker", "registry": "server",
                    "moto_endpoint": "server", "moto_s3": "server", "postgres": "server",

@@ -27,8 +27,11 @@ SDKS = {
     "docker": ("kubesage.docker_engine", "kubesage.targets", "kubesage.serving"),
     "mlflow": ("kubesage.tracking",),
     "matplotlib": ("kubesage.tracking",),
-    "fastapi": ("kubesage.serving",),
-    "uvicorn": ("kubesage.serving",),
+    "fastapi": ("kubesage.serving", "kubesage.console"),
+    "uvicorn": ("kubesage.serving", "kubesage.console"),
+    "starlette": ("kubesage.serving", "kubesage.console"),
+    "jinja2": ("kubesage.console",),
+    "markdown_it": ("kubesage.console",),
     "kubernetes": ("kubesage.targets.kfp",),
 }
 
@@ -107,12 +110,13 @@ def _targets_apart(module: str, name: str, graph: dict[str, set[str]]) -> str:
 
 
 def _thin_cli(module: str, name: str, graph: dict[str, set[str]]) -> str:
-    if not within(module, ("kubesage.cli",)) or not within(name, ("kubesage.targets",)):
+    if not within(module, ("kubesage.cli", "kubesage.console")) or not within(
+            name, ("kubesage.targets",)):
         return ""
     parts = name.split(".")
     if len(parts) == 2 or parts[2] == "base" or (len(parts) == 3 and parts[2] in _public_names()):
         return ""
-    return "the command line reaches targets through the registry, never their internals"
+    return "the command line and the console reach targets through the registry, never their internals"
 
 
 def _public_names() -> set[str]:
@@ -130,8 +134,16 @@ def _runtime_alone(module: str, name: str, graph: dict[str, set[str]]) -> str:
     return "the in-container runtime imports only the DSL and its own modules"
 
 
+def _no_sql_in_console(module: str, name: str, graph: dict[str, set[str]]) -> str:
+    if within(module, ("kubesage.console",)) and (top(name) == "sqlalchemy" or within(
+            name, ("kubesage.store.schema", "kubesage.store.sql"))):
+        return "the console reads runs through RunStore (kubesage.store), never SQL of its own"
+    return ""
+
+
 RULES = {"neutral core": _neutral_core, "SDKs confined": _sdk_confined,
-         "targets apart": _targets_apart, "thin CLI": _thin_cli, "runtime alone": _runtime_alone}
+         "targets apart": _targets_apart, "thin CLI": _thin_cli, "runtime alone": _runtime_alone,
+         "console reads through the store": _no_sql_in_console}
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
@@ -143,12 +155,14 @@ def test_the_rules_see_a_violation(tmp_path) -> None:
     """Each rule can fail: a line that breaks it is reported."""
     graph = {"kubesage.runs.x": {"docker"}, "kubesage.cli.x": {"kubesage.targets.kfp.submit"},
              "kubesage.targets.kfp.x": {"kubesage.targets.sagemaker.compiler"},
-             "kubesage.runtime.x": {"kubesage.targets.base"}, "kubesage.dsl.x": {"boto3"}}
+             "kubesage.runtime.x": {"kubesage.targets.base"}, "kubesage.dsl.x": {"boto3"},
+             "kubesage.console.x": {"sqlalchemy"}}
     expected = {"neutral core": ("kubesage.runs.x", "docker"),
                 "SDKs confined": ("kubesage.dsl.x", "boto3"),
                 "targets apart": ("kubesage.targets.kfp.x", "kubesage.targets.sagemaker.compiler"),
                 "thin CLI": ("kubesage.cli.x", "kubesage.targets.kfp.submit"),
-                "runtime alone": ("kubesage.runtime.x", "kubesage.targets.base")}
+                "runtime alone": ("kubesage.runtime.x", "kubesage.targets.base"),
+                "console reads through the store": ("kubesage.console.x", "sqlalchemy")}
     for rule, (module, name) in expected.items():
         assert RULES[rule](module, name, graph), f"{rule} misses {module} -> {name}"
 

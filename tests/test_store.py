@@ -206,3 +206,16 @@ def test_a_stale_cache_entry_is_replaced_and_a_fresh_one_kept(store_url: str) ->
     assert store.cache_get("k") == {"run_id": "new"}
     assert not store.cache_put("k", {"run_id": "late"}, since=started)  # "new" is younger
     assert store.cache_get("k") == {"run_id": "new"}
+
+
+def test_lineage_links_component_versions_and_pages_newest_first(store_url: str) -> None:
+    """The runs that ran a component version (the catalog page's question), newest first, as
+    many as asked."""
+    store = RunStore(store_url)
+    for i in range(5):
+        r = record(f"c-{i}", started=2000.0 + i)
+        r.steps = [StepRecord("train", "train", "train", "1.2.0" if i % 2 else "1.1.0", "img")]
+        store.save(r)
+    assert store.linked("component", "train@1.2.0") == ["c-3", "c-1"]
+    assert store.linked("component", "train@1.1.0", limit=2) == ["c-4", "c-2"]
+    assert store.linked("component", "train@9.9.9") == []

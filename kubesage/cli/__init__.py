@@ -1,6 +1,7 @@
 """The ``kubesage`` command line: parse, call, print. One module per command group: ``run``
 (run, rerun), ``runs`` (runs, compare, experiments), ``components``, ``build`` (build, compile,
-validate), ``submit`` (submit, deploy, serve), ``project`` (init, sample-data); ``common`` holds
+validate), ``submit`` (submit, deploy, serve), ``project`` (init, sample-data), ``console`` (ui,
+logs); ``common`` holds
 what they share. Commands reach targets only through the registry (``kubesage.targets``).
 
 Exit codes: 0 done (a run succeeded); 1 a run failed; 2 an error in what was given (pipeline,
@@ -14,12 +15,12 @@ import argparse
 import os
 import sys
 
-from kubesage.cli import build, components, project, run, runs, submit
+from kubesage.cli import build, components, console, project, run, runs, submit
 from kubesage.cli.common import EXIT_ERROR, EXIT_REFUSED
 from kubesage.dsl.errors import KubesageError
 from kubesage.targets import base as targets
 
-GROUPS = (run, runs, components, build, submit, project)
+GROUPS = (run, runs, components, build, submit, project, console)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ parallelism: 4          # steps running at once
 mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
 webhooks: [https://hooks.slack.com/services/...]      # run and step state changes
 gpus: auto              # steps that want GPUs: auto (if the engine has some, else CPU) | all | none
+console_token_file: ~/.kubesage-console-token   # the token of `kubesage ui`'s actions
 ```
 """
 
@@ -54,6 +55,9 @@ class LocalConfig:
     # otherwise runs them on CPU (said once in the run log); ``all`` always requests them (a run
     # on an engine without GPUs is refused); ``none`` never does.
     gpus: str = "auto"
+    # a file holding the token `kubesage ui` asks of actions (and of every request beyond
+    # loopback); the token itself never sits in a config that is committed
+    console_token_file: str = ""
     source: str = "(defaults)"
 
     @property
@@ -83,7 +87,7 @@ class LocalConfig:
 
 
 _KEYS = ("mounts", "store", "home", "artifacts", "image_tag", "parallelism", "warm_start",
-         "mlflow_tracking_uri", "webhooks", "gpus")
+         "mlflow_tracking_uri", "webhooks", "gpus", "console_token_file")
 STORE_ENV, ARTIFACTS_ENV = "KUBESAGE_STORE", "KUBESAGE_ARTIFACTS"
 GPU_MODES = ("auto", "all", "none")
 _URL = re.compile(r"https?://")
@@ -122,6 +126,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         webhooks=list(r.strings("webhooks", _URL, "https://hooks.slack.com/services/...",
                                 required=False)),
         gpus=r.get("gpus", str, False, "auto", choices=GPU_MODES),
+        console_token_file=r.get("console_token_file", str, False, ""),
         source=path,
     ))
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from kubesage.config.local import data_mounts
 from kubesage.plan import Plan
+from kubesage.plan.graph import plan_groups
 from kubesage.runs.artifacts import fingerprint_tree
 from kubesage.runs.inputs import resolve_inputs
 from kubesage.runs.lifecycle import Run, new_record, new_run_id, plan_steps
@@ -144,6 +145,7 @@ def run_pipeline(workspace: Workspace, target: RunTarget, pipeline: Pipeline,
             compiled=execution.compiled, config=_config_file(workspace))
         record.inputs = setup.inputs
         record.steps = plan_steps(setup.plan, execution.step_image)
+        record.groups = plan_groups(setup.plan)
         run = Run(record, workspace.store, webhooks=setup.local.webhooks, log=setup.out)
         with run.active(on_cancel=execution.cancel):
             execution.execute(run)

@@ -81,10 +81,17 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
 
 
 def plan_steps(plan: Plan, image: Callable[[str], str]) -> list[StepRecord]:
-    """One pending step record per step of the plan; ``image`` names a logical image as run."""
-    return [StepRecord(name=s.name, task=s.task.name, component=s.task.spec.name,
-                       version=s.task.spec.version, image=image(s.task.spec.image))
-            for s in plan.steps]
+    """One pending step record per step of the plan, with its place in the graph (upstream
+    steps, loops and conditions); ``image`` names a logical image as run."""
+    from kubesage.plan.graph import step_graph
+
+    out = []
+    for s in plan.steps:
+        deps, groups = step_graph(s)
+        out.append(StepRecord(name=s.name, task=s.task.name, component=s.task.spec.name,
+                              version=s.task.spec.version, image=image(s.task.spec.image),
+                              deps=deps, groups=groups))
+    return out
 
 
 class Run:

@@ -58,6 +58,7 @@ class StepState:
     metrics: dict[str, float] = field(default_factory=dict)
     returns: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"uri": ...}
+    remote: dict[str, Any] = field(default_factory=dict)  # the service's job or pod behind it
 
 
 @dataclass
@@ -140,6 +141,7 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None],
         step.metrics = s.metrics or step.metrics
         step.returns = s.returns or step.returns
         step.outputs = s.outputs or step.outputs
+        step.remote = s.remote or step.remote
         if s.status != before:
             say(transition(step))
             if notify is not None:

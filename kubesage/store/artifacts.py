@@ -61,6 +61,10 @@ class ArtifactStore(Protocol):
         """Copy what is under ``key`` into the empty ``folder``; how many files."""
         ...
 
+    def read_file(self, uri: str) -> bytes:
+        """The content of one file ``publish_file`` published (a step's log)."""
+        ...
+
 
 def open_artifacts(url: str, home: str) -> ArtifactStore:
     """The artifact store at ``url`` (a folder or ``s3://``); ``home`` holds the local cache."""
@@ -102,6 +106,9 @@ class LocalArtifacts:
 
     def sync_down(self, key: str, folder: str) -> int:
         return 0
+
+    def read_file(self, uri: str) -> bytes:
+        return _read(uri)
 
 
 class _Cached:
@@ -187,6 +194,9 @@ class FolderArtifacts(_Cached):
             return 0
         shutil.copytree(source, folder, dirs_exist_ok=True)
         return len(_files(folder))
+
+    def read_file(self, uri: str) -> bytes:
+        return _read(uri)
 
 
 class S3Artifacts(_Cached):
@@ -307,6 +317,19 @@ class S3Artifacts(_Cached):
             return len(keys)
 
         return int(self._call(f"reading checkpoints from s3://{self.bucket}/{base}", work))
+
+    def read_file(self, uri: str) -> bytes:
+        parts = urlsplit(uri)
+        return bytes(self._call(f"reading {uri}", lambda: self._s3().get_object(
+            Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"].read()))
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ArtifactStoreError(f"{path}: {e.strerror}; the file is not on this machine") from None
 
 
 def _files(folder: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 metadata = MetaData()
 
@@ -31,6 +31,7 @@ runs = Table(
     Index("runs_pipeline_started", "pipeline", "started"),
     Index("runs_status", "status"),
     Index("runs_user_started", "user", "started"),
+    Index("runs_target_started", "target", "started"),
 )
 
 run_tags = Table(
@@ -44,7 +45,7 @@ run_tags = Table(
 run_links = Table(
     "run_links", metadata,
     Column("run_id", String(255), primary_key=True),
-    Column("kind", String(32), primary_key=True),  # data, image, code, model, deploy
+    Column("kind", String(32), primary_key=True),  # data, image, code, model, component, deploy
     Column("value", String(512), primary_key=True),
     Column("name", String(255), nullable=False, server_default=""),  # mount, step/output, ...
     Index("run_links_kind_value", "kind", "value"),

@@ -33,8 +33,8 @@ RUN_COLUMNS = ("pipeline", "status", "started", "target", "user", "host", "ended
 
 
 def links_of(record: RunRecord) -> list[dict[str, str]]:
-    """What lineage follows from a run: its data fingerprints, images, code hashes and the
-    models (Model outputs, by content) it made."""
+    """What lineage follows from a run: its data fingerprints, images, code hashes, the
+    component versions its steps ran and the models (Model outputs, by content) it made."""
     found: dict[tuple[str, str], str] = {}
     for mount, fingerprint in record.data.items():
         found[("data", fingerprint)] = mount
@@ -43,6 +43,8 @@ def links_of(record: RunRecord) -> list[dict[str, str]]:
     for logical, code in record.code.items():
         found[("code", code)] = logical
     for step in record.steps:
+        if step.component and step.version:
+            found.setdefault(("component", f"{step.component}@{step.version}"), step.name)
         for name, out in step.outputs.items():
             if out.get("type") == "Model" or name in ("model", "model.tar.gz"):
                 if out.get("sha256"):
@@ -180,12 +182,12 @@ class RunStore:
 
         return self._retry("reading filters", work)
 
-    def linked(self, kind: str, value: str) -> builtins.list[str]:
+    def linked(self, kind: str, value: str, limit: int | None = None) -> builtins.list[str]:
         """IDs of the runs linked to ``value`` (a data fingerprint, image, code hash, model
-        sha256), newest first."""
+        sha256, ``component@version``), newest first (the newest ``limit``)."""
         query = (select(run_links.c.run_id).join(runs, runs.c.run_id == run_links.c.run_id)
                  .where(run_links.c.kind == kind, run_links.c.value == value)
-                 .order_by(runs.c.started.desc()))
+                 .order_by(runs.c.started.desc()).limit(limit))
         return [r[0] for r in self._retry("following lineage",
                                           lambda conn: conn.execute(query).all())]
 

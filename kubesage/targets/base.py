@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import Execution, Images, RunSetup
-    from kubesage.runs.record import RunRecord
+    from kubesage.runs.logs import LogPage
+    from kubesage.runs.record import RunRecord, StepRecord
     from kubesage.runs.submitted import ServiceState
     from kubesage.store import RunStore
 
@@ -180,6 +181,15 @@ class Target:
         """A submitted run's state, read from the service (``runs refresh``, ``submit --wait``)."""
         raise Unsupported(f"target '{self.name}' has no service to read runs from; its runs are "
                           "recorded as they run")
+
+    def logs(self, record: RunRecord, step: StepRecord, workspace: Workspace,
+             cursor: str = "") -> LogPage:
+        """The step's log after ``cursor`` (``""``: from the start), and where to read on. By
+        default the log kubesage wrote: the file on this machine, else its copy in the team's
+        artifact store; a service's target reads its own (CloudWatch, pod logs)."""
+        from kubesage.runs.logs import local_log
+
+        return local_log(step, workspace, cursor)
 
     def resume(self, record: RunRecord, store: RunStore, log: TextIO | None = None) -> RunRecord:
         """Continue the failed submitted run ``record`` on its service: only the steps that did

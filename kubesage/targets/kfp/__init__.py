@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import RunSetup
-    from kubesage.runs.record import RunRecord
+    from kubesage.runs.logs import LogPage
+    from kubesage.runs.record import RunRecord, StepRecord
     from kubesage.runs.submitted import ServiceState
     from kubesage.store import RunStore
     from kubesage.targets.kfp.config import KfpConfig
@@ -141,6 +142,15 @@ class KfpTarget(Target):
         from kubesage.targets.kfp.runs import api_client, read
 
         return read(api_client(record), record)
+
+    def logs(self, record: RunRecord, step: StepRecord, workspace: Workspace,
+             cursor: str = "") -> LogPage:
+        """A submitted step's pod log (the Kubernetes API); a kfp.local run's log file."""
+        if not (record.remote and step.remote):
+            return super().logs(record, step, workspace, cursor)
+        from kubesage.targets.kfp.logs import core_api, read_log
+
+        return read_log(core_api(), record, step, cursor)
 
     def resume(self, record: RunRecord, store: RunStore, log: Any = None) -> RunRecord:
         """The run retry API: the service runs the failed tasks again, and what follows."""

@@ -89,7 +89,7 @@ def from_cache(run: LocalRun, step: Step) -> bool:
         hit = found
     else:
         return False
-    record.cached = True
+    record.cached, record.cached_from = True, str(hit.get("run_id") or "")
     record.outputs = {name: here(run, out) for name, out in hit["outputs"].items()}
     record.returns, record.metrics = hit["returns"], hit["metrics"]
     record.series = hit.get("series", {})

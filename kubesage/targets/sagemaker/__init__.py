@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.runs.launch import RunSetup
-    from kubesage.runs.record import RunRecord
+    from kubesage.runs.logs import LogPage
+    from kubesage.runs.record import RunRecord, StepRecord
     from kubesage.runs.submitted import ServiceState
     from kubesage.store import RunStore
     from kubesage.targets.sagemaker.config import SageMakerConfig
@@ -169,6 +170,18 @@ class SageMakerTarget(Target):
         region = record.remote.get("region")
         return read(boto3.client("sagemaker", region_name=region), record,
                     boto3.client("s3", region_name=region))
+
+    def logs(self, record: RunRecord, step: StepRecord, workspace: Workspace,
+             cursor: str = "") -> LogPage:
+        """A submitted step's job log from CloudWatch Logs; a local run's log file."""
+        if not (record.remote and step.remote):
+            return super().logs(record, step, workspace, cursor)
+        import boto3
+
+        from kubesage.targets.sagemaker.logs import read_log
+
+        return read_log(boto3.client("logs", region_name=record.remote.get("region")), step,
+                        cursor)
 
     def resume(self, record: RunRecord, store: RunStore, log: Any = None) -> RunRecord:
         """RetryPipelineExecution (failed) or a selective execution (stopped)."""

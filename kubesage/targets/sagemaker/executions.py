@@ -42,6 +42,9 @@ class ExecutionError(KubesageError):
     """The service cannot tell or do what a re-run of a submitted execution needs."""
 
 
+JOB_KINDS = ("ProcessingJob", "TrainingJob", "TransformJob")  # a step's Metadata keys
+
+
 def read(client: Any, record: RunRecord, s3: Any = None) -> ServiceState:
     """The execution of ``record`` as the service reports it (``s3``: a client to read results)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -84,6 +87,9 @@ def _step(client: Any, s3: Any, item: dict[str, Any], notes: list[str]) -> StepS
                       error=item.get("FailureReason", ""), attempts=item.get("AttemptCount", 0),
                       cached="CacheHitResult" in item)
     meta = item.get("Metadata", {})
+    for kind in JOB_KINDS:  # the job behind the step: where its logs are
+        if "Arn" in meta.get(kind, {}):
+            state.remote = {"kind": kind, "job": meta[kind]["Arn"]}
     if state.status != "succeeded" or s3 is None:
         return state
     try:

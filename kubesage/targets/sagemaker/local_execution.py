@@ -218,7 +218,7 @@ class Execution:
                                      None if reuse else step["CacheConfig"].get("ExpireAfter"))
             if hit is not None:
                 self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
-                record.cached = True
+                record.cached, record.cached_from = True, str(hit.get("run_id") or "")
                 self.run_.say(f"= {record.name} {'reused' if reuse else 'cached'} "
                               f"(from {hit['run_id']})")
                 return
