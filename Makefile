@@ -16,7 +16,7 @@ test: setup
 test-fast:
 	@scripts/setup.sh --python
 	env -u DOCKER_CONTEXT DOCKER_HOST=unix:///nonexistent/docker.sock .venv/bin/pytest \
-		-m "not docker and not server and not browser and not last"
+		-n 2 --dist worksteal -m "not docker and not server and not browser and not last"
 
 bench: setup
 	.venv/bin/python benchmarks/orchestration.py
