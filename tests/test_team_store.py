@@ -71,6 +71,7 @@ def test_a_step_one_engineer_computed_is_reused_by_another(team: tuple[Engineer,
         for name, out in mine["outputs"].items():
             assert out["sha256"] == theirs["outputs"][name]["sha256"]
             assert out["path"].startswith(os.path.join(ben.home, "cache", "sha256")), out
+            assert not os.path.exists(out["path"]), "a run cached to its end downloads nothing"
     listed = json.loads(ben.cli("runs", "--config", ben.config, "list", "--json",
                                 "--user", "ana").stdout)
     assert [r["run_id"] for r in listed] == [first["run_id"]]  # the team sees each other's runs
@@ -175,3 +176,39 @@ def test_a_step_left_unfinished_on_one_machine_resumes_from_its_checkpoints_on_a
     assert second["status"] == "succeeded", second["_stderr"]
     assert second["steps"][0]["returns"] == {"output": 2}  # the second attempt, on ben's machine
     assert "checkpoint file(s) from s3://team/kubesage" in second["_stderr"]
+
+
+READS_A_CACHED_OUTPUT = '''
+from kubesage import pipeline
+from kubesage.testing.probes import diag_count_lines, diag_write_lines
+
+
+@pipeline(name="reads-a-cached-output")
+def reads(lines: int = 4) -> None:
+    written = diag_write_lines(lines=lines)
+    diag_count_lines(data=written.outputs["data"]).set_caching(False)
+'''
+
+
+def test_a_step_reading_a_colleagues_cached_output_fetches_it_once(
+        team: tuple[Engineer, Engineer], tmp_path) -> None:
+    ana, ben = team
+    pipe = tmp_path / "reads.py"
+    pipe.write_text(READS_A_CACHED_OUTPUT)
+
+    def run(who: Engineer) -> dict[str, Any]:
+        proc = who.cli("run", str(pipe), "--runner", "subprocess", "--config", who.config,
+                       "--json")
+        return {**json.loads(proc.stdout), "_stderr": proc.stderr, "_code": proc.returncode}
+
+    first, second = run(ana), run(ben)
+    assert first["_code"] == second["_code"] == 0, second["_stderr"]
+    written = next(s for s in second["steps"] if s["name"] == "diag-write-lines")
+    counted = [next(s for s in r["steps"] if s["name"] == "diag-count-lines") for r in (first, second)]
+    assert written["cached"] and not counted[1]["cached"]
+    data = written["outputs"]["data"]
+    assert data["path"].startswith(ben.home) and os.path.isdir(data["path"])  # fetched, here
+    from kubesage.runs.artifacts import sha256_tree
+
+    assert sha256_tree(data["path"]) == data["sha256"]
+    assert counted[1]["returns"] == counted[0]["returns"] == {"output": 4}

@@ -66,9 +66,14 @@ class ArtifactStore(Protocol):
         ...
 
 
+def cached_path(home: str, sha256: str) -> str:
+    """Where this machine's cache (under the local folder ``home``) keeps artifact ``sha256``."""
+    return os.path.join(os.path.abspath(home), "cache", "sha256", sha256)
+
+
 def open_artifacts(url: str, home: str) -> ArtifactStore:
     """The artifact store at ``url`` (a folder or ``s3://``); ``home`` holds the local cache."""
-    cache = os.path.join(os.path.abspath(home), "cache", "sha256")
+    cache = os.path.dirname(cached_path(home, "-"))
     if url.startswith("s3://"):
         return S3Artifacts(url, cache)
     if "://" in url:

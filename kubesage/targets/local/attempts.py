@@ -50,6 +50,12 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
         found = _quietly(lambda: shared.sync_down(remote_checkpoints, checkpoints))
         if found:
             run.say(f"  [{step.name}] {found} checkpoint file(s) from {shared.url}")
+    try:
+        call.fetch_inputs(run)
+    except ArtifactStoreError as e:
+        record.status, record.ended, record.error = "failed", time.time(), str(e)
+        run.say(f"x {step.name} failed: {e}")
+        return
     params = call.params
     if run.path_rewrite:
         params = {k: rewrite_paths(v, call.mounts) for k, v in params.items()}
