@@ -162,7 +162,7 @@ def main() -> None:
     os.environ.update(s3.environment())
     s3.bucket("bench")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             os.chmod(tmp, 0o755)
             if "chain" in wanted:
                 per_step(pg, s3, tmp, args)

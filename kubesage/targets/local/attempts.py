@@ -46,15 +46,7 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
     checkpoints = checkpoint_dir(run.config.store, record.cache_key)
     shared = run.setup.workspace.artifacts
     remote_checkpoints = f"checkpoints/{record.cache_key[:24]}"
-    if shared.shared and not os.listdir(checkpoints):  # left by this step on another machine
-        found = _quietly(lambda: shared.sync_down(remote_checkpoints, checkpoints))
-        if found:
-            run.say(f"  [{step.name}] {found} checkpoint file(s) from {shared.url}")
-    try:
-        call.fetch_inputs(run)
-    except ArtifactStoreError as e:
-        record.status, record.ended, record.error = "failed", time.time(), str(e)
-        run.say(f"x {step.name} failed: {e}")
+    if not _from_the_team(run, step, call, checkpoints, remote_checkpoints):
         return
     params = call.params
     if run.path_rewrite:
@@ -125,6 +117,26 @@ def _quietly(work: Callable[[], Any]) -> Any:
         return work()
     except ArtifactStoreError:
         return None
+
+
+def _from_the_team(run: LocalRun, step: Step, call: StepCall, checkpoints: str,
+                   remote_checkpoints: str) -> bool:
+    """Bring what the team's artifact store holds for this step: the inputs published by
+    another checkout, and checkpoints this step left on another machine. False (the step
+    failed, with the cause) when an input cannot be fetched."""
+    shared = run.setup.workspace.artifacts
+    if shared.shared and not os.listdir(checkpoints):
+        found = _quietly(lambda: shared.sync_down(remote_checkpoints, checkpoints))
+        if found:
+            run.say(f"  [{step.name}] {found} checkpoint file(s) from {shared.url}")
+    try:
+        call.fetch_inputs(run)
+    except ArtifactStoreError as e:
+        record = run.records[step.name]
+        record.status, record.ended, record.error = "failed", time.time(), str(e)
+        run.say(f"x {step.name} failed: {e}")
+        return False
+    return True
 
 
 def checkpoint_dir(store: str, cache_key: str) -> str:
