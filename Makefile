@@ -1,6 +1,8 @@
 # The two commands: `make demo` runs the reference pipeline locally on the sample data,
 # `make test` runs the tests. Both do all set-up first (scripts/setup.sh, a no-op once done).
-.PHONY: setup demo test bench faults lint
+# `make test-fast` runs the tests that need neither Docker nor a server process nor a browser,
+# with no Docker engine reachable (it sets up the Python environment only).
+.PHONY: setup demo test test-fast bench faults lint
 
 setup:
 	@scripts/setup.sh
@@ -10,6 +12,11 @@ demo: setup
 
 test: setup
 	.venv/bin/pytest
+
+test-fast:
+	@scripts/setup.sh --python
+	env -u DOCKER_CONTEXT DOCKER_HOST=unix:///nonexistent/docker.sock .venv/bin/pytest \
+		-n 2 --dist worksteal -m "not docker and not server and not browser and not last"
 
 bench: setup
 	.venv/bin/python benchmarks/orchestration.py

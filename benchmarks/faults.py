@@ -9,12 +9,17 @@ in a store, cache and MLflow of its own, trials of four classes:
   trials (drawn) train on two nodes (2 x 2 processes) and a random rank's container is killed;
 - ``engine``: the Docker engine is restarted at a random moment of the run (needs root);
 - ``concurrent``: 8 runs of different parameters at once, sharing the store, cache and MLflow,
-  while ``runs list``, ``compare`` and a ``rerun`` run beside them.
+  while ``runs list``, ``compare`` and a ``rerun`` run beside them;
+- ``store``: the run store is a PostgreSQL server (Debian's package, started here on loopback)
+  and the artifacts are in S3 (moto); at a random moment either the CLI is SIGKILLed or the
+  PostgreSQL server is killed (``pg_ctl stop -m immediate``) and started again a few seconds
+  later. A run whose server came back must end succeeded, its record whole.
 
 After each trial, before the next, the campaign checks that no container or network of the
-campaign's runs is left, that no run record says ``running``, that the store passes SQLite's
-``integrity_check``, and that every cache entry points at complete artifacts whose sha256
-matches the entry. Then the next run (the same pipeline and parameters, cache off) must succeed.
+campaign's runs is left, that no run record says ``running``, that the store is consistent
+(SQLite's ``integrity_check``; every run's indexed columns and tags agree with its record), and
+that every cache entry points at complete artifacts (here, or in the artifact store) whose
+sha256 matches the entry. Then the next run (the same pipeline and parameters, cache off) must succeed.
 Where training was interrupted, the final weights must be byte-identical to those of an
 uninterrupted run (the baseline, measured first in the same campaign). A SIGKILLed CLI cannot
 clean up after itself: the next command that opens the store (here ``runs list``) finds its run
@@ -38,7 +43,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,7 +60,7 @@ from kubesage.runs.artifacts import PARTIAL, sha256_tree  # noqa: E402
 REFERENCE = "pipelines/image_classification.py"
 TWO_NODES = "tests/pipelines/training.py:ddp"
 TINY = ["--param", "epochs=3"]
-CLASSES = ("cli", "container", "engine", "concurrent")
+CLASSES = ("cli", "container", "engine", "concurrent", "store")
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 
 
@@ -69,9 +73,12 @@ class World:
     config: str
     store: str
     docker: Any
+    store_url: str = ""  # "" : the embedded SQLite store in ``store``
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # PGPASSWORD, S3's endpoint
 
     @classmethod
-    def make(cls, folder: str, image_tag: str) -> World:
+    def make(cls, folder: str, image_tag: str, team: dict[str, str] | None = None) -> World:
+        """The campaign's world; ``team``: ``{"store": URL, "artifacts": s3://..., ...env}``."""
         import docker
         import yaml
 
@@ -82,17 +89,24 @@ class World:
         write_digits(fsx)
         store = os.path.join(folder, "store")
         config = os.path.join(folder, "local.yaml")
+        doc = {"mounts": {"fsx": fsx}, "store": store, "image_tag": image_tag}
+        team = dict(team or {})
+        url = team.pop("store", "")
+        if url:
+            doc.update({"store": url, "home": store, "artifacts": team.pop("artifacts")})
         with open(config, "w") as f:
-            yaml.safe_dump({"mounts": {"fsx": fsx}, "store": store, "image_tag": image_tag}, f)
-        return cls(folder, config, store, docker.from_env())
+            yaml.safe_dump(doc, f)
+        return cls(folder, config, store, docker.from_env(), url, team)
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "kubesage.cli", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **self.env})
 
     def start(self, *args: str) -> Started:
         proc = subprocess.Popen([sys.executable, "-m", "kubesage.cli", *args], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **self.env})
         return Started(proc)
 
     def run(self, pipeline: str, *extra: str) -> dict[str, Any]:
@@ -161,31 +175,76 @@ class Started:
 # -- checks after every trial -----------------------------------------------------------------
 def check_world(world: World) -> list[str]:
     """What is wrong with the campaign's store and engine now (nothing: ``[]``)."""
+    from sqlalchemy import text
+
+    from kubesage.store import RunStore
+
     problems = []
-    db = sqlite3.connect(os.path.join(world.store, "runs.db"), timeout=30)
+    store = RunStore(world.store_url or world.store)
     try:
-        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-        if integrity != "ok":
-            problems.append(f"integrity_check: {integrity}")
-        run_ids = [r for (r,) in db.execute("SELECT run_id FROM runs")]
-        running = [r for (r,) in db.execute("SELECT run_id FROM runs WHERE status = 'running'")]
-        if running:
-            problems.append(f"runs still 'running': {running}")
-        for key, doc in db.execute("SELECT key, entry FROM cache"):
-            for name, out in json.loads(doc)["outputs"].items():
-                path = out["path"]
-                if path.endswith(PARTIAL) or not os.path.isdir(path):
-                    problems.append(f"cache {key[:12]} {name}: {path} is missing or partial")
-                elif sha256_tree(path) != out["sha256"]:
-                    problems.append(f"cache {key[:12]} {name}: {path} does not match its sha256")
+        with store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                integrity = conn.execute(text("PRAGMA integrity_check")).scalar()
+                if integrity != "ok":
+                    problems.append(f"integrity_check: {integrity}")
+            rows = conn.execute(text("SELECT run_id, status, record FROM runs")).all()
+            tags = conn.execute(text("SELECT run_id, key, value FROM run_tags")).all()
+            cache = conn.execute(text("SELECT key, entry FROM cache")).all()
     finally:
-        db.close()
-    for run_id in run_ids:
+        store.close()
+    problems += _consistent(rows, tags)
+    for key, doc in cache:
+        for name, out in json.loads(doc)["outputs"].items():
+            problems += _cached_output(world, key, name, out)
+    for run_id, _, _ in rows:
         left = world.containers_of(run_id)
         nets = world.docker.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
         if left or nets:
             problems.append(f"run {run_id} left {len(left)} container(s), {len(nets)} network(s)")
     return problems
+
+
+def _consistent(rows: list[Any], tags: list[Any]) -> list[str]:
+    """Each run's row agrees with its record (no record half-saved), none says running."""
+    problems = []
+    by_run: dict[str, dict[str, str]] = {}
+    for run_id, key, value in tags:
+        by_run.setdefault(run_id, {})[key] = value
+    for run_id, status, doc in rows:
+        record = json.loads(doc)
+        if status == "running":
+            problems.append(f"run {run_id} still says 'running'")
+        if record["run_id"] != run_id or record["status"] != status:
+            problems.append(f"run {run_id}: its row says {status}, its record {record['status']}")
+        if by_run.get(run_id, {}) != record.get("tags", {}):
+            problems.append(f"run {run_id}: its tags table disagrees with its record")
+    return problems
+
+
+def _cached_output(world: World, key: str, name: str, out: dict[str, Any]) -> list[str]:
+    path = out["path"]
+    if out.get("uri", "").startswith("s3://"):
+        return [] if _in_s3(world, out["uri"]) else [f"cache {key[:12]} {name}: {out['uri']} is "
+                                                      "not whole in S3"]
+    if path.endswith(PARTIAL) or not os.path.isdir(path):
+        return [f"cache {key[:12]} {name}: {path} is missing or partial"]
+    if sha256_tree(path) != out["sha256"]:
+        return [f"cache {key[:12]} {name}: {path} does not match its sha256"]
+    return []
+
+
+def _in_s3(world: World, uri: str) -> bool:
+    import boto3
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", endpoint_url=world.env["AWS_ENDPOINT_URL"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    try:
+        s3.head_object(Bucket=bucket, Key=f"{key}/.complete")
+    except Exception:  # 404: not (wholly) published
+        return False
+    return True
 
 
 def weights_digest(record: dict[str, Any]) -> str:
@@ -424,12 +483,93 @@ def concurrent(world: World, seed: int, base: Baseline, runs: int = 8) -> Trial:
     return trial
 
 
+def store_fault(world: World, seed: int, base: Baseline, pg: Any) -> Trial:
+    """The CLI SIGKILLed, or the PostgreSQL server killed and started again, mid-run."""
+    rng = random.Random(seed)
+    moment = rng.uniform(0.3, base.wall_s)
+    kill_server = rng.random() < 0.5
+    trial = Trial("store", seed, f"{'PostgreSQL killed' if kill_server else 'CLI SIGKILLed'} at "
+                  f"{moment:.1f} s")
+    started = world.start("run", base.pipeline, *TINY, "--no-cache", "--config", world.config)
+    time.sleep(moment)
+    if started.proc.poll() is not None:
+        trial.what += " (the run had ended)"
+    elif kill_server:
+        pg.kill_and_restart(down_s=rng.uniform(1.0, 5.0))
+    else:
+        started.proc.send_signal(signal.SIGKILL)
+    code = started.finish()
+    if kill_server and code != 0:
+        trial.problems.append(f"the run did not go on after PostgreSQL came back (exit {code}): "
+                              f"{started.stderr[-1500:]}")
+    recover(world, trial, base, started)
+    return trial
+
+
+def team_world(folder: str, image_tag: str) -> tuple[World, Any, Any]:
+    """A world whose store is a PostgreSQL server and whose artifacts are in S3 (moto)."""
+    from tests.servers import PASSWORD, Moto, Postgres
+
+    pg, s3 = Postgres(), Moto()
+    s3.bucket("faults")
+    team = {"store": pg.url(), "artifacts": "s3://faults/artifacts", "PGPASSWORD": PASSWORD,
+            **s3.environment()}
+    os.makedirs(os.path.join(folder, "team"))
+    return World.make(os.path.join(folder, "team"), image_tag, team), pg, s3
+
+
 # -- the campaign -----------------------------------------------------------------------------
+def run_class(kind: str, count: int, args: argparse.Namespace, rng: random.Random, world: World,
+              one: Baseline, two: Baseline | None, folder: str) -> list[Trial]:
+    """The trials of one class, each printed as it ends."""
+    trials = []
+    servers: tuple[Any, ...] = ()
+    if kind == "store":
+        world, pg, s3 = team_world(folder, args.image_tag)
+        servers = (pg, s3)
+        one = baseline(world, REFERENCE)
+    try:
+        for _ in range(count):
+            trial_seed = args.trial_seed if args.trial_seed is not None else rng.randrange(2**31)
+            if kind == "cli":
+                trial = cli_kill(world, trial_seed, one)
+            elif kind == "container":
+                assert two is not None
+                trial = container_kill(world, trial_seed, one, two)
+            elif kind == "engine":
+                trial = engine_restart(world, trial_seed, one)
+            elif kind == "store":
+                trial = store_fault(world, trial_seed, one, servers[0])
+            else:
+                trial = concurrent(world, trial_seed, one)
+            trials.append(trial)
+            _report(kind, trial_seed, trial)
+            if args.trial_seed is not None:
+                break
+    finally:
+        for server in servers:
+            server.close()
+    return trials
+
+
+def _report(kind: str, seed: int, trial: Trial) -> None:
+    mark = "ok " if trial.survived else "LOST"
+    weights = ("" if trial.identical is None else
+               "; weights identical" if trial.identical else "; WEIGHTS DIFFER")
+    print(f"  {mark} {kind:<10} seed {seed:<10} {trial.what}"
+          f"{'; training interrupted' if trial.interrupted else ''}{weights}; "
+          f"next run {trial.recovery_s:.1f} s", flush=True)
+    for problem in trial.problems:
+        print(f"       {problem}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20, help="trials per kill class (20)")
     ap.add_argument("--engine-trials", type=int, default=3)
     ap.add_argument("--concurrent-trials", type=int, default=3)
+    ap.add_argument("--store-trials", type=int, default=6,
+                    help="trials of the store class (a PostgreSQL store and S3 artifacts)")
     ap.add_argument("--seed", type=int, default=None, help="the campaign's seed (default: random)")
     ap.add_argument("--only", choices=CLASSES, action="append", help="run only these classes")
     ap.add_argument("--trial-seed", type=int, default=None, help="replay one trial (with --only)")
@@ -441,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(seed)
     classes = args.only or list(CLASSES)
     counts = {"cli": args.trials, "container": args.trials, "engine": args.engine_trials,
-              "concurrent": args.concurrent_trials}
+              "concurrent": args.concurrent_trials, "store": args.store_trials}
     if "engine" in classes and os.getuid() != 0:
         raise SystemExit("the engine class restarts the Docker engine, which needs root; run as "
                          "root or leave it out (--only cli --only container --only concurrent)")
@@ -456,28 +596,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f", two nodes {two.wall_s:.1f} s (training {two.train_s:.1f} s)" if two else ""),
               flush=True)
         for kind in classes:
-            for _ in range(counts[kind]):
-                trial_seed = args.trial_seed if args.trial_seed is not None else rng.randrange(2**31)
-                if kind == "cli":
-                    trial = cli_kill(world, trial_seed, one)
-                elif kind == "container":
-                    assert two is not None
-                    trial = container_kill(world, trial_seed, one, two)
-                elif kind == "engine":
-                    trial = engine_restart(world, trial_seed, one)
-                else:
-                    trial = concurrent(world, trial_seed, one)
-                trials.append(trial)
-                mark = "ok " if trial.survived else "LOST"
-                weights = ("" if trial.identical is None else
-                           "; weights identical" if trial.identical else "; WEIGHTS DIFFER")
-                print(f"  {mark} {kind:<10} seed {trial_seed:<10} {trial.what}"
-                      f"{'; training interrupted' if trial.interrupted else ''}{weights}; "
-                      f"next run {trial.recovery_s:.1f} s", flush=True)
-                for problem in trial.problems:
-                    print(f"       {problem}", flush=True)
-                if args.trial_seed is not None:
-                    break
+            trials += run_class(kind, counts[kind], args, rng, world, one, two, folder)
         base_s = one.wall_s
     print()
     print("| class | trials | survived | training interrupted | weights identical | next run / "

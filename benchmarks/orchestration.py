@@ -131,9 +131,13 @@ import orchestration as o
 try:
     from kubesage.config.local import LocalConfig
     from kubesage.targets.local.runner import runner_for
-except ImportError:  # the layout before kubesage.targets.local
-    from kubesage.local.config import LocalConfig
-    from kubesage.local.runner import runner_for
+except ImportError:  # the layouts before kubesage.config
+    try:
+        from kubesage.targets.local.config import LocalConfig
+        from kubesage.targets.local.runner import runner_for
+    except ImportError:
+        from kubesage.local.config import LocalConfig
+        from kubesage.local.runner import runner_for
 with tempfile.TemporaryDirectory() as tmp:
     pipe = o.chain(int(sys.argv[2]))
     runner_for("docker", LocalConfig(store=tmp), sys.argv[1], log=io.StringIO()).run(pipe)

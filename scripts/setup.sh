@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
 # All set-up on a fresh machine, and a quick no-op when it is done: a Docker engine, the Python
 # environment (.venv), a base image, the component images and the sample data.
+# `setup.sh --python` makes the Python environment only (no Docker): what `make test-fast` needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
 mkdir -p .cache
+
+# The Python environment, reinstalled when pyproject.toml changes.
+python_env() {
+  local want py
+  want=$(sha256sum pyproject.toml | cut -c1-16)
+  if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+    py=$(command -v python3.11 || command -v python3)
+    say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
+    "$py" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    .venv/bin/pip install -q -e '.[sagemaker,components,serving,plots,console,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    .venv/bin/python -c 'import kubesage, torch, kfp, docker, fastapi, uvicorn' || { say "install failed"; exit 1; }
+    echo "$want" >.venv/.installed
+  fi
+}
+if [ "${1:-}" = --python ]; then
+  python_env
+  exit 0
+fi
 
 # 1. A Docker engine (Debian's docker.io, started here, when none answers and we are root).
 if ! docker info >/dev/null 2>&1; then
@@ -32,17 +52,28 @@ if ! command -v docker-registry >/dev/null && [ "$(id -u)" = 0 ] && command -v a
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
 fi
 
-# 2. The Python environment, reinstalled when pyproject.toml changes.
-want=$(sha256sum pyproject.toml | cut -c1-16)
-if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
-  py=$(command -v python3.11 || command -v python3)
-  say "creating .venv with $($py --version) and the pinned dependencies (a few minutes)"
-  "$py" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/pip install -q -e '.[components,serving,dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -c 'import kubesage, torch, kfp, docker, fastapi, uvicorn' || { say "install failed"; exit 1; }
-  echo "$want" >.venv/.installed
+# PostgreSQL for the tests of the team store (the tests start throwaway servers with initdb/pg_ctl
+# on loopback; nothing is started here, and the packaged cluster is never used).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &&
+   command -v apt-get >/dev/null; then
+  say "installing Debian's postgresql (the store tests start throwaway servers on loopback)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
+
+# The console: Graphviz's dot lays its run graphs out; its browser tests drive Debian's chromium
+# with Playwright (never a browser Playwright downloads).
+missing=""
+command -v dot >/dev/null || missing="$missing graphviz"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing Debian's$missing (the console's graphs and its browser tests)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+# 2. The Python environment.
+python_env
 
 # 3. A base image: KUBESAGE_BASE_IMAGE, else python:3.11-slim, else one built with debootstrap.
 base=${KUBESAGE_BASE_IMAGE:-}

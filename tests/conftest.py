@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kubesage.config.local import LocalConfig
+
+pytest_plugins = ("tests.servers",)  # PostgreSQL and moto, started on demand
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBESAGE = [sys.executable, "-m", "kubesage.cli"]
@@ -24,12 +30,149 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reach a real Kubeflow or AWS endpoint) and leaves the environment as it found it."""
     saved = dict(os.environ)
     for key in list(os.environ):
-        if key.startswith(("KFP_", "KUBESAGE_CATALOG", "MLFLOW_")) or key in (
+        if key.startswith(("KFP_", "KUBESAGE_CATALOG", "KUBESAGE_STORE", "KUBESAGE_ARTIFACTS",
+                           "MLFLOW_", "PG")) or key in (
                 "AWS_ENDPOINT_URL", "AWS_PROFILE"):
             monkeypatch.delenv(key)
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+# The test tiers. `make test-fast` runs the tests with none of these markers, with no Docker
+# engine reachable; `make test` runs them all.
+SLOW_MARKERS = ("docker", "server", "browser", "last")
+# The fixtures that need a tier: the engine and its images, or a real server process.
+TIER_OF_FIXTURE = {"docker_client": "docker", "pushed_images": "docker", "registry": "server",
+                   "moto_endpoint": "server", "moto_s3": "server", "postgres": "server",
+                   "moto": "server"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # here rather than in pyproject.toml, whose every change reinstalls set-up's .venv
+    config.addinivalue_line("markers", "server: starts a real server process (moto in server "
+                            "mode, the loopback docker-registry)")
+
+
+def _tiers(item: pytest.Item) -> set[str]:
+    return {m for m in SLOW_MARKERS if item.get_closest_marker(m) is not None}
+
+
+class _DeadEngine:
+    """A Unix socket where ``DOCKER_HOST`` points, standing in for an absent Docker engine: every
+    connection (from this process or a CLI it starts) is recorded and answered with an error
+    that names the test and the marker it lacks."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.folder = tempfile.mkdtemp(prefix="ks-engine-")  # short: a socket path has <108 bytes
+        self.path = os.path.join(self.folder, "docker.sock")
+        self.touches: list[str] = []
+        self.message = (f"{nodeid} touched the Docker engine but is not marked docker: add "
+                        "@pytest.mark.docker (or pytestmark = pytest.mark.docker to its module)")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True, name="dead-engine")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if self.stopped.is_set():  # close()'s own wake-up call
+                    return
+                conn.settimeout(5)
+                request = b""
+                try:
+                    while b"\r\n\r\n" not in request and len(request) < 65536:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        request += chunk
+                except OSError:
+                    pass
+                self.touches.append(request.split(b"\r\n", 1)[0].decode(errors="replace")
+                                    or "a connection")
+                body = json.dumps({"message": self.message}).encode()
+                try:
+                    conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\n"
+                                 b"Content-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                                 + body)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+            wake.connect(self.path)  # accept() returns, sees stopped
+        self.thread.join(timeout=5)
+        self.sock.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_ENGINE_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+_dead_engine = pytest.StashKey[tuple[_DeadEngine, dict[str, str | None]]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The guard of the tiers, before any fixture of the test starts. A test that asks for a
+    fixture of a slow tier must carry that tier's marker. A test not marked docker (the fast
+    tier, and server tests that need no engine) sees no Docker engine: ``DOCKER_HOST`` points at
+    a ``_DeadEngine`` for it, its fixtures (of any scope) and every CLI it starts, and any touch
+    fails it, by name."""
+    tiers = _tiers(item)
+    missing = sorted({f"{name} (mark it {tier})" for name in getattr(item, "fixturenames", ())
+                      if (tier := TIER_OF_FIXTURE.get(name)) and tier not in tiers})
+    if missing:
+        pytest.fail(f"{item.nodeid} uses {', '.join(missing)}: add @pytest.mark.<tier> to the "
+                    "test, or pytestmark = pytest.mark.<tier> to its module", pytrace=False)
+    if "docker" in tiers:
+        return
+    engine = _DeadEngine(item.nodeid)
+    item.stash[_dead_engine] = engine, {key: os.environ.get(key) for key in _ENGINE_ENV}
+    for key in _ENGINE_ENV:
+        os.environ.pop(key, None)
+    os.environ["DOCKER_HOST"] = f"unix://{engine.path}"
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the test's own teardown: the environment as it was; a touch of the engine is an
+    error of the test, reported beside (never instead of) its own outcome."""
+    try:
+        result = yield
+    except BaseException as e:
+        touches, message = _restore(item)  # the teardown's own error is the one to see
+        if touches:
+            e.add_note(message)
+        raise
+    touches, message = _restore(item)
+    if touches:
+        pytest.fail(f"{message} ({len(touches)} request(s), the first: {touches[0]})",
+                    pytrace=False)
+    return result
+
+
+def _restore(item: pytest.Item) -> tuple[list[str], str]:
+    """Close the test's ``_DeadEngine``, put the engine's environment back; what touched it."""
+    found = item.stash.get(_dead_engine, None)
+    if found is None:
+        return [], ""
+    engine, saved = found
+    del item.stash[_dead_engine]
+    engine.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return engine.touches, engine.message
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +272,21 @@ def run_json(*args: str) -> dict[str, Any]:
     record["_stderr"] = proc.stderr
     record["_returncode"] = proc.returncode
     return record
+
+
+def mlflow_client(tracking_uri: str) -> Any:
+    """An MlflowClient on ``tracking_uri``, opened as kubesage's own writers open the store: under
+    its lock. Opening a new SQLite store creates its tables, and a run's background logger may be
+    creating them at the same moment; unserialized, one fails on the other's half-made tables
+    ("table ... already exists")."""
+    from mlflow import MlflowClient
+
+    from kubesage.runtime.context import mlflow_store_lock
+
+    with mlflow_store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)  # the store is open, its tables made
+    return client
 
 
 def predictions_sha256(record: dict[str, Any], step: str = "predict") -> str:

@@ -51,6 +51,7 @@ def _team_b_pipeline(tmp_path, catalog: str, version: str) -> str:
     return str(path)
 
 
+@pytest.mark.docker
 def test_published_component_is_pinned_by_another_team(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
@@ -144,6 +145,7 @@ def moto_s3() -> Iterator[str]:
                 os.environ[k] = v
 
 
+@pytest.mark.server
 def test_s3_catalog(moto_s3: str) -> None:
     catalog = Catalog(moto_s3)
     image = "registry.example/kubesage/torch@sha256:" + "c" * 64
@@ -191,6 +193,7 @@ def test_folder_catalog_entries_are_readable_by_other_teams(tmp_path) -> None:
     assert not [p for p in (tmp_path / "catalog" / "probe").iterdir() if p.suffix == ".tmp"]
 
 
+@pytest.mark.docker
 def test_a_kubeflow_component_yaml_is_published_and_used_like_any_component(tmp_path) -> None:
     catalog, lock = str(tmp_path / "catalog"), str(tmp_path / "kubesage.lock")
     yaml_file = os.path.join(REPO, "tests", "kfp_components", "upper.yaml")

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import run_cli
 
 
+@pytest.mark.docker
 def test_compile_for_kfp_writes_a_file_that_validates(tmp_path) -> None:
     out = tmp_path / "p.yaml"
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
@@ -62,3 +63,10 @@ def test_a_broken_pipeline_file_is_named_without_a_traceback(tmp_path, source: s
     proc = run_cli("validate", str(path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_version() -> None:
+    from kubesage import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"kubesage {__version__}"

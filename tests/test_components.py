@@ -130,6 +130,7 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, fsx_root: s
     _assert_same_weights(_weights(resumed), _weights(clean))
 
 
+@pytest.mark.docker
 def test_killed_training_container_resumes_from_checkpoint(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
@@ -156,6 +157,7 @@ def test_killed_training_container_resumes_from_checkpoint(
     assert not os.listdir(os.path.join(str(tmp_path / "a"), "checkpoints"))  # cleaned on success
 
 
+@pytest.mark.docker
 def test_a_killed_training_node_resumes_to_identical_weights(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
@@ -184,6 +186,7 @@ def test_a_killed_training_node_resumes_to_identical_weights(
     _assert_same_weights(_weights(resumed), _weights(clean))
 
 
+@pytest.mark.docker
 def test_two_nodes_by_two_processes_in_containers_converge(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:

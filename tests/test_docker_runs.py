@@ -18,6 +18,8 @@ from tests.conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.docker
+
 REFERENCE = "pipelines/image_classification.py"
 
 
@@ -208,3 +210,48 @@ def test_rerun_reproduces_the_reference_metrics_exactly(
     assert again["rerun_of"] == first["run_id"] and again["images"] == first["images"]
     assert not any(s["cached"] for s in again["steps"])
     assert quality(again["metrics"]) == quality(first["metrics"])
+
+
+@pytest.mark.docker
+def test_a_reused_runner_records_the_image_a_tag_names_now(docker_client: Any, tmp_path,
+                                                           fsx_root: str) -> None:
+    """One runner, two runs, the image tag moved to another image in between: the second run
+    records (and its cache key uses) the image the tag names now, not the one it named before."""
+    import contextlib
+    import io
+    import tarfile
+
+    from kubesage.config.local import LocalConfig
+    from kubesage.project.loader import load_pipeline
+    from kubesage.targets import RunOptions
+    from kubesage.targets.local.runner import runner_for
+    from tests.conftest import REPO
+
+    repo, tag = "kubesage/torch", "reused-runner"
+    first_image = docker_client.images.get("kubesage/torch:latest")
+    first_image.tag(repo, tag)
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:  # the same code, another image ID
+        text = f"FROM {first_image.id}\nLABEL io.kubesage.test=reused-runner\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    context.seek(0)
+    second_image = docker_client.images.build(fileobj=context, custom_context=True, rm=True)[0]
+    assert second_image.id != first_image.id
+    config = LocalConfig(mounts={"fsx": fsx_root}, store=str(tmp_path / "store"), image_tag=tag,
+                         warm_start=False)
+    runner = runner_for("docker", config, REPO, log=io.StringIO())
+    pipeline = load_pipeline(os.path.join(REPO, "tests/pipelines/probes.py:chain"))[0].build()
+    try:
+        before = runner.run(pipeline, RunOptions(params={"seconds": 0.0}))
+        second_image.tag(repo, tag)
+        after = runner.run(pipeline, RunOptions(params={"seconds": 0.0}, use_cache=False))
+    finally:
+        docker_client.images.remove(f"{repo}:{tag}", noprune=True)
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(second_image.id)
+    assert before.status == after.status == "succeeded"
+    assert before.images[repo] == first_image.id
+    assert after.images[repo] == second_image.id
+    assert {s.environment_id for s in after.steps} == {second_image.id}

@@ -238,3 +238,21 @@ def test_component_without_annotations_is_refused() -> None:
         @component
         def bad(x) -> None:  # type: ignore[no-untyped-def]
             pass
+
+
+def test_compiled_file_parameters_go_through_the_one_type_table() -> None:
+    """Both targets check a compiled file's parameters with ``typed_values`` (the table in
+    ``dsl.types``): text parsed into each declared type, mistakes named with the fix."""
+    from kubesage.dsl.errors import ParameterError
+    from kubesage.dsl.pipeline import typed_values
+
+    declared = {"epochs": "int", "lr": "float", "clients": "list", "name": "str"}
+    assert typed_values("p", declared, {"epochs": "3", "lr": "1", "clients": '["a"]', "name": "7"}
+                        ) == {"epochs": 3, "lr": 1.0, "clients": ["a"], "name": "7"}
+    with pytest.raises(ParameterError,
+                       match=r"pipeline 'p' has no parameter 'epoch' \(did you mean 'epochs'\?\)"):
+        typed_values("p", declared, {"epoch": "3"})
+    with pytest.raises(ParameterError, match=r"'epochs' expects a int: .*pass e.g. --param epochs=3"):
+        typed_values("p", declared, {"epochs": "three"})
+    with pytest.raises(ParameterError, match=r"'clients' expects a list, got"):
+        typed_values("p", declared, {"clients": {"a": 1}})

@@ -7,19 +7,17 @@ import time
 from PIL import Image
 
 from kubesage.config.local import load_local_config
-from tests.conftest import run_cli, run_json, write_config
+from tests.conftest import mlflow_client, run_cli, run_json, write_config
 
 
 def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root: str) -> None:
-    from mlflow import MlflowClient
-
     config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
     runs = [run_json("run", "tests/pipelines/training.py:train-only", "--runner", "subprocess",
                      "--config", config, "--param", f"epochs={n}", "--tag", "study=epochs")
             for n in (2, 3)]
     assert all(r["status"] == "succeeded" for r in runs)
 
-    client = MlflowClient(load_local_config(config).tracking_uri)
+    client = mlflow_client(load_local_config(config).tracking_uri)
     deadline, found = time.time() + 90, []
     while time.time() < deadline:  # logged by a background process; complete once tagged
         exp = client.get_experiment_by_name("train-only")
@@ -71,3 +69,37 @@ def test_a_half_logged_mlflow_run_is_replaced_not_taken_as_done(tmp_path) -> Non
     assert run.data.tags[LOGGED_TAG] == "1" and run.data.params == {"epochs": "3"}
     assert run.data.metrics == {"train.acc": 0.5} and run.info.status == "FINISHED"
     assert log_run(record, uri) == logged  # complete: logged once
+
+
+def test_compare_without_matplotlib_prints_the_table_and_how_to_install_it(
+        tmp_path, monkeypatch, capsys) -> None:
+    """matplotlib is the ``plots`` extra: without it ``compare`` still prints the table, and says
+    in one line how to get the learning curves."""
+    import sys
+
+    from kubesage.cli import main
+    from kubesage.runs.record import RunRecord, StepRecord
+    from kubesage.store import RunStore
+
+    config = write_config(str(tmp_path / "l.yaml"), str(tmp_path), str(tmp_path / "s"))
+    store = RunStore(str(tmp_path / "s"))
+    for run_id, epochs in (("p-1", 2), ("p-2", 3)):
+        record = RunRecord(run_id=run_id, pipeline="p", pipeline_file="", pipeline_hash="h",
+                           runner="docker", status="succeeded", parameters={"epochs": epochs},
+                           started=time.time() - 5, ended=time.time())
+        record.steps.append(StepRecord(
+            name="train", task="train", component="train", version="1", image="i",
+            status="succeeded", metrics={"loss": 1.0 / epochs},
+            series={"loss": [[e, 1.0 / e] for e in range(1, epochs + 1)]}))
+        store.save(record)
+    store.close()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    png = tmp_path / "cmp.png"
+    assert main(["compare", "p-1", "p-2", "--config", config, "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert any(row.split()[:3] == ["param", "epochs", "2"] for row in out.splitlines())
+    assert any(row.startswith("train.loss") for row in out.splitlines())
+    hint = [line for line in out.splitlines() if "kubesage[plots]" in line]
+    assert hint == ["no plot: matplotlib is not installed: pip install 'kubesage[plots]' draws "
+                    "the learning curves"]
+    assert not png.exists()

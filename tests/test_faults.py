@@ -1,5 +1,6 @@
 """The fault campaign's short form (benchmarks/faults.py, 3 trials per class): CLI kills,
-training-container kills (one and two nodes), Docker engine restarts and concurrent runs, each
+training-container kills (one and two nodes), Docker engine restarts, concurrent runs, and kills
+of the CLI or of the PostgreSQL server with a team store (PostgreSQL and S3), each
 followed by the campaign's checks (no leftovers, no run left ``running``, an intact store and
 cache, the next run succeeds, resumed training ends with the uninterrupted run's weights)."""
 
@@ -13,21 +14,22 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.docker, pytest.mark.last]
+pytestmark = [pytest.mark.docker, pytest.mark.server, pytest.mark.last]
 
 
 def test_the_short_fault_campaign_survives_every_trial(tmp_path) -> None:
     results = tmp_path / "faults.json"
     proc = subprocess.run([sys.executable, "benchmarks/faults.py", "--trials", "3",
                            "--engine-trials", "3", "--concurrent-trials", "1",
+                           "--store-trials", "2",
                            "--json", str(results)],
                           cwd=REPO, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     doc = json.loads(results.read_text())
     trials = doc["trials"]
     by_kind = {k: [t for t in trials if t["kind"] == k] for k in ("cli", "container", "engine",
-                                                                   "concurrent")}
-    assert [len(v) for v in by_kind.values()] == [3, 3, 3, 1]
+                                                                   "concurrent", "store")}
+    assert [len(v) for v in by_kind.values()] == [3, 3, 3, 1, 2]
     assert all(t["survived"] and not t["problems"] for t in trials)
     interrupted = [t for t in trials if t["interrupted"]]
     assert all(t["identical"] for t in interrupted)

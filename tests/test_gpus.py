@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 
 from kubesage.targets.sagemaker.limits import gpus_of
 from tests.conftest import run_cli, run_json, write_config
+
+pytestmark = pytest.mark.docker
 
 REFERENCE = "pipelines/image_classification.py"
 

@@ -31,6 +31,7 @@ def compiled(ref: str, tmp_path: Any, config: str = CONFIG) -> tuple[dict[str, A
     return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
+@pytest.mark.docker
 def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
     out = tmp_path / "ic.yaml"
     run_cli("compile", "pipelines/image_classification.py", "--target", "kfp", "-o", str(out),
@@ -54,6 +55,7 @@ def test_cli_compile_writes_yaml_that_validates_and_loads(tmp_path) -> None:
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".kubesage-")]  # no temp left
 
 
+@pytest.mark.docker
 def test_compiling_twice_gives_identical_yaml(tmp_path) -> None:
     pipeline = load_pipeline(os.path.join(REPO, "tests/pipelines/kfp_shapes.py:per-client"))[0].build()
     kfp_target.TARGET.compile(pipeline, str(tmp_path / "a.yaml"), CONFIG)
@@ -61,6 +63,7 @@ def test_compiling_twice_gives_identical_yaml(tmp_path) -> None:
     assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
 
 
+@pytest.mark.docker
 def test_reference_pipeline_components_run_the_shared_entry_point(tmp_path) -> None:
     spec, k8s = compiled("pipelines/image_classification.py", tmp_path,
                          unfused_kfp_config(str(tmp_path)))
@@ -101,6 +104,7 @@ def test_reference_pipeline_components_run_the_shared_entry_point(tmp_path) -> N
                                             "operator": "Equal", "value": "true"}]
 
 
+@pytest.mark.docker
 def test_fan_out_one_model_per_client_with_a_condition_inside(tmp_path) -> None:
     spec, _ = compiled("tests/pipelines/kfp_shapes.py:per-client", tmp_path,
                        unfused_kfp_config(str(tmp_path)))
@@ -117,6 +121,7 @@ def test_fan_out_one_model_per_client_with_a_condition_inside(tmp_path) -> None:
         "defaultValue": ["acme", "globex"], "isOptional": True, "parameterType": "LIST"}
 
 
+@pytest.mark.docker
 def test_retries_with_backoff_caching_off_and_gpu_resources(tmp_path) -> None:
     spec, _ = compiled("tests/pipelines/kfp_shapes.py:multi-node", tmp_path)
     prep = spec["root"]["dag"]["tasks"]["preprocess"]
@@ -130,6 +135,7 @@ def test_retries_with_backoff_caching_off_and_gpu_resources(tmp_path) -> None:
     assert template["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
 
 
+@pytest.mark.docker
 def test_a_mount_without_a_claim_is_named_and_nothing_is_written(tmp_path) -> None:
     with open(CONFIG) as f:
         doc = yaml.safe_load(f)

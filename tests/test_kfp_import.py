@@ -150,6 +150,7 @@ def test_imported_components_are_type_checked_in_pipelines() -> None:
         wrong.build()
 
 
+@pytest.mark.docker
 def test_kfp_compile_keeps_the_components_own_command_line(tmp_path) -> None:
     from kfp import components
 
@@ -169,6 +170,7 @@ def test_kfp_compile_keeps_the_components_own_command_line(tmp_path) -> None:
     assert "{{$.outputs.parameters['size'].output_file}}" in upper["command"]
 
 
+@pytest.mark.docker
 def test_sagemaker_compile_runs_the_command_in_a_processing_job(tmp_path) -> None:
     from kubesage.targets.sagemaker import TARGET
     from kubesage.targets.sagemaker.compiler import CompileError
@@ -193,6 +195,7 @@ def test_the_subprocess_runner_refuses_container_components(tmp_path) -> None:
         runner.run(_pipeline("imported"))
 
 
+@pytest.mark.docker
 def test_imported_components_run_locally_in_docker(docker_client: Any, config_file: str) -> None:
     record = run_json("run", f"{IMPORTED}:imported", "--config", config_file)
     assert record["status"] == "succeeded", record["_stderr"]
@@ -208,6 +211,7 @@ def test_imported_components_run_locally_in_docker(docker_client: Any, config_fi
     assert all(s["cached"] for s in again["steps"])
 
 
+@pytest.mark.docker
 def test_imported_components_run_under_the_local_sagemaker_executor(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:

@@ -3,8 +3,10 @@
 No Kubeflow API server can run on these machines (it needs Kubernetes and images pulled from
 registries), so these tests point the real kfp.Client at ``KfpApiRecorder``: a recording HTTP
 server on loopback that answers the endpoints kfp.Client calls (``/apis/v2beta1/{healthz,
-experiments,runs}``) with documents of the API's shape and records every request. It is the one
-stand-in in the test suite; the tests assert on the requests the client really made.
+experiments,runs}``) with documents of the API's shape and records every request; for step logs
+it also answers the Kubernetes API's pod log endpoint (``/api/v1/namespaces/NS/pods/POD/log``),
+which the ``kubernetes`` client reads. It is the one stand-in in the test suite; the tests assert
+on the requests the clients really made.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, mlflow_client, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 
 class KfpApiRecorder:
@@ -41,6 +45,8 @@ class KfpApiRecorder:
         self.tasks = tasks or {"preprocess": ("RUNNING", "SUCCEEDED")}
         self.after_retry = after_retry or {"states": ("RUNNING", "SUCCEEDED")}
         self.runs_accepted = runs_accepted  # later run submissions get a 500
+        # the Kubernetes API's pod logs (GET /api/v1/namespaces/NS/pods/POD/log): pod -> text
+        self.pod_logs: dict[str, str] = {}
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.reads: dict[str, int] = {}
@@ -59,9 +65,10 @@ class KfpApiRecorder:
                 recorder.requests.append({"method": method, "path": url.path, "query": query,
                                           "body": body, "auth": self.headers.get("Authorization")})
                 code, doc = recorder.respond(method, url.path, body)
-                data = json.dumps(doc).encode()
+                text = isinstance(doc, str)  # a pod's log: plain text, as the Kubernetes API
+                data = doc.encode() if text else json.dumps(doc).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -75,7 +82,13 @@ class KfpApiRecorder:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def respond(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    def respond(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any] | str]:
+        if path.startswith("/api/v1/namespaces/") and path.endswith("/log") and method == "GET":
+            pod = path.split("/")[-2]
+            if pod not in self.pod_logs:
+                return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound",
+                             "code": 404, "message": f'pods "{pod}" not found'}
+            return 200, self.pod_logs[pod]
         if path == "/apis/v2beta1/healthz":
             return 200, {"commit_sha": "recorder", "tag_name": "2.5.0", "multi_user": True}
         if path == "/apis/v2beta1/experiments" and method == "GET":
@@ -109,6 +122,10 @@ class KfpApiRecorder:
             for i, (name, seq) in enumerate(tasks.items()):
                 details.append({"task_id": f"t{i + 1}", "display_name": name,
                                 "state": seq[min(n - 1, len(seq) - 1)],
+                                "child_tasks": [{"task_id": f"t{i + 1}-driver",
+                                                 "pod_name": f"{run_id}-{name}-driver"},
+                                                {"task_id": f"t{i + 1}-executor",
+                                                 "pod_name": f"{run_id}-{name}-executor"}],
                                 "start_time": _iso(self.created),
                                 "end_time": _iso(self.created + i + 2)})
             return 200, dict({k: v for k, v in run.items() if k != "retried"},
@@ -468,8 +485,6 @@ def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_p
     webhooks, and logs the ended run to MLflow in the background, as `run` does."""
     import time
 
-    from mlflow import MlflowClient
-
     from kubesage.config.local import load_local_config
     from tests.test_notify import _Hook, _serve
 
@@ -489,7 +504,7 @@ def test_a_submitted_run_tells_the_webhooks_and_mlflow_as_a_local_run_does(tmp_p
     assert any(m["text"].endswith(f"{run_id}: run succeeded") for m in received)
     next(served, None)
 
-    client = MlflowClient(load_local_config(str(tmp_path / "local.yaml")).tracking_uri)
+    client = mlflow_client(load_local_config(str(tmp_path / "local.yaml")).tracking_uri)
     deadline, found = time.time() + 90, []
     while time.time() < deadline:  # logged by a background process; complete once tagged
         exp = client.get_experiment_by_name("image-classification")

@@ -74,6 +74,7 @@ def check_pinned_api(manifest: dict[str, Any]) -> None:
         assert set(container) <= CONTAINER_PATCH
 
 
+@pytest.mark.docker
 def test_the_manifest_the_launcher_would_create(tmp_path) -> None:
     template = compiled_template(tmp_path)
     manifest = runtime.render_trainjob(template, runtime.trainjob_name("4f1c9e2a-77", "train"),
@@ -141,6 +142,7 @@ def test_trainjob_state_follows_the_conditions(status: dict[str, Any], expected:
     assert runtime.trainjob_state({"status": status}) == expected
 
 
+@pytest.mark.docker
 def test_launcher_stages_inputs_and_fails_clearly_outside_a_pod(tmp_path, monkeypatch) -> None:
     data = tmp_path / "preprocess" / "data"
     data.mkdir(parents=True)

@@ -128,6 +128,7 @@ CASES: list[tuple[str, Callable[[Docs], None], str]] = [
 ]
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("change,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_broken_file_is_named(tmp_path, reference: Docs, change: Callable[[Docs], None],
                               message: str) -> None:
@@ -151,6 +152,7 @@ def test_not_yaml_empty_and_missing_files(tmp_path) -> None:
         validate_file(str(tmp_path / "nope.yaml"))
 
 
+@pytest.mark.docker
 def test_cli_exit_codes(tmp_path, reference: Docs) -> None:
     good = broken(tmp_path, reference, lambda d: None)
     proc = run_cli("validate", good)
@@ -162,6 +164,7 @@ def test_cli_exit_codes(tmp_path, reference: Docs) -> None:
     assert "error: " in proc.stderr and "runs component 'comp-trian'" in proc.stderr
 
 
+@pytest.mark.docker
 def test_the_reference_pipeline_passes_the_kubernetes_checks(tmp_path, reference: Docs) -> None:
     """Labels, taints and claims kubesage emits from config/kfp.yaml are all valid."""
     path = broken(tmp_path, reference, lambda d: None)

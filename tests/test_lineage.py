@@ -11,8 +11,8 @@ import pytest
 from kubesage.config.local import LocalConfig
 from kubesage.project.loader import load_pipeline
 from kubesage.runs.rerun import RerunError, rerun
-from kubesage.runs.store import RunStore
-from kubesage.targets import RunOptions
+from kubesage.store import RunStore
+from kubesage.targets import RunOptions, Workspace, get
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO, run_cli, write_config
 
@@ -33,6 +33,10 @@ def _run(config: LocalConfig, path: str, **kwargs):  # type: ignore[no-untyped-d
     return runner.run(definition.build(), RunOptions(pipeline_file=path, **kwargs))
 
 
+def _workspace(config: LocalConfig) -> Workspace:
+    return Workspace(config, config, RunStore(config.store))
+
+
 def test_record_carries_lineage(local_config: LocalConfig) -> None:
     record = _run(local_config, os.path.join(REPO, "tests/pipelines/probes.py:fan_out"),
                   tags={"team": "vision"})
@@ -48,16 +52,16 @@ def test_rerun_checks_pipeline_and_data(tmp_path, fsx_root: str) -> None:
     pipe.write_text(PIPELINE)
     config = LocalConfig(mounts={"fsx": str(data)}, store=str(tmp_path / "store"))
     first = _run(config, str(pipe))
-    (again,) = rerun(RunStore(config.store), first.run_id, log=io.StringIO())
+    (again,) = rerun(_workspace(config), first.run_id, get, log=io.StringIO())
     assert again.status == "succeeded" and again.rerun_of == first.run_id
     assert not any(s.cached for s in again.steps)  # executed again, not taken from the cache
     assert again.step("probe").returns == first.step("probe").returns
 
     pipe.write_text(PIPELINE.replace('"hello"', '"changed"'))
     with pytest.raises(RerunError, match=r"pipeline 'tiny' in .*tiny.py has changed since run"):
-        rerun(RunStore(config.store), first.run_id, log=io.StringIO())
+        rerun(_workspace(config), first.run_id, get, log=io.StringIO())
     with pytest.raises(RerunError, match=r"no run 'nope'"):
-        rerun(RunStore(config.store), "nope", log=io.StringIO())
+        rerun(_workspace(config), "nope", get, log=io.StringIO())
 
 
 RESUMABLE = '''
@@ -85,16 +89,16 @@ def test_rerun_from_failed_reuses_what_succeeded(tmp_path, fsx_root: str) -> Non
     first = _run(config, str(pipe))
     assert first.status == "failed" and first.step("diag-flaky").status == "failed"
     assert first.step("probe").status == "succeeded"
-    store = RunStore(config.store)
+    ws = _workspace(config)
     log = io.StringIO()
-    (again,) = rerun(store, first.run_id, log=log, from_failed=True)
+    (again,) = rerun(ws, first.run_id, get, log=log, from_failed=True)
     assert again.status == "succeeded" and again.rerun_of == first.run_id
     probe_step = again.step("probe")
     assert probe_step.cached and probe_step.outputs == first.step("probe").outputs
     assert f"= probe reused (from {first.run_id})" in log.getvalue()
     assert not again.step("diag-flaky").cached and again.step("diag-flaky").returns == {"output": 2}
     with pytest.raises(RerunError, match="is succeeded; --from-failed continues a failed"):
-        rerun(store, again.run_id, log=io.StringIO(), from_failed=True)
+        rerun(ws, again.run_id, get, log=io.StringIO(), from_failed=True)
 
 
 def test_kfp_local_refuses_from_failed_by_name(tmp_path) -> None:
@@ -115,7 +119,7 @@ def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:
     victim = next((data / "digits" / "1").iterdir())
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(RerunError, match=r"the data under mounts.fsx .* has changed since it ran"):
-        rerun(RunStore(config.store), first.run_id, log=io.StringIO())
+        rerun(_workspace(config), first.run_id, get, log=io.StringIO())
 
 
 def test_runs_list_filters_by_tag(tmp_path, fsx_root: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.runs.step_user import RUN_AS_GID, RUN_AS_UID
 from tests.conformance.harness import run_command
 from tests.conftest import run_cli
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kubesage.config.local import load_local_config
 from tests.conftest import run_json, write_config
+
+pytestmark = pytest.mark.docker
 
 
 def test_per_client_pipeline_registers_one_model_per_client(

@@ -9,7 +9,7 @@ import pytest
 
 from kubesage.config.local import ConfigError, LocalConfig, load_local_config
 from kubesage.project.loader import load_pipeline
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from tests.conftest import REPO
@@ -121,3 +121,39 @@ def test_a_warm_start_gives_up_when_no_task_comes(tmp_path) -> None:
     with pytest.raises(SystemExit) as stop:
         await_task(str(tmp_path / "never.json"), [], limit_s=0.05)
     assert stop.value.code == 3
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def test_a_run_leaves_the_process_umask_as_it_found_it(local_config) -> None:
+    """Opening a store and running a pipeline change no process-wide state for good (as root,
+    the run makes what it creates group-writable for the non-root steps, then restores)."""
+    before = os.umask(0o027)
+    try:
+        RunStore(local_config.store)
+        assert _umask() == 0o027
+        record = _runner(local_config).run(_pipeline("tests/pipelines/probes.py:fan_out"))
+        assert record.status == "succeeded"
+        assert _umask() == 0o027
+    finally:
+        os.umask(before)
+
+
+def test_shared_with_steps_restores_the_umask_after_the_last_of_overlapping_blocks() -> None:
+    from kubesage.runs.step_user import shared_with_steps
+
+    inside = 0o002 if os.getuid() == 0 else 0o022  # only root shares with the steps' user
+    before = os.umask(0o022)
+    try:
+        with shared_with_steps():
+            assert _umask() == inside
+            with shared_with_steps():  # another run in another thread, say
+                assert _umask() == inside
+            assert _umask() == inside, "the first block still needs it"
+        assert _umask() == 0o022
+    finally:
+        os.umask(before)

@@ -40,6 +40,7 @@ def steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+@pytest.mark.docker
 def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     first, second, third = (tmp_path / n for n in ("a.json", "b.json", "c.json"))
     start = time.time()
@@ -59,6 +60,7 @@ def test_cli_compile_is_valid_and_byte_identical(tmp_path) -> None:
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically
 
 
+@pytest.mark.docker
 def test_parameters_are_typed(definition) -> None:
     params = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in definition["Parameters"]}
     assert params["epochs"] == ("Integer", 8)
@@ -66,6 +68,7 @@ def test_parameters_are_typed(definition) -> None:
     assert params["raw_dir"] == ("String", "/fsx/digits")
 
 
+@pytest.mark.docker
 def test_processing_steps_use_s3(definition) -> None:
     prep = steps(definition)["preprocess"]
     assert prep["Type"] == "Processing" and prep["CacheConfig"] == {"Enabled": True,
@@ -86,6 +89,7 @@ def test_processing_steps_use_s3(definition) -> None:
                                           "PropertyFileName": "report-evaluation"}]
 
 
+@pytest.mark.docker
 def test_training_step(definition) -> None:
     train = steps(definition)["train"]
     assert train["Type"] == "Training"
@@ -136,6 +140,7 @@ def test_checkpoint_location_is_stable_and_follows_the_image() -> None:
         checkpoints(first)["S3Uri"]["Std:Join"]["Values"][3]
 
 
+@pytest.mark.docker
 def test_condition_register_and_fail(definition) -> None:
     cond = steps(definition)["condition-1"]
     (check,) = cond["Arguments"]["Conditions"]
@@ -159,6 +164,7 @@ def test_condition_register_and_fail(definition) -> None:
     assert fail["Type"] == "Fail" and "does not hold" in fail["Arguments"]["ErrorMessage"]
 
 
+@pytest.mark.docker
 def test_batch_inference_compiles_to_a_model_and_a_transform_step(definition) -> None:
     """predict declares Serving: requests (its own code), a model in the serving image with the
     trained model, a batch transform over the requests, and collect (its own code again)."""
@@ -193,6 +199,7 @@ def test_batch_inference_compiles_to_a_model_and_a_transform_step(definition) ->
         "Get": "Steps.predict.ProcessingOutputConfig.Outputs['predictions'].S3Output.S3Uri"}
 
 
+@pytest.mark.docker
 def test_a_hint_runs_batch_inference_as_one_processing_job(tmp_path) -> None:
     from kubesage.targets.sagemaker import TARGET
 
@@ -208,6 +215,7 @@ def test_a_hint_runs_batch_inference_as_one_processing_job(tmp_path) -> None:
     assert "KUBESAGE_BATCH_PHASE" not in found["predict"]["Arguments"]["Environment"]
 
 
+@pytest.mark.docker
 def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:
     out = tmp_path / "per-client.json"
     run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:clients-probe", "--target", "sagemaker",
@@ -221,6 +229,7 @@ def test_fan_out_compiles_to_a_parameterized_pipeline(tmp_path) -> None:
     assert {"Get": "Parameters.clients"} in uri["Std:Join"]["Values"]  # executions do not collide
 
 
+@pytest.mark.docker
 def test_hints_map_components(tmp_path) -> None:
     """Without hints the defaults decide; a hint turns preprocess into a training job on FSx."""
     from kubesage.targets.sagemaker import TARGET
@@ -244,6 +253,7 @@ def test_hints_map_components(tmp_path) -> None:
     assert found["evaluate"]["PropertyFiles"][0]["OutputName"] == "kubesage-result"
 
 
+@pytest.mark.docker
 def test_compile_makes_no_network_call(tmp_path, monkeypatch) -> None:
     from kubesage.targets.sagemaker import TARGET
 
@@ -280,6 +290,7 @@ def test_unmapped_image_fails_before_writing(tmp_path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.docker
 def test_register_needs_one_model_input(tmp_path) -> None:
     from kubesage.targets.sagemaker import TARGET
 
@@ -291,6 +302,7 @@ def test_register_needs_one_model_input(tmp_path) -> None:
         TARGET.compile(pipeline, str(tmp_path / "x.json"), path)
 
 
+@pytest.mark.docker
 def test_literal_loops_are_unrolled(tmp_path) -> None:
     out = tmp_path / "unrolled.json"
     run_cli("compile", "tests/pipelines/sagemaker_pipelines.py:unrolled", "--target", "sagemaker",
@@ -302,6 +314,7 @@ def test_literal_loops_are_unrolled(tmp_path) -> None:
     assert doc["Parameters"] == []
 
 
+@pytest.mark.docker
 def test_network_isolation_and_a_kms_key_reach_every_job(tmp_path) -> None:
     key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     path = write_sagemaker_config(str(tmp_path), security={"network_isolation": True, "kms_key": key},

@@ -44,6 +44,7 @@ def step(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in doc["Steps"] if s["Name"] == name)
 
 
+@pytest.mark.docker
 def test_the_reference_pipeline_breaks_no_limit(tmp_path, definition: dict[str, Any]) -> None:
     path = tmp_path / "reference.json"
     path.write_text(json.dumps(definition))
@@ -51,6 +52,7 @@ def test_the_reference_pipeline_breaks_no_limit(tmp_path, definition: dict[str, 
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.docker
 def test_more_processes_per_node_than_gpus(tmp_path, definition: dict[str, Any]) -> None:
     """A 4-node x 8-process train (one GPU per process) onto a 1-GPU ml.g5.2xlarge: compile
     refuses it, writing nothing; a definition edited that way is refused by validate."""
@@ -72,6 +74,7 @@ def test_more_processes_per_node_than_gpus(tmp_path, definition: dict[str, Any])
     assert "or lower procs_per_node to 1" in validate(tmp_path, doc)
 
 
+@pytest.mark.docker
 def test_spot_waits_less_than_it_runs(tmp_path, definition: dict[str, Any]) -> None:
     doc = copy.deepcopy(definition)
     args = step(doc, "train")["Arguments"]
@@ -84,6 +87,7 @@ def test_spot_waits_less_than_it_runs(tmp_path, definition: dict[str, Any]) -> N
         validate(tmp_path, doc)
 
 
+@pytest.mark.docker
 def test_a_step_name_longer_than_64_characters(tmp_path, definition: dict[str, Any]) -> None:
     doc = copy.deepcopy(definition)
     long = "t" * 65
@@ -93,12 +97,14 @@ def test_a_step_name_longer_than_64_characters(tmp_path, definition: dict[str, A
     assert f"step '{long}': a step name is 1 to 64 characters" in validate(tmp_path, doc)
 
 
+@pytest.mark.docker
 def test_a_parameter_name_with_spaces(tmp_path, definition: dict[str, Any]) -> None:
     doc = copy.deepcopy(definition)
     doc["Parameters"].append({"Name": "learning rate", "Type": "Float", "DefaultValue": 0.1})
     assert "parameter 'learning rate': a name is 1 to 64 characters" in validate(tmp_path, doc)
 
 
+@pytest.mark.docker
 def test_more_than_ten_processing_inputs(tmp_path, definition: dict[str, Any]) -> None:
     doc = copy.deepcopy(definition)
     inputs = step(doc, "evaluate")["Arguments"]["ProcessingInputs"]
@@ -125,6 +131,7 @@ def compile_with(tmp_path: Path, ref: str, **config: Any) -> tuple[Any, Path]:
     return proc, out
 
 
+@pytest.mark.docker
 def test_a_gpu_step_on_a_cpu_instance_type_is_refused(tmp_path) -> None:
     """train declares a GPU per process; ml.m5.xlarge has none: compile names the fix."""
     proc, out = compile_with(tmp_path, "tests/pipelines/limits.py:gpu-on-cpu", instance_types={
@@ -135,6 +142,7 @@ def test_a_gpu_step_on_a_cpu_instance_type_is_refused(tmp_path) -> None:
     assert "components.<component>.instance_type" in proc.stderr
 
 
+@pytest.mark.docker
 def test_an_instance_type_no_job_of_its_kind_takes(tmp_path, definition: dict[str, Any]) -> None:
     """ml.p4de.24xlarge trains but does not process: refused in the compiled file and from the
     config, naming the job kind and close types."""
@@ -152,6 +160,7 @@ def test_an_instance_type_no_job_of_its_kind_takes(tmp_path, definition: dict[st
             "ProcessingInstanceType") in proc.stderr
 
 
+@pytest.mark.docker
 def test_an_instance_type_not_offered_in_the_region(tmp_path) -> None:
     """ml.p4de.24xlarge trains in us-east-1 and us-west-2 only: compile refuses the config's
     key, validate (--config) and submit refuse a compiled file's step in ap-south-1, naming the

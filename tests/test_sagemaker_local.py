@@ -19,7 +19,7 @@ import pytest
 
 from kubesage.config.local import load_local_config
 from kubesage.project.loader import load_pipeline
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets import RunOptions
 from kubesage.targets.local.runner import runner_for
 from kubesage.targets.sagemaker import TARGET
@@ -82,6 +82,7 @@ def local_runner_record(ref: str, local_config: str, **params: str) -> dict[str,
     return record.to_dict()
 
 
+@pytest.mark.docker
 def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
     record = run_sagemaker("pipelines/image_classification.py", configs["sagemaker"])
     assert record["target"] == "sagemaker" and record["status"] == "succeeded", record["_stderr"]
@@ -125,6 +126,7 @@ def test_reference_pipeline_runs_locally_like_the_local_runner(configs) -> None:
     assert scores(again["metrics"]) == scores(record["metrics"])
 
 
+@pytest.mark.docker
 def test_each_client_predicts_through_its_own_batch_transform(configs) -> None:
     """The per-client fan-out: one execution per client, each with its own model and batch
     transform job; each client's predictions are the local runner's, byte for byte."""
@@ -139,6 +141,7 @@ def test_each_client_predicts_through_its_own_batch_transform(configs) -> None:
         assert predictions_sha256(record, name) == predictions_sha256(local, name)
 
 
+@pytest.mark.docker
 def test_missed_bar_runs_the_fail_step(configs) -> None:
     record = run_sagemaker("pipelines/image_classification.py", configs["sagemaker"],
                            epochs="1", threshold="0.999")
@@ -150,6 +153,7 @@ def test_missed_bar_runs_the_fail_step(configs) -> None:
            "'threshold' does not hold" in fail["error"]
 
 
+@pytest.mark.docker
 def test_multi_node_training_on_a_private_network(configs) -> None:
     ref = "tests/pipelines/sagemaker_pipelines.py:multi-node"
     pipeline = load_pipeline(ref)[0].build()
@@ -163,6 +167,7 @@ def test_multi_node_training_on_a_private_network(configs) -> None:
     assert scores(record.metrics) == scores(local_runner_record(ref, configs["local"])["metrics"])
 
 
+@pytest.mark.docker
 def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> None:
     ref = "tests/pipelines/sagemaker_pipelines.py:resumable"
     pipeline = load_pipeline(ref)[0].build()
@@ -204,6 +209,7 @@ def test_spot_interruption_resumes_from_checkpoints(configs, docker_client) -> N
     assert record.metrics["train"]["train_loss"] == pytest.approx(expected["train"]["train_loss"])
 
 
+@pytest.mark.docker
 def test_fan_out_runs_one_execution_per_client(configs) -> None:
     ref = "tests/pipelines/sagemaker_pipelines.py:clients-probe"
     record = run_sagemaker(ref, configs["sagemaker"], clients='["north","south"]')
@@ -214,6 +220,7 @@ def test_fan_out_runs_one_execution_per_client(configs) -> None:
                        "probe@1": "hello", "per-client[1]": "south"}
 
 
+@pytest.mark.docker
 def test_fsx_channel_is_a_read_only_bind_mount(tmp_path, fsx_root, image_tag) -> None:
     """A hint makes preprocess a training job: it reads the FSx channel, its output travels
     to train inside model.tar.gz."""
@@ -252,6 +259,7 @@ def test_local_s3_never_writes_into_a_data_mount_folder(tmp_path) -> None:
     assert s3.put_folder(str(out), "s3://bucket/run/out") == str(tmp_path / "s3" / "bucket" / "run" / "out")
 
 
+@pytest.mark.docker
 def test_identical_executions_hit_the_cache_and_changes_miss(tmp_path, image_tag) -> None:
     """Processing and training steps are cache hits when nothing that decides them changed
     (the training's checkpoint location included); a changed parameter or input misses."""
@@ -328,7 +336,7 @@ def test_cache_entries_expire_after_the_steps_duration(tmp_path) -> None:
     assert local_cache.lookup(store, s3, "k", "P30D") is not None
     entry = store.cache_get("k")
     assert entry is not None
-    store.cache_put("k", {**entry, "at": entry["at"] - 31 * 86400})
+    assert store.cache_put("k", {**entry, "at": entry["at"] - 31 * 86400}, since=time.time())
     assert local_cache.lookup(store, s3, "k", "P30D") is None
     assert local_cache.lookup(store, s3, "k", "P1Y") is not None
     assert local_cache.expire_after_s("30dT5h") == 30 * 86400 + 5 * 3600
@@ -336,11 +344,12 @@ def test_cache_entries_expire_after_the_steps_duration(tmp_path) -> None:
         local_cache.expire_after_s("soon")
 
 
+@pytest.mark.docker
 def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     """The definition executor continues a failed run: the first job's outputs are reused (the
     cache off, as every re-run has it), the failing job runs again."""
     from kubesage.runs.rerun import rerun
-    from kubesage.runs.store import RunStore
+    from kubesage.targets import get
 
     # unfused: a fused processing job runs all its members again (it has no checkpoints)
     first = run_sagemaker(os.path.join(REPO, "tests/pipelines/probes.py:failing-late"),
@@ -349,7 +358,8 @@ def test_rerun_from_failed_reuses_the_jobs_that_succeeded(configs) -> None:
     steps = {s["name"]: s["status"] for s in first["steps"]}
     assert steps["probe"] == "succeeded" and steps["bad"] == "failed"
     log = io.StringIO()
-    (again,) = rerun(RunStore(configs["store"]), first["run_id"], log=log, from_failed=True)
+    workspace = get("sagemaker").workspace(configs["sagemaker"])
+    (again,) = rerun(workspace, first["run_id"], get, log=log, from_failed=True)
     assert again.target == "sagemaker" and again.rerun_of == first["run_id"]
     assert f"= probe reused (from {first['run_id']})" in log.getvalue()
     assert again.step("probe").cached

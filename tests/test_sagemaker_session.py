@@ -43,6 +43,7 @@ def _local_client() -> object:
     return steps.LocalSagemakerClient
 
 
+@pytest.mark.docker
 def test_compile_leaves_the_process_as_it_was(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
@@ -82,6 +83,7 @@ def test_the_context_restores_what_was_set_before(monkeypatch) -> None:
         logging.getLogger("botocore").setLevel(logging.NOTSET)
 
 
+@pytest.mark.docker
 def test_steps_build_no_throwaway_local_session(tmp_path, monkeypatch) -> None:
     """A processing step builds a ``LocalSagemakerClient`` only to read a method's name; in a
     compile that client starts no local-mode session (about 0.25 s of boto3 clients each)."""

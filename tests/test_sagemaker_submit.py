@@ -18,6 +18,8 @@ import yaml
 
 from tests.conftest import REPO, run_cli
 
+pytestmark = [pytest.mark.docker, pytest.mark.server]
+
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
 
 
@@ -247,8 +249,8 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
 
     import boto3
 
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import update
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.executions import read
 
     result = submit("pipelines/image_classification.py", "--tag", "exp=cloud")
@@ -307,7 +309,7 @@ def test_refresh_reads_steps_outputs_and_metrics_back(aws, tmp_path) -> None:
     # compare: a cloud run beside a local one, by their recorded metrics
     from kubesage.tracking.compare import table
 
-    other = RunStore(store.root).get(run_id)
+    other = RunStore(store.url).get(run_id)
     other.run_id, other.target, other.remote = "local-run", "local", {}
     other.step("evaluate").metrics = {"accuracy": 0.9}
     text = table([record, other])
@@ -322,8 +324,8 @@ def test_refresh_reads_each_member_of_a_fused_job(aws) -> None:
 
     import boto3
 
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import update
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.executions import read
 
     result = submit("tests/conformance/pipelines/returned_value.py")
@@ -357,7 +359,7 @@ def test_refresh_reads_each_member_of_a_fused_job(aws) -> None:
 
 
 def test_from_failed_retries_a_failed_execution_and_selects_a_stopped_ones_steps(aws) -> None:
-    from kubesage.runs.store import RunStore
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.executions import ExecutionError, resume
 
     result = submit("pipelines/image_classification.py")
@@ -507,10 +509,10 @@ def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path
 
     import boto3
 
-    from kubesage import cli
+    from kubesage.cli.submit import _deploy_runs
     from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
     from kubesage.runs.submitted import update
+    from kubesage.store import RunStore
     from kubesage.targets import get
     from kubesage.targets.sagemaker.executions import read
     from tests.test_serving import _model
@@ -556,8 +558,9 @@ def test_a_retrained_client_is_redeployed_beside_the_other_clients(aws, tmp_path
 
     with stand_in_for_new_clients("UpdateEndpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:"
                                   "123456789012:endpoint/digits"}) as updated:
-        done = cli._deploy_runs(get("sagemaker"), [record, missed], argparse.Namespace(
-            deploy="digits", config=CONFIG[0], clients="acme,initech"))
+        done = _deploy_runs(get("sagemaker").workspace(CONFIG[0]), get("sagemaker"),
+                            [record, missed], argparse.Namespace(
+                                deploy="digits", config=CONFIG[0], clients="acme,initech"))
     assert done["deployed"] == ["acme"] and done["kept"] == ["globex"]
     assert "register did not run (a condition did not hold)" in done["not_deployed"]["initech"]
     assert updated == [{"EndpointName": "digits", "EndpointConfigName": done["endpoint_config"]}]

@@ -99,6 +99,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("what, breaker, message", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_definitions_are_refused(tmp_path, good, what, breaker, message) -> None:
     doc = copy.deepcopy(good)
@@ -110,6 +111,7 @@ def test_broken_definitions_are_refused(tmp_path, good, what, breaker, message) 
     assert message in str(err.value), str(err.value)
 
 
+@pytest.mark.docker
 def test_cli_reports_problems_with_exit_code_2(tmp_path, good) -> None:
     doc = copy.deepcopy(good)
     _drop("preprocess", "RoleArn")(doc)
@@ -132,6 +134,7 @@ def test_not_a_definition(tmp_path) -> None:
         validate_definition_file(str(path))
 
 
+@pytest.mark.docker
 def test_parameterized_enum_is_checked_through_its_default(tmp_path, good) -> None:
     doc = copy.deepcopy(good)
     doc["Parameters"].append({"Name": "instance", "Type": "String", "DefaultValue": "ml.g5.2xlarge"})

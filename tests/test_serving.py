@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -232,10 +233,29 @@ def test_kubesage_serve_runs_the_serving_image(models, images, config_file: str)
             with urllib.request.urlopen(request, timeout=60) as r:
                 served = json.loads(r.read())["predictions"][0]
             assert served == Handler(models[name]).predict([images[3]])[0]
+        _triton_infer_in_the_container(url, models["globex"], images[3:6])
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     assert not docker.from_env().containers.list(all=True, filters={"label": "kubesage.serve"})
+
+
+def _triton_infer_in_the_container(url: str, model: str, images: list[bytes]) -> None:
+    """tritonclient against the serving image: the images as BYTES binary data, one output
+    asked for as binary data and two as JSON, answered as the model does in-process."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=60)
+    image = triton.InferInput("image", [len(images)], "BYTES")
+    image.set_data_from_numpy(np.array(images, dtype=np.object_), binary_data=True)
+    result = client.infer("globex", [image], outputs=[
+        triton.InferRequestedOutput("class", binary_data=False),
+        triton.InferRequestedOutput("score", binary_data=True),
+        triton.InferRequestedOutput("top_k", binary_data=False)])
+    assert "binary_data_size" in result.get_output("score")["parameters"]
+    assert _triton_answers(result) == _as_fp32(Handler(model).predict(images))
+    client.close()
 
 
 def test_the_multi_model_endpoint_contract_loads_and_unloads_models(models, images) -> None:
@@ -286,3 +306,175 @@ def test_a_served_answer_is_the_line_predict_writes(server, models, fsx_root, tm
         line = {k: rows[name][k] for k in ("class", "score", "top_k")}
         assert answer == line, name
         assert server.call("/invocations", one, "image/png")[1]["predictions"][0] == line
+
+
+# -- the binary tensor data extension, through a client library of the protocol ----------------
+
+def _triton_answers(result: Any) -> list[dict[str, Any]]:
+    """A tritonclient result's outputs as the server's answers (BYTES elements as text)."""
+    classes, scores, top = (result.as_numpy(n) for n in ("class", "score", "top_k"))
+    text = [[x.decode() if isinstance(x, bytes) else x for x in a.tolist()] for a in (classes, top)]
+    return [{"class": c, "score": s, "top_k": json.loads(t)}
+            for c, s, t in zip(text[0], scores.tolist(), text[1], strict=True)]
+
+
+def _as_fp32(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Answers with the score as an FP32 output carries it."""
+    import numpy as np
+
+    return [{**a, "score": float(np.float32(a["score"]))} for a in answers]
+
+
+def test_tritonclient_binary_tensors_answer_as_the_json_path(server, models, images) -> None:
+    """tritonclient (a real Open Inference Protocol client) sends the images as BYTES binary
+    data and asks for outputs as binary and as JSON: the answers are the JSON path's."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    code, plain = server.call("/v2/models/acme/infer", json.dumps(
+        {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(images)],
+                     "data": [_b64(i) for i in images]}]}).encode())
+    assert code == 200
+    by_json = [{"class": c, "score": s, "top_k": json.loads(t)} for c, s, t in zip(
+        *({o["name"]: o["data"] for o in plain["outputs"]}[n] for n in ("class", "score", "top_k")),
+        strict=True)]
+    assert by_json == Handler(models["acme"]).predict(images)
+
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    image = triton.InferInput("image", [len(images)], "BYTES")
+    image.set_data_from_numpy(np.array(images, dtype=np.object_), binary_data=True)
+    for binary in ({"class": True, "score": False, "top_k": True},
+                   {"class": False, "score": True, "top_k": False},
+                   {"class": False, "score": False, "top_k": False}):
+        asked = [triton.InferRequestedOutput(n, binary_data=b) for n, b in binary.items()]
+        result = client.infer("acme", [image], outputs=asked, request_id="r7")
+        sent = {o["name"]: o for o in result.get_response()["outputs"]}
+        for name, as_binary in binary.items():  # each output as it was asked for
+            assert ("data" not in sent[name]) == as_binary, sent[name]
+            assert ("binary_data_size" in sent[name].get("parameters", {})) == as_binary
+        assert result.get_response()["id"] == "r7"
+        assert _triton_answers(result) == _as_fp32(by_json)
+    everything = client.infer("acme", [image])  # no outputs named: binary_data_output
+    assert all("data" not in o for o in everything.get_response()["outputs"])
+    assert _triton_answers(everything) == _as_fp32(by_json)
+
+    as_text = triton.InferInput("image", [2], "BYTES")  # the JSON path, from the client too
+    as_text.set_data_from_numpy(np.array([_b64(i) for i in images[:2]], dtype=np.object_),
+                                binary_data=False)
+    assert _triton_answers(client.infer("acme", [as_text])) == _as_fp32(by_json[:2])
+    client.close()
+
+
+def test_binary_and_json_inputs_mix_in_one_request(server, models, images) -> None:
+    """The images as binary data beside a JSON top_k input (and the other way round) answer as
+    the model does with that top_k."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    expected = _as_fp32(Handler(models["acme"]).predict(images[:5], top_k=5))
+    assert all(len(a["top_k"]) == 5 for a in expected)
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    for image_binary, top_k_binary in ((True, False), (False, True)):
+        image = triton.InferInput("image", [5], "BYTES")
+        data = images[:5] if image_binary else [_b64(i) for i in images[:5]]
+        image.set_data_from_numpy(np.array(data, dtype=np.object_), binary_data=image_binary)
+        top_k = triton.InferInput("top_k", [1], "INT64")
+        top_k.set_data_from_numpy(np.array([5], dtype=np.int64), binary_data=top_k_binary)
+        assert _triton_answers(client.infer("acme", [top_k, image])) == expected
+    client.close()
+
+
+def _binary_body(header: dict[str, Any], *chunks: bytes) -> tuple[bytes, dict[str, str]]:
+    text = json.dumps(header).encode()
+    return text + b"".join(chunks), {"Inference-Header-Content-Length": str(len(text))}
+
+
+def _bytes_tensor(*elements: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+def test_a_binary_answer_is_the_json_header_then_the_tensors(server, models, images) -> None:
+    """The wire format itself, read without a client library: the JSON object's length in
+    Inference-Header-Content-Length, application/octet-stream, then each binary output's
+    bytes in output order (BYTES length-prefixed, FP32 little-endian)."""
+    raw = _bytes_tensor(images[0], images[1])
+    body, headers = _binary_body({"inputs": [
+        {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size":
+                                                                         len(raw)}}],
+        "outputs": [{"name": "score", "parameters": {"binary_data": True}}, {"name": "class"}]},
+        raw)
+    request = urllib.request.Request(server.url + "/v2/models/acme/infer", data=body,
+                                     headers={"Content-Type": "application/octet-stream", **headers})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Content-Type"] == "application/octet-stream"
+        n = int(r.headers["Inference-Header-Content-Length"])
+        answer = r.read()
+    head = json.loads(answer[:n])
+    expected = Handler(models["acme"]).predict(images[:2])
+    assert [o["name"] for o in head["outputs"]] == ["score", "class"]  # as asked, no top_k
+    score, klass = head["outputs"]
+    assert score["parameters"] == {"binary_data_size": 8} and "data" not in score
+    assert len(answer) == n + 8
+    assert list(struct.unpack("<2f", answer[n:])) == [
+        _as_fp32(expected)[i]["score"] for i in range(2)]
+    assert klass["data"] == [a["class"] for a in expected] and "parameters" not in klass
+
+
+_IMAGE = {"name": "image", "datatype": "BYTES", "shape": [1]}
+
+
+@pytest.mark.parametrize(("header", "chunks", "length", "says"), [
+    ({"inputs": [_IMAGE]}, [b"xx"], "9999", "Inference-Header-Content-Length is 9999, but the "
+     "body holds"),
+    ({"inputs": [_IMAGE]}, [], "twelve", "'twelve' is not a whole number of bytes"),
+    ({"inputs": [_IMAGE]}, [], "5", "the JSON header (the body's first 5 bytes) is not valid JSON"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}]}, [_bytes_tensor(b"abc"),
+                                                                       b"extra"], None,
+     "5 bytes follow the JSON header beyond the inputs' binary_data_size (7 of 12 bytes)"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 64}}]}, [_bytes_tensor(b"abc")],
+     None, "binary_data_size 64 runs past the body's end (7 bytes of binary data left)"),
+    ({"inputs": [{**_IMAGE, "shape": [2], "parameters": {"binary_data_size": 7}}]},
+     [_bytes_tensor(b"abc")], None, "shape [2] needs 2 BYTES element(s), the binary data holds 1"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 6}}]},
+     [struct.pack("<I", 1000) + b"ab"], None, "BYTES element 0 declares 1000 bytes, but 2 are left"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 2}}]}, [b"ab"], None,
+     "BYTES element 0 has a cut-off length (2 of 4 bytes)"),
+    ({"inputs": [{**_IMAGE, "data": ["aGk="]}, {"name": "top_k", "datatype": "INT32", "shape": [1],
+                          "parameters": {"binary_data_size": 3}}]}, [b"\x05\x00\x00"], None,
+     "input 'top_k': 3 bytes of INT32 do not make shape [1] (1 x 4 = 4 bytes)"),
+    ({"inputs": [{**_IMAGE, "datatype": "FP8", "parameters": {"binary_data_size": 1}}]}, [b"x"],
+     None, "unknown datatype 'FP8'"),
+    ({"inputs": [{**_IMAGE, "data": ["aGk="], "parameters": {"binary_data_size": 7}}]},
+     [_bytes_tensor(b"abc")], None, "has both JSON data and binary_data_size"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": "7"}}]}, [_bytes_tensor(b"abc")],
+     None, "binary_data_size must be a whole number >= 0, not '7'"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}],
+      "outputs": [{"name": "class", "parameters": {"binary_data": "yes"}}]},
+     [_bytes_tensor(b"abc")], None, "output 'class': binary_data must be true or false"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}], "outputs": [{"name": "x"}]},
+     [_bytes_tensor(b"abc")], None, "no output 'x'; this model answers class, score, top_k"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}],
+      "outputs": [{"name": "score", "parameters": {"classification": 3}}]},
+     [_bytes_tensor(b"abc")], None, "output 'score': this server has no classification extension"),
+    ({"inputs": [{**_IMAGE, "parameters": {"shared_memory_region": "r0"}}]}, [], None,
+     "input 'image': this server has no shared memory extension"),
+    ({"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}]}, [_bytes_tensor(b"abc")],
+     None, "not an image this server can decode"),
+])
+def test_a_malformed_binary_request_gets_a_400_naming_the_problem(
+        server, images, header, chunks, length, says) -> None:
+    body, headers = _binary_body(header, *chunks)
+    if length is not None:
+        headers["Inference-Header-Content-Length"] = length
+    code, answer = server.call("/v2/models/acme/infer", body, "application/octet-stream", headers)
+    assert code == 400 and says in answer["error"], answer
+    assert server.call("/invocations", images[0], "image/png")[0] == 200  # still serving
+
+
+def test_binary_data_size_without_the_header_is_named(server) -> None:
+    """A binary input in a request without Inference-Header-Content-Length: the whole body is
+    then JSON, and the answer says the header is missing."""
+    code, answer = server.call("/v2/models/acme/infer", json.dumps(
+        {"inputs": [{**_IMAGE, "parameters": {"binary_data_size": 7}}]}).encode())
+    assert code == 400 and "no Inference-Header-Content-Length header" in answer["error"], answer

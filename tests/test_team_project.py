@@ -21,7 +21,7 @@ import yaml
 from kubesage.docker_engine.images import CODE_LABEL, code_hash, image_dirs, runtime_image
 from kubesage.project.scaffold import init_project
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 
 def kubesage(project: str, *args: str, env: dict[str, str] | None = None

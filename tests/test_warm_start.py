@@ -13,6 +13,8 @@ from kubesage.dsl.interface import Distribution, Resources
 from kubesage.targets.local.executor import Launch
 from kubesage.targets.local.warm_start import WarmPool
 
+pytestmark = pytest.mark.docker
+
 
 class Engine:
     """Boots a small waiting container per warm start (it only sleeps: no task is run)."""

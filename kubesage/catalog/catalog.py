@@ -149,16 +149,48 @@ class _S3:
         return sorted(found)
 
 
-class Catalog:
-    """A shared catalog at a folder path or an ``s3://bucket/prefix`` URL."""
+class _Database:
+    """The team's run store (``sqlite:///...``, ``postgresql://...``): its components table."""
 
-    def __init__(self, location: str | None = None) -> None:
-        location = location or os.environ.get(CATALOG_ENV, "")
+    def __init__(self, url: str) -> None:
+        from kubesage.store import RunStore
+
+        self.store = RunStore(url)
+
+    def read(self, key: str) -> str | None:
+        name, _, file = key.partition("/")
+        return self.store.component(name, file.removesuffix(".json"))
+
+    def write(self, key: str, text: str) -> None:
+        name, _, file = key.partition("/")
+        doc = json.loads(text)
+        if not self.store.publish_component(name, file.removesuffix(".json"), text,
+                                            doc.get("publisher", "")):
+            raise CatalogError(f"{name}@{file.removesuffix('.json')} was published meanwhile; "
+                               "published versions never change, bump the version")
+
+    def keys(self) -> list[str]:
+        return [f"{name}/{version}.json" for name, version in self.store.component_versions()]
+
+
+class Catalog:
+    """A shared catalog: a folder path, an ``s3://bucket/prefix`` URL, or a run store's URL
+    (``sqlite:///...``, ``postgresql://...``: the team's store). ``default``: where to look
+    when neither ``location`` nor ``$KUBESAGE_CATALOG`` says (the command's run store)."""
+
+    def __init__(self, location: str | None = None, default: str = "") -> None:
+        location = location or os.environ.get(CATALOG_ENV, "") or default
         if not location:
             raise CatalogError(f"no catalog given; pass --catalog (a folder or s3://bucket/prefix) "
                                f"or set {CATALOG_ENV}")
         self.location = location
-        self._store = _S3(location) if location.startswith("s3://") else _Folder(location)
+        self._store: _Folder | _S3 | _Database
+        if location.startswith("s3://"):
+            self._store = _S3(location)
+        elif location.startswith(("sqlite:", "postgresql:")):
+            self._store = _Database(location)
+        else:
+            self._store = _Folder(location)
 
     def get(self, name: str, version: str) -> Entry:
         text = self._store.read(f"{name}/{version}.json")
@@ -306,3 +338,20 @@ def use(ref: str, catalog: str | None = None, lock: str | None = None) -> Compon
                            f"image {entry.image}")
 
     return Component(unavailable, entry.spec)
+
+
+def publishable(ref: str, version: str | None = None) -> Component[Any, Any]:
+    """What ``components publish`` publishes: ``FILE.py:COMPONENT`` (its version is its own),
+    or a Kubeflow component YAML imported at ``version``."""
+    from kubesage.project.loader import load_component
+
+    if ref.endswith((".yaml", ".yml")):
+        from kubesage import load_kfp_component
+
+        if not version:
+            raise CatalogError(f"{ref}: a Kubeflow component YAML has no version; pass --version X.Y.Z")
+        return load_kfp_component(ref, version)
+    if version:
+        raise CatalogError(f"{ref}: --version is for Kubeflow component YAML; a kubesage "
+                           "component declares its version in @component(version=...)")
+    return load_component(ref)

@@ -4,12 +4,18 @@
 # config/local.yaml (paths relative to this file)
 mounts:
   fsx: ../data/fsx      # bind-mounted read-only at the path the component declares (/fsx)
-store: ../.kubesage     # run records, cache index and artifacts
+store: ../.kubesage     # this machine's folder: the run store (runs.db), artifacts, logs, ...
+# A team's shared store instead (or $KUBESAGE_STORE): the run store is a URL, and `home` is
+# this machine's folder (kfp.local runs, checkpoints, logs, the artifact cache):
+#   store: postgresql://kubesage@db.internal:5432/kubesage   (password: $PGPASSWORD or a file)
+#   home: ../.kubesage
+artifacts: s3://team-bucket/kubesage  # or a (shared) folder; default: <store folder>/artifacts
 image_tag: latest       # kubesage/torch -> kubesage/torch:latest
 parallelism: 4          # steps running at once
 mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
 webhooks: [https://hooks.slack.com/services/...]      # run and step state changes
 gpus: auto              # steps that want GPUs: auto (if the engine has some, else CPU) | all | none
+console_token_file: ~/.kubesage-console-token   # the token of `kubesage ui`'s actions
 ```
 """
 
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kubesage.config.reader import ConfigError, ConfigReader  # ConfigError: this target's error
-from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
+from kubesage.runs.step_user import RUN_AS_GID, RUN_AS_UID
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
@@ -35,7 +41,9 @@ class LocalConfig:
     """Settings of local runs; nothing here is part of a pipeline."""
 
     mounts: dict[str, str] = field(default_factory=dict)
-    store: str = ".kubesage"
+    store: str = ".kubesage"  # this machine's folder (the embedded run store is runs.db in it)
+    database: str = ""  # the run store's URL; "" is sqlite:///<store>/runs.db
+    artifacts: str = ""  # a folder or s3://BUCKET/PREFIX; "" is <store>/artifacts
     image_tag: str = "latest"
     parallelism: int = 4
     # Start a step's container (and its heavy imports) while its upstream steps still run; each
@@ -47,6 +55,9 @@ class LocalConfig:
     # otherwise runs them on CPU (said once in the run log); ``all`` always requests them (a run
     # on an engine without GPUs is refused); ``none`` never does.
     gpus: str = "auto"
+    # a file holding the token `kubesage ui` asks of actions (and of every request beyond
+    # loopback); the token itself never sits in a config that is committed
+    console_token_file: str = ""
     source: str = "(defaults)"
 
     @property
@@ -54,6 +65,16 @@ class LocalConfig:
         """The MLflow tracking URI: the configured one, else a SQLite store in the run store."""
         return self.mlflow_tracking_uri or "sqlite:///" + os.path.join(
             os.path.abspath(self.store), "mlflow", "mlflow.db")
+
+    @property
+    def store_url(self) -> str:
+        """The run store: ``database``, else the embedded SQLite file in ``store``."""
+        return self.database or "sqlite:///" + os.path.join(os.path.abspath(self.store), "runs.db")
+
+    @property
+    def artifacts_url(self) -> str:
+        """Where artifacts are shared: ``artifacts``, else ``<store>/artifacts``."""
+        return self.artifacts or os.path.join(os.path.abspath(self.store), "artifacts")
 
     @property
     def source_file(self) -> str:
@@ -65,25 +86,39 @@ class LocalConfig:
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{self.image_tag}"
 
 
-_KEYS = ("mounts", "store", "image_tag", "parallelism", "warm_start", "mlflow_tracking_uri",
-         "webhooks", "gpus")
+_KEYS = ("mounts", "store", "home", "artifacts", "image_tag", "parallelism", "warm_start",
+         "mlflow_tracking_uri", "webhooks", "gpus", "console_token_file")
+STORE_ENV, ARTIFACTS_ENV = "KUBESAGE_STORE", "KUBESAGE_ARTIFACTS"
 GPU_MODES = ("auto", "all", "none")
 _URL = re.compile(r"https?://")
 
 
 def load_local_config(path: str | None = None) -> LocalConfig:
-    """Read the local config; without ``path`` use ``config/local.yaml`` if it exists."""
-    if path is None:
-        if not os.path.exists(DEFAULT_PATH):
-            return LocalConfig()
-        path = DEFAULT_PATH
+    """Read the local config; without ``path`` use ``config/local.yaml`` if it exists.
+    ``$KUBESAGE_STORE`` and ``$KUBESAGE_ARTIFACTS`` override its ``store`` and ``artifacts``."""
+    if path is None and not os.path.exists(DEFAULT_PATH):
+        return with_environment(LocalConfig())
+    path = path or DEFAULT_PATH
     r = ConfigReader.open(path, ConfigError, "pass an existing --config file")
     r.unknown(_KEYS)
     mounts = r.child("mounts", required=False, example="{fsx: ../data/fsx}")
-    return LocalConfig(
+    store = r.get("store", str, False, "")
+    if store and not is_url(store):  # a folder: this machine's, holding the embedded store
+        if "home" in r.doc:
+            raise r.fail("home", "is this machine's folder when store: is a URL; with a store "
+                         "folder, drop home: (the folder is both)")
+        home, store = r.path_of("store"), ""
+    else:
+        home = r.path_of("home", ".kubesage")
+        if store:
+            _check_store_url(r, store)
+    artifacts = r.get("artifacts", str, False, "")
+    return with_environment(LocalConfig(
         mounts={name: mounts.path_of(name, required=True, example="../data/fsx")
                 for name in mounts.doc},
-        store=r.path_of("store", ".kubesage"),
+        store=home,
+        database=store,
+        artifacts=artifacts if is_url(artifacts) or not artifacts else r.path_of("artifacts"),
         image_tag=r.get("image_tag", str, False, "latest"),
         parallelism=r.get("parallelism", int, False, 4, least=1),
         warm_start=r.get("warm_start", bool, False, True),
@@ -91,8 +126,45 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         webhooks=list(r.strings("webhooks", _URL, "https://hooks.slack.com/services/...",
                                 required=False)),
         gpus=r.get("gpus", str, False, "auto", choices=GPU_MODES),
+        console_token_file=r.get("console_token_file", str, False, ""),
         source=path,
-    )
+    ))
+
+
+def _check_store_url(r: ConfigReader, url: str) -> None:
+    from kubesage.store.url import StoreError, check_url
+
+    try:
+        check_url(url)
+    except StoreError as e:
+        raise r.fail("store", str(e)) from None
+
+
+def is_url(text: str) -> bool:
+    """Whether a ``store`` or ``artifacts`` value is a URL (``scheme://...``), not a folder."""
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", text))
+
+
+def with_environment(config: LocalConfig) -> LocalConfig:
+    """``config`` with ``$KUBESAGE_STORE`` (a URL or a folder) and ``$KUBESAGE_ARTIFACTS`` (a
+    folder or ``s3://``) in place of its own settings, where set."""
+    import dataclasses
+
+    store, artifacts = os.environ.get(STORE_ENV, ""), os.environ.get(ARTIFACTS_ENV, "")
+    if store and is_url(store):
+        from kubesage.store.url import StoreError, check_url
+
+        try:
+            check_url(store)
+        except StoreError as e:
+            raise ConfigError(f"${STORE_ENV}: {e}") from None
+        config = dataclasses.replace(config, database=store)
+    elif store:
+        config = dataclasses.replace(config, store=os.path.abspath(store), database="")
+    if artifacts:
+        config = dataclasses.replace(
+            config, artifacts=artifacts if is_url(artifacts) else os.path.abspath(artifacts))
+    return config
 
 
 def readable_by_steps(folder: str) -> bool:

@@ -7,8 +7,6 @@ label: when it is cancelled, and when a later command finds it abandoned.
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -16,55 +14,6 @@ from typing import Any
 
 RUN_LABEL = "kubesage.run"
 STEP_LABEL = "kubesage.step"
-
-# The user steps run as in kubesage's images (``USER 1000:0`` in their Dockerfiles): not root.
-# Group 0 is OpenShift's convention for arbitrary users: a folder a root host shares with its
-# steps is group-writable (``share_with_steps``), so the step can write there and nowhere else.
-RUN_AS_UID, RUN_AS_GID = 1000, 0
-
-
-def step_user() -> str:
-    """The ``uid:gid`` a step's container runs as: the host user when it is not root (the files
-    a step writes stay the user's), else the images' non-root user (``RUN_AS_UID``)."""
-    uid = os.getuid()
-    return f"{uid}:{os.getgid()}" if uid != 0 else f"{RUN_AS_UID}:{RUN_AS_GID}"
-
-
-def share_with_steps() -> None:
-    """As root, make what this process creates from now on group-writable (umask 002): the
-    folders a step writes (outputs, checkpoints, MLflow) then accept ``RUN_AS_UID:0``. A no-op
-    for any other user, whose steps run as themselves."""
-    if os.getuid() == 0:
-        os.umask(0o002)
-
-
-def hand_to_steps(folder: str) -> str:
-    """As root, give a folder a step writes into (an output) to the steps' user, as a cluster
-    gives a pod its volume: the step may then set its mode and times (``copytree`` into it).
-    Returns ``folder``."""
-    if os.getuid() == 0:
-        os.chown(folder, RUN_AS_UID, RUN_AS_GID)
-    return folder
-
-
-_SHARED_MARKER = ".shared-with-steps"
-
-
-def share_existing(root: str) -> None:
-    """As root, once per folder: make what ``root`` already holds group-writable, as
-    ``share_with_steps`` makes new files (a store written before steps ran as non-root)."""
-    marker = os.path.join(root, _SHARED_MARKER)
-    if os.getuid() != 0 or os.path.exists(marker):
-        return
-    for dirpath, _, filenames in os.walk(root):
-        for path in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
-            try:
-                mode = os.lstat(path).st_mode
-                if not stat.S_ISLNK(mode) and not mode & stat.S_IWGRP:
-                    os.chmod(path, stat.S_IMODE(mode) | stat.S_IWGRP)
-            except OSError:  # removed meanwhile
-                pass
-    open(marker, "w").close()
 
 
 def labels(run_id: str, step: str | None = None) -> dict[str, str]:
@@ -162,3 +111,16 @@ def remove_group(containers: list[Any], network: Any = None) -> None:
             pass
     if network is not None:
         network.remove()
+
+
+def remove_leftovers(run_id: str) -> int:
+    """Remove the containers and networks a run left on the local engine; how many containers
+    (0 when no engine answers: nothing of the run can be running on it either)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:  # the SDK raises several types for "no engine"
+        return 0
+    return remove_run(client, run_id)

@@ -442,3 +442,80 @@ def check_pushed(images: Iterable[str]) -> dict[str, str]:
                              "of the code being submitted with 'kubesage build --push --target "
                              "...', then submit again") from None
     return digests
+
+
+class ImageMissing(KubesageError):
+    """An image a run needs is not on the Docker engine."""
+
+
+class EngineImages:
+    """A run's images on the Docker engine: the working tree's code in each project image
+    (``ensure_fresh``), then the ID each reference names now. Nothing is remembered between
+    calls: a tag rebuilt since is read again."""
+
+    def __init__(self, root: str, tag: str) -> None:
+        self.root = root
+        self.tag = tag
+        self._client: Any = None
+
+    def _docker(self) -> Any:
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+                self._client.ping()
+            except Exception as e:  # the SDK raises several types for "no engine"
+                raise ImageMissing(f"cannot reach a Docker engine ({e}); start Docker (dockerd)"
+                                   " or use --runner subprocess") from None
+        return self._client
+
+    def fresh(self, logical: set[str], say: Callable[[str], None]) -> dict[str, str]:
+        """Logical image -> code hash, each project image rebuilt first when stale."""
+        if not logical:
+            return {}
+        self._docker()  # a clear error when no engine answers
+        return ensure_fresh(self.root, logical, self.tag, say)
+
+    def image_id(self, ref: str) -> str:
+        """The ID of the image ``ref`` names now; ``ImageMissing`` when there is none."""
+        import docker.errors
+
+        try:
+            return str(self._docker().images.get(ref).id)
+        except docker.errors.ImageNotFound:
+            raise ImageMissing(f"image {ref} is not built; run 'kubesage build' first (or 'docker "
+                               f"pull {ref}' for an image kubesage does not build)") from None
+
+    def pins(self, recorded: dict[str, str]) -> dict[str, str]:
+        """The recorded image IDs, each checked to exist still."""
+        import docker.errors
+
+        for name, image_id in recorded.items():
+            try:
+                self._docker().images.get(image_id)
+            except docker.errors.ImageNotFound:
+                raise ImageMissing(f"image {name} ({image_id[:19]}) no longer exists, so the run "
+                                   "cannot be reproduced") from None
+        return dict(recorded)
+
+
+def local_image_id(ref: str) -> str:
+    """The ID of local image ``ref`` (what ``components publish`` pins by default)."""
+    return EngineImages(os.getcwd(), "latest").image_id(ref)
+
+
+def build_and_push(root: str, *, tag: str, base: str | None, wheelhouse: str | None,
+                   only: list[str] | None, on_line: Callable[[str], None],
+                   registry_refs: Callable[[dict[str, str]], dict[str, str]] | None = None,
+                   ) -> dict[str, str]:
+    """``kubesage build``: build the project's images (ref -> image ID); with ``registry_refs``
+    (logical -> content tag, to the registry reference of each), push them by content tag and
+    add name -> ``<registry>/<image>@sha256:<digest>``."""
+    built = build_images(root, tag=tag, base=base, wheelhouse=wheelhouse, only=only,
+                         on_line=on_line)
+    out = dict(built)
+    if registry_refs is not None:
+        refs = content_refs(root, [ref.rsplit(":", 1)[0] for ref in built])
+        out.update(push_images(refs, registry_refs(refs), on_line))
+    return out

@@ -85,31 +85,11 @@ class Pipeline:
 
     def resolve_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
         """Merge ``given`` (values or command-line strings) with defaults, checking types."""
-        known = {p.name: p for p in self.parameters}
-        for name in given:
-            if name not in known:
-                raise ParameterError(
-                    f"pipeline '{self.name}' has no parameter '{name}'"
-                    f"{_did_you_mean(name, known)}; its parameters are: "
-                    f"{', '.join(known) or '(none)'}"
-                )
+        typed = typed_values(self.name, {p.name: p.type for p in self.parameters}, given)
         values: dict[str, Any] = {}
         for p in self.parameters:
-            if p.name in given:
-                value = given[p.name]
-                if isinstance(value, str) and p.type != "str":
-                    try:
-                        value = parse_value(p.type, value)
-                    except ValueError as e:
-                        raise ParameterError(
-                            f"pipeline parameter '{p.name}' expects a {p.type}: {e}; "
-                            f"pass e.g. --param {p.name}={_example(p.type)}"
-                        ) from None
-                if not check_value(p.type, value):
-                    raise ParameterError(
-                        f"pipeline parameter '{p.name}' expects a {p.type}, got {value!r}"
-                    )
-                values[p.name] = coerce(p.type, value)
+            if p.name in typed:
+                values[p.name] = typed[p.name]
             elif p.type == "secret" and os.environ.get(secret_env(p.name)):
                 values[p.name] = os.environ[secret_env(p.name)]
             elif p.required:
@@ -121,6 +101,35 @@ class Pipeline:
             else:
                 values[p.name] = p.default
         return values
+
+
+def typed_values(pipeline: str, declared: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (values, or command-line strings) checked against ``declared`` (parameter name
+    -> a type of ``kubesage.dsl.types``' table), each in its type: the one check of parameter
+    values, for a pipeline here and for a compiled file (each target reads its file's declared
+    types into the table's names)."""
+    for name in given:
+        if name not in declared:
+            raise ParameterError(
+                f"pipeline '{pipeline}' has no parameter '{name}'"
+                f"{_did_you_mean(name, declared)}; its parameters are: "
+                f"{', '.join(declared) or '(none)'}"
+            )
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        kind = declared[name]
+        if isinstance(value, str) and kind not in ("str", "secret"):
+            try:
+                value = parse_value(kind, value)
+            except ValueError as e:
+                raise ParameterError(
+                    f"pipeline parameter '{name}' expects a {kind}: {e}; "
+                    f"pass e.g. --param {name}={_example(kind)}"
+                ) from None
+        if not check_value(kind, value):
+            raise ParameterError(f"pipeline parameter '{name}' expects a {kind}, got {value!r}")
+        values[name] = coerce(kind, value)
+    return values
 
 
 def secret_env(name: str) -> str:

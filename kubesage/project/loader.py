@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from types import ModuleType
+from typing import Any
 
 from kubesage.dsl.component import Component
 from kubesage.dsl.errors import KubesageError
@@ -95,3 +96,15 @@ def load_pipeline(ref: str) -> tuple[PipelineDefinition | ComponentRun, str]:
             f"pick one with {path}:<name> (or a component: {path}:<component>)"
         )
     return next(iter(found.values())), path
+
+
+def load_component(ref: str) -> Component[Any, Any]:
+    """``FILE.py:COMPONENT`` -> the component it defines (by name or by its function)."""
+    path, _, name = ref.partition(":")
+    if not os.path.isfile(path) or not name:
+        raise LoadError(f"'{ref}': expected FILE.py:COMPONENT, e.g. components/train.py:train")
+    found = load_pipeline(ref)[0]
+    if not isinstance(found, ComponentRun):
+        raise LoadError(f"{path} has no component '{name}' (by name or by its function); "
+                        f"'{name}' is a pipeline")
+    return found.component

@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 
-from kubesage.docker_engine.containers import hand_to_steps
+from kubesage.runs.step_user import hand_to_steps
 
 PARTIAL = ".partial"
 

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 
 
 def cache_key(
@@ -40,10 +40,11 @@ def cache_key(
 
 
 def lookup(store: RunStore, key: str) -> dict[str, Any] | None:
-    """The cached outputs for ``key``, if every artifact they name is still on disk."""
+    """The cached outputs for ``key``, if every artifact they name is still on this machine's
+    disk or in the shared artifact store (``uri``)."""
     entry = store.cache_get(key)
     if entry is None:
         return None
-    if all(os.path.isdir(o["path"]) for o in entry["outputs"].values()):
+    if all(os.path.isdir(o["path"]) or o.get("uri") for o in entry["outputs"].values()):
         return entry
     return None

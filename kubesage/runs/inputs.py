@@ -14,7 +14,7 @@ from typing import Any
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.runs.artifacts import sha256_tree
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 
 
 class InputError(KubesageError):
@@ -51,7 +51,7 @@ def resolve(name: str, source: str, store: RunStore) -> dict[str, Any]:
     try:
         record = store.get(run_id)
     except KeyError:
-        raise InputError(f"--input {name}={source}: no run '{run_id}' in {store.root}; "
+        raise InputError(f"--input {name}={source}: no run '{run_id}' in {store.location}; "
                          "'kubesage runs list' shows the runs") from None
     try:
         out = record.step(step).outputs[output]

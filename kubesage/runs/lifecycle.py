@@ -1,8 +1,8 @@
 """One run's lifecycle, the same on every target: its ID, its record, its state changes, its end.
 
-A target that executes a pipeline on this machine creates the record with ``new_record`` (so
-every record carries the same lineage: pipeline hash, source and compiled file hashes, git state,
-images, data fingerprints, tags, the config used) and drives it through a ``Run``:
+The run path (``kubesage.runs.launch``) creates the record with ``new_record`` (so every record
+carries the same lineage: pipeline hash, source and compiled file hashes, git state, images, data
+fingerprints, tags, the config used) and drives it through a ``Run``:
 
     run = Run(record, store, webhooks=..., log=...)
     with run.active():          # owner recorded; SIGINT/SIGTERM/SIGHUP cancel; cleanup on exit
@@ -25,17 +25,17 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kubesage.dsl.types import masked
-from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.signals import stop_on_signals
-from kubesage.runs.store import RunStore
 from kubesage.runs.sweep import owner
+from kubesage.store import RunStore
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.plan import Plan
-    from kubesage.targets.base import RunOptions
+    from kubesage.runs.options import RunOptions
 
 
 def new_run_id(pipeline: str) -> str:
@@ -47,17 +47,18 @@ def new_run_id(pipeline: str) -> str:
 def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: str,
                values: dict[str, Any], data: dict[str, str], images: dict[str, str],
                code: dict[str, str] | None = None, compiled: str = "",
-               config: str = "") -> RunRecord:
+               config: str = "", run_id: str = "") -> RunRecord:
     """A record with every lineage field, whichever target runs the pipeline.
 
     ``data``: mount name -> fingerprint; ``images``: logical image -> image ID; ``code``: logical
     image -> hash of the code it holds (``kubesage.docker_engine.images``); ``compiled``: the
-    compiled file the target executes (its sha256 is kept); ``config``: the target config file.
+    compiled file the target executes (its sha256 is kept); ``config``: the target config file;
+    ``run_id``: the run's ID, when it was chosen before (default: a new one).
     """
     path = options.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-    return RunRecord(
-        run_id=new_run_id(pipeline.name),
+    record = RunRecord(
+        run_id=run_id or new_run_id(pipeline.name),
         pipeline=pipeline.name,
         pipeline_file=os.path.abspath(path) if path else "",
         pipeline_hash=pipeline.digest(),
@@ -75,13 +76,22 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
         rerun_of=options.rerun_of,
         config=os.path.abspath(config) if config else "",
     )
+    record.user, record.host, record.checkout = made_by(root)
+    return record
 
 
 def plan_steps(plan: Plan, image: Callable[[str], str]) -> list[StepRecord]:
-    """One pending step record per step of the plan; ``image`` names a logical image as run."""
-    return [StepRecord(name=s.name, task=s.task.name, component=s.task.spec.name,
-                       version=s.task.spec.version, image=image(s.task.spec.image))
-            for s in plan.steps]
+    """One pending step record per step of the plan, with its place in the graph (upstream
+    steps, loops and conditions); ``image`` names a logical image as run."""
+    from kubesage.plan.graph import step_graph
+
+    out = []
+    for s in plan.steps:
+        deps, groups = step_graph(s)
+        out.append(StepRecord(name=s.name, task=s.task.name, component=s.task.spec.name,
+                              version=s.task.spec.version, image=image(s.task.spec.image),
+                              deps=deps, groups=groups))
+    return out
 
 
 class Run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from typing import Any
 
@@ -24,3 +25,21 @@ def git_state(root: str) -> dict[str, Any]:
         return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return {}
+
+
+def user_name() -> str:
+    """Who is making a record: ``$KUBESAGE_USER``, else the login name."""
+    import getpass
+
+    try:
+        return os.environ.get("KUBESAGE_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary UID)
+        return f"uid-{os.getuid()}"
+
+
+def made_by(root: str) -> tuple[str, str, str]:
+    """``(user, host, checkout)``: who makes a record, on which host, from which checkout (the
+    project folder ``root``)."""
+    import socket
+
+    return user_name(), socket.gethostname(), os.path.abspath(root)

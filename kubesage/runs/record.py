@@ -41,10 +41,18 @@ class StepRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [[step, value]]
     log: str = ""
+    log_uri: str = ""  # the log in the team's artifact store, when it is shared
     error: str = ""
     # the job (SageMaker) or task (Kubeflow) the step ran in when it shared one with other steps
     # (kubesage.plan.fusion); "" when it ran in its own
     job: str = ""
+    # the graph, as planned: the steps this one waits for, and the groups (loops, conditions)
+    # its task sits in, outermost first (``RunRecord.groups`` says what each is)
+    deps: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    cached_from: str = ""  # a cache hit: the run whose result it reused
+    # a step a service ran: what the service calls it (a SageMaker job, a Kubeflow pod)
+    remote: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:
@@ -94,6 +102,13 @@ class RunRecord:
     # a run a service executes (``kubesage submit``): its identifiers there (the SageMaker
     # execution ARN, the Kubeflow run ID), where to reach it, and the compiled file kept
     remote: dict[str, Any] = field(default_factory=dict)
+    # who made the run and from where: the user and host, and the checkout (project folder)
+    user: str = ""
+    host: str = ""
+    checkout: str = ""
+    # the loops and conditions of the graph, as the user wrote them: group ID -> {"kind":
+    # "loop"|"condition", "written": source-like text, "items": a loop's items}
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -132,6 +147,10 @@ class RunRecord:
             "inputs": self.inputs,
             "owner": self.owner,
             "remote": self.remote,
+            "user": self.user,
+            "host": self.host,
+            "checkout": self.checkout,
+            "groups": self.groups,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -140,7 +159,7 @@ class RunRecord:
         keys = ("run_id", "pipeline", "pipeline_file", "pipeline_hash", "runner", "target",
                 "status", "parameters", "data", "started", "ended")
         optional = ("source_sha256", "compiled_sha256", "git", "images", "code", "tags", "rerun_of",
-                    "config", "inputs", "owner", "remote")
+                    "config", "inputs", "owner", "remote", "user", "host", "checkout", "groups")
         record = cls(**{k: d[k] for k in keys}, **{k: d[k] for k in optional if k in d})
         record.steps = [StepRecord.from_dict(s) for s in d["steps"]]
         return record

@@ -18,19 +18,28 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
 from kubesage.runs.lifecycle import new_run_id
-from kubesage.runs.lineage import file_sha256, git_state
+from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
-    from kubesage.targets.base import SubmitOptions, Target
+    from kubesage.runs.options import SubmitOptions
+    from kubesage.runs.workspace import Workspace
+
+
+class Service(Protocol):
+    """What watching a submitted run needs of its target."""
+
+    def read(self, record: RunRecord) -> ServiceState: ...
+
+    def poll_s(self, config: Any) -> float: ...
 
 RUNNER = "service"  # a submitted run's runner: the service runs its steps
 
@@ -49,6 +58,7 @@ class StepState:
     metrics: dict[str, float] = field(default_factory=dict)
     returns: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"uri": ...}
+    remote: dict[str, Any] = field(default_factory=dict)  # the service's job or pod behind it
 
 
 @dataclass
@@ -78,9 +88,11 @@ class Submission:
     # ^ (remote identifiers, parameters given) per execution started
 
 
-def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | None = None,
+def record_submission(sub: Submission, workspace: Workspace, tags: dict[str, str] | None = None,
                       rerun_of: str = "") -> list[RunRecord]:
-    """One record per execution started, each saved ``running`` with a copy of the compiled file."""
+    """One record per execution started, each saved ``running`` with a copy of the compiled file
+    (kept under the workspace's local folder)."""
+    store = workspace.store
     digest = hashlib.sha256(sub.compiled_text.encode()).hexdigest()
     path = sub.pipeline_file
     root = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
@@ -95,7 +107,9 @@ def record_submission(sub: Submission, store: RunStore, tags: dict[str, str] | N
             source_sha256=file_sha256(path) if path else "", compiled_sha256=digest, git=git,
             images=dict(sub.images), tags=dict(tags or {}), rerun_of=rerun_of,
             config=os.path.abspath(sub.config) if sub.config else "")
-        kept = os.path.join(store.root, "submitted", record.run_id, sub.compiled_name)
+        record.user, record.host, record.checkout = made_by(root)
+        kept = os.path.join(os.path.abspath(workspace.local.store), "submitted", record.run_id,
+                            sub.compiled_name)
         write_atomic(kept, sub.compiled_text)
         record.remote = {**remote, "compiled": kept}
         record.steps = [StepRecord(name=n, task=n, component=c, version="", image="")
@@ -127,6 +141,7 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None],
         step.metrics = s.metrics or step.metrics
         step.returns = s.returns or step.returns
         step.outputs = s.outputs or step.outputs
+        step.remote = s.remote or step.remote
         if s.status != before:
             say(transition(step))
             if notify is not None:
@@ -148,11 +163,10 @@ def update(record: RunRecord, state: ServiceState, say: Callable[[str], None],
 
 
 @contextlib.contextmanager
-def notifications(target: Target, config_path: str | None,
-                  say: Callable[[str], None]) -> Iterator[Notify]:
-    """Send to the webhooks of the target's local config (``webhooks:``) while reading
-    submitted runs; delivered before the block ends."""
-    notifier = Notifier(target.local_config(config_path).webhooks, say)
+def notifications(webhooks: list[str], say: Callable[[str], None]) -> Iterator[Notify]:
+    """Send to ``webhooks`` (the local config's ``webhooks:``) while reading submitted runs;
+    delivered before the block ends."""
+    notifier = Notifier(webhooks, say)
     try:
         yield notifier.send
     finally:
@@ -209,26 +223,72 @@ class SubmissionError(KubesageError):
     submission: Submission | None = None
 
 
-def recorded(target: Target, options: SubmitOptions,
+def recorded(target: Service, options: SubmitOptions, workspace: Workspace,
              send: Callable[[], tuple[dict[str, Any], Submission]]
              ) -> tuple[dict[str, Any], list[RunRecord]]:
     """Submit with ``send``, record every execution it started (those started before a failure
-    too), then (``--wait``) watch each until it ends."""
-    store = RunStore(target.local_config(options.config).store)
+    too) in the workspace's store, then (``--wait``) watch each until it ends."""
+    store = workspace.store
     try:
         result, sub = send()
     except SubmissionError as e:
         if e.submission is not None and e.submission.executions:
-            record_submission(e.submission, store, options.tags, options.rerun_of)
+            record_submission(e.submission, workspace, options.tags, options.rerun_of)
         raise
-    records = record_submission(sub, store, options.tags, options.rerun_of)
+    records = record_submission(sub, workspace, options.tags, options.rerun_of)
     if options.wait:
-        out, poll = options.out(), target.poll_s(options.config)
+        out, poll = options.out(), target.poll_s(workspace.config)
 
         def say(text: str) -> None:
             print(text, file=out, flush=True)
 
-        with notifications(target, options.config, say) as notify:
+        with notifications(workspace.local.webhooks, say) as notify:
             for record in records:
                 watch(record, store, target.read, poll, say, notify)
     return result, records
+
+
+def refresh(workspace: Workspace, run_id: str | None, target_of: Callable[[str], Any],
+            say: Callable[[str], None]) -> list[tuple[RunRecord, bool]]:
+    """Read submitted runs' states from their services: ``run_id``, else every one still
+    running. Each record (saved), and whether it ended since it was last read."""
+    store = workspace.store
+    if run_id:
+        try:
+            records = [store.get(run_id)]
+        except KeyError:
+            raise KubesageError(f"no run '{run_id}'; 'kubesage runs list' shows the runs") from None
+        if not records[0].remote:
+            raise KubesageError(f"run {records[0].run_id} ran here ({records[0].target}); its "
+                                "record is written as it runs, there is nothing to refresh")
+    else:
+        records = [r for r in store.running() if r.remote]
+    out = []
+    with notifications(workspace.local.webhooks, say) as notify:
+        for record in records:
+            def prefixed(text: str, prefix: str = record.run_id) -> None:
+                say(f"{prefix}: {text}")
+
+            was = record.status
+            ended = update(record, target_of(record.target).read(record), prefixed, notify)
+            store.save(record)
+            out.append((record, ended and was == "running"))
+    return out
+
+
+def deployable(records: list[RunRecord]) -> tuple[dict[str, str], dict[str, str]]:
+    """Which runs' models a deploy serves: client (or ``model``) -> run ID of each run that
+    succeeded whole (every step, its conditions held), and client -> why the others are not."""
+    models: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for record in records:
+        name = str(record.remote.get("client") or "model")
+        unmet = [s.name for s in record.steps if s.status != "succeeded"]
+        if record.status != "succeeded":
+            skipped[name] = f"run {record.run_id} {record.status}"
+        elif unmet:
+            skipped[name] = (f"run {record.run_id}: {', '.join(unmet)} did not run (a condition "
+                             "did not hold)")
+        else:
+            models[name] = record.run_id
+    return models, skipped

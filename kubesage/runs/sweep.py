@@ -2,9 +2,9 @@
 
 Each record names the process that runs it (host, PID and the process's start time, so that a
 reused PID is not mistaken for it). ``sweep`` finds records still ``running`` whose process is
-gone, marks them (and their unfinished steps) ``abandoned`` and removes their containers and
-networks by label. Every kubesage command that opens a run store calls it; it costs one query
-when there is nothing to do.
+gone, marks them (and their unfinished steps) ``abandoned`` and has the target that started
+each remove what it left (its containers and networks, by label). Every kubesage command that
+opens a run store calls it; it costs one query when there is nothing to do.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubesage.runs.record import TERMINAL
-from kubesage.runs.store import RunStore
+from kubesage.runs.record import TERMINAL, RunRecord
+from kubesage.store import RunStore
 
 
 def _start_ticks(pid: int) -> str:
@@ -51,8 +51,9 @@ def alive(who: dict[str, Any]) -> bool:
 
 
 def sweep(store: RunStore, say: Callable[[str], None] | None = None,
-          docker_client: Callable[[], Any] | None = None) -> list[str]:
-    """Mark runs whose process is gone as ``abandoned`` and remove their containers; their IDs.
+          clean_up: Callable[[RunRecord], int] | None = None) -> list[str]:
+    """Mark runs whose process is gone as ``abandoned``; their IDs. ``clean_up`` removes what
+    an abandoned run left behind (its target's containers) and says how many there were.
 
     A record from before owners were recorded (no ``owner``) that still says ``running`` is
     abandoned too: every live run names its owner.
@@ -67,29 +68,14 @@ def sweep(store: RunStore, say: Callable[[str], None] | None = None,
                 step.status, step.ended = "abandoned", step.ended or now
         record.status, record.ended = "abandoned", record.ended or now
         store.save(record)
-        found.append(record.run_id)
-    if found:
-        removed = _remove_containers(found, docker_client)
+        removed = 0
+        if clean_up is not None:
+            try:
+                removed = clean_up(record)
+            except Exception:  # best effort: the record is what matters
+                removed = 0
         if say is not None:
-            for run_id in found:
-                say(f"run {run_id} was abandoned (its process is gone); marked abandoned"
-                    + (f", {removed[run_id]} leftover containers removed" if removed.get(run_id) else ""))
+            say(f"run {record.run_id} was abandoned (its process is gone); marked abandoned"
+                + (f", {removed} leftover containers removed" if removed else ""))
+        found.append(record.run_id)
     return found
-
-
-def _remove_containers(run_ids: list[str], docker_client: Callable[[], Any] | None) -> dict[str, int]:
-    from kubesage.docker_engine.containers import remove_run
-
-    try:
-        client = docker_client() if docker_client is not None else _docker()
-    except Exception:  # no engine: nothing of theirs can be running on it either
-        return {}
-    return {run_id: remove_run(client, run_id) for run_id in run_ids}
-
-
-def _docker() -> Any:
-    import docker
-
-    client = docker.from_env(timeout=10)
-    client.ping()
-    return client

@@ -12,15 +12,14 @@ Payloads:
   /models/{name}``, ``POST /models/{name}/invoke``: the multi-model endpoint contract, by which
   SageMaker itself loads and unloads each client's model;
 - ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[N]`` whose data are the
-  images, base64-encoded; outputs ``class`` (BYTES), ``score`` (FP32) and ``top_k`` (BYTES,
-  each a JSON list of ``[class, score]``).
+  images (base64 in JSON, or the files' bytes with the binary tensor data extension) and an
+  optional ``top_k`` input; outputs ``class`` (BYTES), ``score`` (FP32) and ``top_k`` (BYTES,
+  each a JSON list of ``[class, score]``), in JSON or as binary data (``oip``).
 A bad request gets a 4xx with ``{"error": message}``, and the server goes on serving.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -30,27 +29,10 @@ from fastapi.responses import JSONResponse, Response
 from kubesage import __version__
 from kubesage.serving import JSON_LINES
 from kubesage.serving.models import BadInput, ModelCache, UnknownModel
+from kubesage.serving.oip import HEADER_LENGTH, b64_image, infer_answer, infer_request, parse_json
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/x-image", "application/octet-stream")
 TARGET_MODEL = "x-amzn-sagemaker-target-model"  # SageMaker multi-model endpoints
-
-
-def _b64(value: Any, where: str) -> bytes:
-    if isinstance(value, dict) and "b64" in value:
-        value = value["b64"]
-    if not isinstance(value, str):
-        raise BadInput(f"{where}: expected a base64-encoded image (a string, or {{\"b64\": ...}})")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput(f"{where}: not valid base64") from None
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"the body is not valid JSON ({e})") from None
 
 
 def sagemaker_payloads(content_type: str, body: bytes) -> tuple[list[bytes], bool]:
@@ -64,11 +46,11 @@ def sagemaker_payloads(content_type: str, body: bytes) -> tuple[list[bytes], boo
         raise BadInput(f"unsupported content type '{kind or '(none)'}'; send an image "
                        f"({', '.join(IMAGE_TYPES)}), application/json "
                        '{"instances": [{"b64": ...}]} or application/jsonlines')
-    doc = _json(body)
+    doc = parse_json(body)
     instances = doc.get("instances") if isinstance(doc, dict) else doc
     if not isinstance(instances, list) or not instances:
         raise BadInput('expected {"instances": [{"b64": ...}, ...]} with at least one instance')
-    return [_b64(item, f"instances[{i}]") for i, item in enumerate(instances)], True
+    return [b64_image(item, f"instances[{i}]") for i, item in enumerate(instances)], True
 
 
 def is_json_lines(content_type: str) -> bool:
@@ -91,7 +73,7 @@ def json_lines_answer(handler: Any, body: bytes) -> Response:
         top_k = doc.get("top_k")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise BadInput(f"line {n}: top_k must be a whole number >= 1, not {top_k!r}")
-        instances.append((doc, _b64(doc["b64"], f"line {n}"), top_k))
+        instances.append((doc, b64_image(doc["b64"], f"line {n}"), top_k))
     if not instances:
         raise BadInput("the body has no lines; send one JSON instance per line")
     answers: list[Any] = [None] * len(instances)
@@ -106,49 +88,6 @@ def json_lines_answer(handler: Any, body: bytes) -> Response:
         extra = {k: v for k, v in doc.items() if k not in ("b64", "top_k")}
         lines.append(json.dumps({**extra, **answer}, separators=(",", ":")))
     return Response("\n".join(lines) + "\n", media_type="application/jsonlines")
-
-
-def oip_payloads(body: bytes) -> tuple[list[bytes], str | None]:
-    """(encoded images, request id) of an Open Inference Protocol ``infer`` request."""
-    doc = _json(body)
-    inputs = doc.get("inputs") if isinstance(doc, dict) else None
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise BadInput('expected {"inputs": [{"name": "image", "datatype": "BYTES", '
-                       '"shape": [N], "data": [base64, ...]}]}')
-    tensor = inputs[0]
-    if tensor.get("datatype") != "BYTES":
-        raise BadInput(f"input '{tensor.get('name')}' has datatype {tensor.get('datatype')!r}; "
-                       "send the images as BYTES (base64 strings)")
-    data = tensor.get("data")
-    if isinstance(data, list) and data and isinstance(data[0], list):  # [[...]] as some clients send
-        data = [item for row in data for item in row]
-    if not isinstance(data, list) or not data:
-        raise BadInput(f"input '{tensor.get('name')}' has no data")
-    shape = tensor.get("shape")
-    if shape is not None and (not isinstance(shape, list) or _count(shape) != len(data)):
-        raise BadInput(f"input '{tensor.get('name')}': shape {shape} does not hold "
-                       f"{len(data)} element(s)")
-    return [_b64(item, f"data[{i}]") for i, item in enumerate(data)], doc.get("id")
-
-
-def _count(shape: list[Any]) -> int:
-    n = 1
-    for dim in shape:
-        n *= int(dim)
-    return n
-
-
-def oip_response(name: str, answers: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
-    n = len(answers)
-    out: dict[str, Any] = {"model_name": name, "outputs": [
-        {"name": "class", "datatype": "BYTES", "shape": [n], "data": [a["class"] for a in answers]},
-        {"name": "score", "datatype": "FP32", "shape": [n], "data": [a["score"] for a in answers]},
-        {"name": "top_k", "datatype": "BYTES", "shape": [n],
-         "data": [json.dumps(a["top_k"]) for a in answers]},
-    ]}
-    if request_id is not None:
-        out["id"] = request_id
-    return out
 
 
 def _answer(doc: dict[str, Any]) -> Response:
@@ -169,7 +108,15 @@ def create_app(models: ModelCache) -> FastAPI:
     async def unknown_model(_: Request, e: UnknownModel) -> JSONResponse:
         return JSONResponse({"error": str(e)}, status_code=404)
 
-    # -- SageMaker ---------------------------------------------------------------------
+    _sagemaker_routes(app, models)
+    _multi_model_routes(app, models)
+    _v2_routes(app, models)
+    return app
+
+
+def _sagemaker_routes(app: FastAPI, models: ModelCache) -> None:
+    """SageMaker's inference contract: ``/ping`` and ``/invocations``."""
+
     @app.get("/ping")
     def ping() -> dict[str, Any]:
         return {"status": "ok", "models": sorted(models.folders)}
@@ -185,10 +132,14 @@ def create_app(models: ModelCache) -> FastAPI:
         payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
-    # -- SageMaker multi-model endpoints: the service loads and unloads models ---------
+
+
+def _multi_model_routes(app: FastAPI, models: ModelCache) -> None:
+    """SageMaker multi-model endpoints: the service loads, lists, invokes and unloads models."""
+
     @app.post("/models")
     async def load_model(request: Request) -> JSONResponse:
-        doc = _json(await request.body())
+        doc = parse_json(await request.body())
         if not isinstance(doc, dict) or not doc.get("model_name") or not doc.get("url"):
             raise BadInput('expected {"model_name": NAME, "url": FOLDER}')
         if not models.add(str(doc["model_name"]), str(doc["url"])):
@@ -219,10 +170,14 @@ def create_app(models: ModelCache) -> FastAPI:
         payloads, _ = sagemaker_payloads(content_type, body)
         return _answer({"predictions": models.get(name).predict(payloads)})
 
-    # -- Open Inference Protocol v2 (KServe) -------------------------------------------
+
+
+def _v2_routes(app: FastAPI, models: ModelCache) -> None:
+    """The Open Inference Protocol v2 (KServe), with the binary tensor data extension."""
+
     @app.get("/v2")
     def server_metadata() -> dict[str, Any]:
-        return {"name": "kubesage", "version": __version__, "extensions": []}
+        return {"name": "kubesage", "version": __version__, "extensions": ["binary_tensor_data"]}
 
     @app.get("/v2/health/live")
     def live() -> dict[str, Any]:
@@ -244,7 +199,7 @@ def create_app(models: ModelCache) -> FastAPI:
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
-        payloads, request_id = oip_payloads(await request.body())
-        return _answer(oip_response(name, models.get(name).predict(payloads), request_id))
-
-    return app
+        asked = infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
+        answers = models.get(name).predict(asked.images, **asked.options)
+        body, headers = infer_answer(name, answers, asked)
+        return Response(body, headers=headers)

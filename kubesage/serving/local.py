@@ -16,7 +16,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.inputs import resolve
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 
 IMAGE = "kubesage/serve"
 LABEL = "kubesage.serve"

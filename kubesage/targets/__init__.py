@@ -1,5 +1,5 @@
-"""Targets: the places a pipeline runs. ``base`` defines the ``Target`` interface, the run and
-submit options, and the registry; each target is a package beside it (``local``, ``kfp``,
+"""Targets: the places a pipeline runs. ``base`` defines the ``Target`` interface and the
+registry; each target is a package beside it (``local``, ``kfp``,
 ``sagemaker``). Nothing outside a target imports its SDK.
 """
 
@@ -9,11 +9,12 @@ from kubesage.targets.base import (
     SubmitOptions,
     Target,
     Unsupported,
+    Workspace,
     for_file,
     get,
     names,
     register,
 )
 
-__all__ = ["DeployOptions", "RunOptions", "SubmitOptions", "Target", "Unsupported", "for_file",
-           "get", "names", "register"]
+__all__ = ["DeployOptions", "RunOptions", "SubmitOptions", "Target", "Unsupported", "Workspace",
+           "for_file", "get", "names", "register"]

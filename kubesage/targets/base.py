@@ -1,30 +1,38 @@
-"""The ``Target`` interface, the options of a run and of a submission, and the target registry.
+"""The ``Target`` interface and the target registry.
 
 A target is one package under ``kubesage/targets/`` (or anywhere, for a plug-in) whose module
 exposes ``TARGET``, an instance of a ``Target`` subclass, plus one line in ``BUILT_IN`` (or an
 entry point in the ``kubesage.targets`` group). The CLI knows targets only through this module.
 
-Every operation a target does not support raises ``Unsupported`` naming the target and the
-operation; every run option it cannot honour is refused by name (``Target.check``), never
-silently dropped.
+A target says only what differs between places: how a run's steps (or its compiled file)
+execute here (``prepare``), what it refuses (``check``), how it compiles, validates, submits,
+reads and deploys. Everything else a run is made of is decided once, for every target, by the
+run path (``kubesage.runs.launch``). Every operation a target does not support raises
+``Unsupported`` naming the target and the operation; every run option it cannot honour is refused
+by name (``Target.check``), never silently dropped.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from kubesage.dsl.errors import KubesageError
+from kubesage.runs.options import DeployOptions, RunOptions, SubmitOptions
+from kubesage.runs.workspace import Workspace
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
+    from kubesage.dsl.interface import ComponentSpec
     from kubesage.dsl.pipeline import Pipeline
-    from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
+    from kubesage.runs.launch import Execution, Images, RunSetup
+    from kubesage.runs.logs import LogPage
+    from kubesage.runs.record import RunRecord, StepRecord
     from kubesage.runs.submitted import ServiceState
+    from kubesage.store import RunStore
+
+__all__ = ["DeployOptions", "RunOptions", "SubmitOptions", "Target", "Unsupported", "Workspace"]
 
 
 class Unsupported(KubesageError):
@@ -33,70 +41,6 @@ class Unsupported(KubesageError):
 
 class UnknownTarget(KubesageError):
     """No target of that name is registered."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a pipeline on this machine. Fields left at their defaults ask for nothing."""
-
-    params: dict[str, Any] = field(default_factory=dict)  # values or command-line strings
-    config: str | None = None  # the target config file (default: config/<target>.yaml)
-    pipeline_file: str = ""  # where the pipeline came from (lineage, re-runs)
-    runner: str | None = None  # how steps execute (local: docker | subprocess)
-    tags: dict[str, str] = field(default_factory=dict)
-    use_cache: bool = True
-    images: dict[str, str] = field(default_factory=dict)  # logical image -> pinned image ID
-    rerun_of: str = ""
-    resume_from: str = ""  # a failed run whose succeeded steps' recorded outputs are reused
-    # A pipeline's input artifacts (a component run on its own): name -> folder or
-    # RUN_ID:step/output
-    inputs: dict[str, str] = field(default_factory=dict)
-    log: TextIO | None = None  # progress lines (default: stderr)
-
-    # CLI names of the options a target may not support (the rest every target honours)
-    FLAGS: ClassVar[dict[str, str]] = {"runner": "--runner", "tags": "--tag",
-                                       "use_cache": "--no-cache", "images": "pinned images",
-                                       "rerun_of": "rerun", "resume_from": "rerun --from-failed",
-                                       "inputs": "--input"}
-
-    def given(self) -> list[str]:
-        """Names of the optional fields set to something other than their default."""
-        defaults = RunOptions()
-        return [name for name in self.FLAGS if getattr(self, name) != getattr(defaults, name)]
-
-    def out(self) -> TextIO:
-        return self.log or sys.stderr
-
-    def replace(self, **changes: Any) -> RunOptions:
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    """How to hand a pipeline (``.py``) or a compiled file to the target's service."""
-
-    params: dict[str, Any] = field(default_factory=dict)
-    config: str | None = None
-    wait: bool = False  # stream states until the runs end
-    clients: list[str] | None = None  # one run (execution) per client
-    tags: dict[str, str] = field(default_factory=dict)  # recorded with each run started
-    rerun_of: str = ""  # the recorded run this submission repeats
-    log: TextIO | None = None
-
-    def out(self) -> TextIO:
-        return self.log or sys.stderr
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    """How to serve trained models behind an endpoint of the target's service."""
-
-    name: str  # the endpoint (SageMaker) or InferenceService (Kubeflow) name
-    config: str | None = None
-    output: str | None = None  # a manifest to write (Kubeflow)
-    apply: bool = False  # hand the manifest to the cluster (Kubeflow)
-    per_client: bool = False  # one model per client, even for one (a multi-model endpoint)
-    replace: bool = False  # serve only these models: drop the endpoint's other clients
 
 
 class Target:
@@ -108,16 +52,32 @@ class Target:
     contracts: ClassVar[tuple[str, ...]] = ()  # in-container runtime contracts its steps use
     runners: ClassVar[tuple[str, ...]] = ()  # values of RunOptions.runner it accepts
     honours: ClassVar[frozenset[str]] = frozenset()  # optional RunOptions fields it honours
+    # where a data mount missing from the local config is added (error messages)
+    local_config_hint: ClassVar[str] = "the local config"
 
     def load_config(self, path: str | None = None) -> Any:
-        """The target config (``path``, else ``config/<name>.yaml``), checked."""
-        raise Unsupported(f"target '{self.name}' has no config file")
+        """The target config (``path``, else ``config/<name>.yaml``), checked. A target without
+        a config of its own reads the local config (``config/local.yaml``)."""
+        from kubesage.config.local import load_local_config
+
+        return load_local_config(path)
+
+    def local_config_of(self, config: Any) -> LocalConfig:
+        """The local config (store, data mounts, image tags, trackers) that ``config`` names."""
+        return config  # type: ignore[no-any-return]
 
     def local_config(self, config_path: str | None = None) -> LocalConfig:
         """The local config whose store, data mounts and trackers this target's local runs use."""
-        from kubesage.config.local import load_local_config
+        return self.local_config_of(self.load_config(config_path))
 
-        return load_local_config()
+    def workspace(self, config_path: str | None = None,
+                  say: Callable[[str], None] | None = None) -> Workspace:
+        """What a command on this target works in: its config read once, the local config it
+        names, and the run store opened once (abandoned runs swept, their leftovers removed by
+        the target that started them)."""
+        config = self.load_config(config_path)
+        return Workspace.open(config, self.local_config_of(config), config_path,
+                              clean_up=clean_up, say=say)
 
     def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
                 source: str = "") -> None:
@@ -126,10 +86,20 @@ class Target:
         raise Unsupported(f"target '{self.name}' has nothing to compile; "
                           f"{self._others('compile')}")
 
+    def explain(self, pipeline: Pipeline, config_path: str | None = None) -> str:
+        """``compile --explain``: which steps share a job on this target, and why."""
+        return (f"fusion on {self.name}: none; every step runs as it is (fusion shares jobs on "
+                "the cloud targets, kfp and sagemaker)\n")
+
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         """Where the project's images go for this target: ``refs`` maps a logical image to its
         local content tag (``kubesage/torch:code-<hash>``); the registry reference of each."""
         raise Unsupported(f"target '{self.name}' pulls no images from a registry")
+
+    def export_component(self, spec: ComponentSpec, output: str,
+                         config_path: str | None = None) -> str:
+        """Write one component in this target's own component format to ``output``."""
+        raise Unsupported(f"target '{self.name}' has no component file format; use --target kfp")
 
     def validate(self, path: str, config_path: str | None = None) -> str:
         """Check a compiled file strictly; a one-line summary, or a ``KubesageError``.
@@ -154,24 +124,77 @@ class Target:
                 raise Unsupported(f"target '{self.name}' cannot honour {RunOptions.FLAGS[name]}; "
                                   "drop it or use another target")
 
-    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
-        """Execute ``pipeline`` on this machine, recorded in the local run store."""
+    def run(self, pipeline: Pipeline, options: RunOptions,
+            workspace: Workspace | None = None) -> RunRecord:
+        """Execute ``pipeline`` on this machine through the one run path, recorded in the
+        workspace's run store (default: this target's, for ``options.config``)."""
+        from kubesage.runs.launch import run_pipeline
+
+        return run_pipeline(workspace or self.workspace(options.config), self, pipeline, options)
+
+    def logical_images(self, pipeline: Pipeline, config: Any) -> set[str]:
+        """The logical images a run of ``pipeline`` executes (its components')."""
+        return {t.spec.image for t in pipeline.tasks}
+
+    def images(self, setup: RunSetup) -> Images:
+        """Where the run's images come from: the project's images on the Docker engine, rebuilt
+        when they hold other code than the working tree."""
+        from kubesage.docker_engine.images import EngineImages
+
+        return EngineImages(setup.root, setup.local.image_tag)
+
+    def prepare(self, setup: RunSetup) -> Execution:
+        """Everything that differs on this target before its steps run (compile, an executor);
+        the execution the run path drives."""
         raise Unsupported(f"target '{self.name}' cannot run pipelines on this machine; "
                           f"{self._others('run')}")
 
-    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
-        """Submit a pipeline file (compiled on the fly) or a compiled file to the service."""
+    def clean_up(self, run_id: str) -> int:
+        """Remove what an abandoned run of this target left here (its containers and networks
+        on the local Docker engine, found by the run's label); how many containers."""
+        from kubesage.docker_engine.containers import remove_leftovers
+
+        return remove_leftovers(run_id)
+
+    def pins(self, record: RunRecord, pipeline_file: str) -> dict[str, str]:
+        """What an exact re-run of ``record`` pins: logical image -> the image ID it ran, each
+        checked to exist still (a ``KubesageError`` naming what is gone)."""
+        from kubesage.docker_engine.images import EngineImages
+        from kubesage.project.loader import project_root
+
+        return EngineImages(project_root(pipeline_file), "latest").pins(record.images)
+
+    def registry_digests(self, refs: Iterable[str]) -> dict[str, str]:
+        """Each image reference's digest in its registry now, refused when one is not there."""
+        from kubesage.docker_engine.images import check_pushed
+
+        return check_pushed(refs)
+
+    def submit(self, ref: str, options: SubmitOptions,
+               workspace: Workspace | None = None) -> dict[str, Any]:
+        """Submit a pipeline file (compiled on the fly) or a compiled file to the service; each
+        run started is recorded in the workspace's store (default: this target's)."""
         raise Unsupported(f"target '{self.name}' has no service to submit to; "
                           f"{self._others('submit')}")
 
-    def poll_s(self, config_path: str | None = None) -> float:
-        """Seconds between two reads of a submitted run being watched."""
+    def poll_s(self, config: Any) -> float:
+        """Seconds between two reads of a submitted run being watched (``config``: the
+        target's config)."""
         return 15.0
 
     def read(self, record: RunRecord) -> ServiceState:
         """A submitted run's state, read from the service (``runs refresh``, ``submit --wait``)."""
         raise Unsupported(f"target '{self.name}' has no service to read runs from; its runs are "
                           "recorded as they run")
+
+    def logs(self, record: RunRecord, step: StepRecord, workspace: Workspace,
+             cursor: str = "") -> LogPage:
+        """The step's log after ``cursor`` (``""``: from the start), and where to read on. By
+        default the log kubesage wrote: the file on this machine, else its copy in the team's
+        artifact store; a service's target reads its own (CloudWatch, pod logs)."""
+        from kubesage.runs.logs import local_log
+
+        return local_log(step, workspace, cursor)
 
     def resume(self, record: RunRecord, store: RunStore, log: TextIO | None = None) -> RunRecord:
         """Continue the failed submitted run ``record`` on its service: only the steps that did
@@ -191,7 +214,7 @@ class Target:
 
 
 def _supports(name: str, what: str) -> bool:
-    method = {"compile": "compile", "run": "run", "submit": "submit", "deploy": "deploy"}[what]
+    method = {"compile": "compile", "run": "prepare", "submit": "submit", "deploy": "deploy"}[what]
     target = get(name)
     return getattr(type(target), method) is not getattr(Target, method)
 
@@ -219,6 +242,15 @@ def register(name: str, where: str | Target) -> None:
 def unregister(name: str) -> None:
     _registry.pop(name, None)
     _loaded.pop(name, None)
+
+
+def clean_up(record: RunRecord) -> int:
+    """Have the target that ran ``record`` remove its leftovers (an abandoned run's)."""
+    try:
+        target = get(record.target)
+    except UnknownTarget:
+        return 0
+    return target.clean_up(record.run_id)
 
 
 def _plugins() -> None:

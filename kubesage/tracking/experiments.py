@@ -73,13 +73,16 @@ def log_in_background(store: str, tracking_uri: str, run_id: str) -> None:
     logs = os.path.join(store, "logs")
     os.makedirs(logs, exist_ok=True)
     with open(os.path.join(logs, "experiments.log"), "a") as out:
+        # As root, what the logger creates (the MLflow database, its lock) stays writable by the
+        # steps' non-root user, which registers models there: the child's umask, not ours.
         subprocess.Popen([sys.executable, "-m", "kubesage.tracking.experiments", "--store", store,
                           "--tracking-uri", tracking_uri, run_id],
-                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                         umask=0o002 if os.getuid() == 0 else -1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kubesage.runs.store import RunStore
+    from kubesage.store import RunStore
 
     ap = argparse.ArgumentParser(prog="python -m kubesage.tracking.experiments")
     ap.add_argument("--store", required=True)

@@ -156,14 +156,15 @@ class Outcome:
         return round(sum(a.wall_s for a in self.attempts), 1)
 
 
-def _spawn(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _spawn(args: list[str], timeout: float, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own. Starting it is tried again when the kernel refuses the
     exec itself (EFAULT, seen once in CI while the harness starts CLIs from several threads):
     that is this machine failing to start a process, not the path under test failing."""
     for tries_left in (2, 1, 0):
         try:
             return subprocess.run([*KUBESAGE, *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=timeout)
+                                  timeout=timeout, env={**os.environ, **(env or {})})
         except OSError as e:
             if e.errno != errno.EFAULT or not tries_left:
                 raise
@@ -171,10 +172,11 @@ def _spawn(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     raise AssertionError("unreachable")
 
 
-def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S) -> Attempt:
+def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S,
+            env: dict[str, str] | None = None) -> Attempt:
     start = time.monotonic()
     try:
-        proc = _spawn(args, timeout)
+        proc = _spawn(args, timeout, env)
     except subprocess.TimeoutExpired as e:
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         return Attempt(-1, None, err + f"\n(timed out after {timeout:.0f} s)",
@@ -188,12 +190,14 @@ def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S) -> Attempt:
     return Attempt(proc.returncode, record, proc.stderr, time.monotonic() - start)
 
 
-def run_feature(feature: str, path: str, folder: str, fsx: str, image_tag: str) -> Outcome:
-    """Run ``feature`` on ``path`` (twice for a re-run feature) in a fresh store under ``folder``."""
+def run_feature(feature: str, path: str, folder: str, fsx: str, image_tag: str,
+                env: dict[str, str] | None = None) -> Outcome:
+    """Run ``feature`` on ``path`` (twice for a re-run feature) in a fresh store under ``folder``
+    (``env``: another store and artifact store, say)."""
     outcome = Outcome(feature, path)
     args = run_command(path, pipeline_file(feature), folder, fsx, image_tag)
     for _ in range(2 if feature in RERUN_FEATURES else 1):
-        attempt = run_cli(args)
+        attempt = run_cli(args, env=env)
         outcome.attempts.append(attempt)
         if attempt.record is not None:
             continue

@@ -2,9 +2,10 @@
 
 It compiles a pipeline to a ``.toy`` file (the plan's steps as JSON), validates such a file, and
 runs a pipeline in this very process, step by step in plan order, calling each component's
-function through the runtime's ``invoke`` (the same call every contract makes). Its runs have
-the lifecycle of every run: the same record, lineage, store and cancellation. It honours
-``--tag`` and refuses the other options by name (``Target.check``).
+function through the runtime's ``invoke`` (the same call every contract makes). It says only
+what differs: its runs go through the one run path (``kubesage.runs.launch``), with the same
+record, lineage, store and cancellation as every run. It honours ``--tag`` and refuses the other
+options by name (``Target.check``); its config is the local config.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import os
 import time
 from typing import Any
 
-from kubesage.config.local import LocalConfig, load_local_config
 from kubesage.dsl.channel import Channel, TaskOutput, evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.plan import Plan, Step
 from kubesage.runs.artifacts import ArtifactStore, sha256_tree
-from kubesage.runs.lifecycle import Run, new_record, plan_steps
-from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
+from kubesage.runs.launch import RunSetup
+from kubesage.runs.lifecycle import Run
 from kubesage.runtime.invoke import Invocation, invoke, load_component
-from kubesage.targets.base import RunOptions, Target
+from kubesage.targets.base import Target
 from kubesage.util.atomic import write_atomic
 
 FORMAT = "kubesage-toy/v1"
@@ -37,12 +36,6 @@ class ToyTarget(Target):
     description = "a plan as JSON, run in-process"
     contracts = ("local",)
     honours = frozenset({"tags"})
-
-    def load_config(self, path: str | None = None) -> LocalConfig:
-        return load_local_config(path)
-
-    def local_config(self, config_path: str | None = None) -> LocalConfig:
-        return self.load_config(config_path)
 
     def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
                 source: str = "") -> None:
@@ -64,31 +57,44 @@ class ToyTarget(Target):
                     raise KubesageError(f"{path}: step '{step['name']}' runs after unknown '{dep}'")
         return f"{path}: toy pipeline '{doc['pipeline']}' is valid ({len(names)} steps)"
 
-    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
-        self.check(pipeline, options)
-        config = self.load_config(options.config)
-        values = pipeline.resolve_parameters(options.params)
-        plan = Plan(pipeline, values)
-        record = new_record(pipeline, options, target=self.name, runner="in-process",
-                            values=values, data={}, images={}, config=config.source_file)
-        record.steps = plan_steps(plan, lambda image: image)
-        run = Run(record, RunStore(config.store), log=options.out())
-        artifacts = ArtifactStore(config.store)
-        records = {r.name: r for r in record.steps}
-        with run.active():
-            for step in plan.steps:
-                rec = records[step.name]
-                if any(records[d.name].status != "succeeded" for d in step.deps):
-                    rec.status = "not_run"
-                elif not _holds(plan, step, records):
-                    rec.status = "skipped"
-                else:
-                    rec.started = time.time()
-                    with contextlib.redirect_stdout(run.out):  # the step's output is log
-                        _execute(plan, step, records, artifacts, run.run_id)
-                    rec.status, rec.ended = "succeeded", time.time()
-                run.changed(rec)
-        return run.finish()
+    def logical_images(self, pipeline: Pipeline, config: Any) -> set[str]:
+        return set()  # steps run in this process: no images
+
+    def prepare(self, setup: RunSetup) -> InProcess:
+        return InProcess(setup)
+
+
+class InProcess:
+    """The run path's execution: each step in plan order, in this process."""
+
+    runner = "in-process"
+    compiled = ""
+
+    def __init__(self, setup: RunSetup) -> None:
+        self.setup = setup
+        self.artifacts = ArtifactStore(setup.local.store)
+
+    def step_image(self, logical: str) -> str:
+        return logical
+
+    def cancel(self) -> None:
+        """Nothing runs outside this process."""
+
+    def execute(self, run: Run) -> None:
+        plan = self.setup.plan
+        records = {r.name: r for r in run.record.steps}
+        for step in plan.steps:
+            rec = records[step.name]
+            if any(records[d.name].status != "succeeded" for d in step.deps):
+                rec.status = "not_run"
+            elif not _holds(plan, step, records):
+                rec.status = "skipped"
+            else:
+                rec.started = time.time()
+                with contextlib.redirect_stdout(run.out):  # the step's output is log
+                    _execute(plan, step, records, self.artifacts, run.run_id)
+                rec.status, rec.ended = "succeeded", time.time()
+            run.changed(rec)
 
 
 def _value(records: dict[str, Any]) -> Any:

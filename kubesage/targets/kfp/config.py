@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from kubesage.config.fusion import read_fusion
 from kubesage.config.reader import ConfigError, ConfigReader
-from kubesage.docker_engine.containers import RUN_AS_GID, RUN_AS_UID
 from kubesage.plan.costs import FusionSettings
+from kubesage.runs.step_user import RUN_AS_GID, RUN_AS_UID
 from kubesage.targets.kfp.k8s_syntax import (
     dns_label_problem,
     dns_subdomain_problem,

@@ -2,12 +2,13 @@
 
 The YAML that would go to the cluster (with local images, since no registry is needed here) is
 loaded back with ``kfp.components.load_component_from_file`` and executed by the kfp SDK's own
-``kfp.local.DockerRunner``. The data mounts of the local config are bind-mounted read-only at
+``kfp.local.DockerRunner``; ``KfpLocalRun`` is this target's execution of the one run path
+(``kubesage.runs.launch``). The data mounts of the local config are bind-mounted read-only at
 the paths the components declare (FSx at ``/fsx``); kfp.local ignores resources and Kubernetes
 settings. Images are tagged by their ID for the run (``kubesage/torch:id-<12 hex>``), so that
 kfp.local's step cache, keyed on the image name, never serves the outputs of other code; the
-data mounts' fingerprints reach its key as environment variables. The run has the lifecycle of
-every run (``kubesage.runs.lifecycle``); its step records are the plan's steps.
+data mounts' fingerprints reach its key as environment variables. Its step records are the
+plan's steps.
 """
 
 from __future__ import annotations
@@ -22,24 +23,21 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from kubesage.config.local import data_mounts, load_local_config
-from kubesage.docker_engine.containers import labels, remove_run, share_with_steps, step_user
-from kubesage.docker_engine.images import ensure_fresh
+from kubesage.docker_engine.containers import labels, remove_run
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.dsl.types import coerce
 from kubesage.plan import Plan, Step
-from kubesage.project.loader import project_root
-from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
-from kubesage.runs.lifecycle import Run, new_record, plan_steps
-from kubesage.runs.lineage import file_sha256
+from kubesage.runs.artifacts import sha256_tree
+from kubesage.runs.launch import RunSetup
+from kubesage.runs.lifecycle import Run
 from kubesage.runs.record import StepRecord
-from kubesage.runs.store import RunStore
+from kubesage.runs.step_user import step_user
 from kubesage.runtime.kfp import STEP_FILE, exact_metadata, kubesage_output_name
-from kubesage.targets.base import RunOptions, Unsupported
+from kubesage.targets.base import Unsupported
 from kubesage.targets.kfp.compiler import compile_to_file, fused_tasks
 from kubesage.targets.kfp.components import is_distributed
-from kubesage.targets.kfp.config import load_kfp_config
+from kubesage.targets.kfp.config import KfpConfig
 from kubesage.targets.kfp.local_members import Member, collect_member, members_of, own_part
 
 RUNNER = "kfp.local-docker"
@@ -98,23 +96,16 @@ def docker_client() -> Any:
     return client
 
 
-def local_images(client: Any, logical: set[str], tag: str,
-                 pins: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """Logical image -> (image ID, the local tag naming exactly that ID for this run)."""
-    import docker.errors
-
+def pinned_tags(client: Any, images: dict[str, str]) -> dict[str, str]:
+    """Logical image -> a local tag naming exactly the image ID the run recorded
+    (``kubesage/torch:id-<12 hex>``), so that kfp.local's step cache, keyed on the image name,
+    never serves the outputs of other code."""
     found = {}
-    for name in sorted(logical):
-        ref = pins.get(name) or (name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{tag}")
-        try:
-            image = client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            # kfp.local would try to pull it from a registry; say what to do instead
-            raise KfpLocalError(f"image {ref} is not built; run 'kubesage build' first") from None
+    for name, image_id in sorted(images.items()):
         repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-        pinned = f"{repository}:id-{image.id.removeprefix('sha256:')[:12]}"
-        image.tag(*pinned.rsplit(":", 1))
-        found[name] = (image.id, pinned)
+        pinned = f"{repository}:id-{image_id.removeprefix('sha256:')[:12]}"
+        client.images.get(image_id).tag(*pinned.rsplit(":", 1))
+        found[name] = pinned
     return found
 
 
@@ -142,56 +133,51 @@ def docker_runner(run_id: str, mounts: dict[str, tuple[str, str]],
     )
 
 
-def run_compiled(pipeline: Pipeline, options: RunOptions) -> Any:
-    """Compile ``pipeline``, run the YAML under kfp.local DockerRunner, return the run record."""
-    refusals(pipeline)
-    share_with_steps()
-    config = load_kfp_config(options.config)
-    local = load_local_config(config.local_config)
-    values = pipeline.resolve_parameters(options.params)
-    plan = Plan(pipeline, values)
-    mounts = data_mounts(pipeline, local, "the local config (config/kfp.yaml's local.config names it)")
-    data = {name: fingerprint_tree(src) for name, (_, src) in mounts.items()}
-    client = docker_client()
-    logical = {t.spec.image for t in pipeline.tasks}
-    code = ensure_fresh(project_root(options.pipeline_file or os.getcwd()),
-                        logical - set(options.images), local.image_tag,
-                        lambda text: print(text, file=options.out(), flush=True))
-    images = local_images(client, logical, local.image_tag, options.images)
-    local_config = config.for_local_run({k: tag for k, (_, tag) in images.items()}, data)
-    store = RunStore(local.store)
-    record = new_record(pipeline, options, target="kfp", runner=RUNNER, values=values, data=data,
-                        images={k: image_id for k, (image_id, _) in images.items()}, code=code,
-                        config=config.source if config.source != "(defaults)" else "")
-    run_dir = os.path.abspath(os.path.join(local.store, "kfp", record.run_id))
-    compiled = compile_to_file(pipeline, os.path.join(run_dir, "pipeline.yaml"), local_config)
-    record.compiled_sha256 = file_sha256(compiled)
-    record.steps = plan_steps(plan, local_config.image)
-    # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
-    writable = ({config.checkpoint_path: os.path.join(run_dir, "checkpoints")}
-                if config.checkpoint_claim else {})
-    runner = docker_runner(record.run_id, mounts, writable)
-    run = Run(record, store, webhooks=local.webhooks, log=options.out())
-    run.say(f"run {record.run_id}: {compiled} under kfp.local DockerRunner "
-            "(resources and Kubernetes settings are ignored locally)")
-    outputs_root = os.path.join(run_dir, "outputs")
-    cache_root = os.path.join(os.path.abspath(local.store), "kfp-cache")
-    fused = members_of(fused_tasks(pipeline, local_config))  # tasks that ran in a fused task
-    hits: list[tuple[str, str]] = []
-    failed: set[str] = set()
-    os.makedirs(outputs_root, exist_ok=True)  # else Docker creates the bind source, root-only
-    with run.active(on_cancel=lambda: remove_run(client, record.run_id)):
+class KfpLocalRun:
+    """One run of the compiled YAML under kfp.local (the run path's ``Execution``)."""
+
+    runner = RUNNER
+
+    def __init__(self, setup: RunSetup) -> None:
+        config: KfpConfig = setup.config
+        self.setup = setup
+        self.client = docker_client()
+        self.tags = pinned_tags(self.client, setup.images)
+        local_config = config.for_local_run(self.tags, setup.data)
+        self.run_dir = os.path.abspath(os.path.join(setup.local.store, "kfp", setup.run_id))
+        self.compiled = compile_to_file(setup.pipeline, os.path.join(self.run_dir, "pipeline.yaml"),
+                                        local_config)
+        self.step_image = local_config.image
+        self.fused = members_of(fused_tasks(setup.pipeline, local_config))  # ran in a fused task
+        # The checkpoint volume is a folder of the run here (steps resume from it on a retry).
+        self.writable = ({config.checkpoint_path: os.path.join(self.run_dir, "checkpoints")}
+                         if config.checkpoint_claim else {})
+
+    def cancel(self) -> None:
+        remove_run(self.client, self.setup.run_id)
+
+    def execute(self, run: Run) -> None:
+        setup = self.setup
+        runner = docker_runner(setup.run_id, setup.mounts, self.writable)
+        run.say(f"run {setup.run_id}: {self.compiled} under kfp.local DockerRunner "
+                "(resources and Kubernetes settings are ignored locally)")
+        outputs_root = os.path.join(self.run_dir, "outputs")
+        cache_root = os.path.join(os.path.abspath(setup.local.store), "kfp-cache")
+        log_path = os.path.join(self.run_dir, "log.txt")
+        hits: list[tuple[str, str]] = []
+        failed: set[str] = set()
+        os.makedirs(outputs_root, exist_ok=True)  # else Docker creates the bind source, root-only
         try:
             with _watch_log(hits, failed):
-                execute_compiled(compiled, values, runner, outputs_root, options.out(),
-                                 os.path.join(run_dir, "log.txt"),
-                                 cache_root if options.use_cache else None)
+                execute_compiled(self.compiled, setup.values, runner, outputs_root, setup.out,
+                                 log_path, cache_root if setup.options.use_cache else None)
         except Exception as e:  # kfp.local refused the YAML or crashed: record it, then say so
-            collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root, fused)
-            raise KfpLocalError(f"kfp.local stopped run {record.run_id}: {type(e).__name__}: {e}; "
-                                f"the log is {os.path.join(run_dir, 'log.txt')}") from None
-        collect_steps(plan, run.record.steps, outputs_root, hits, failed, cache_root, fused)
-    return run.finish()
+            collect_steps(setup.plan, run.record.steps, outputs_root, hits, failed, cache_root,
+                          self.fused)
+            raise KfpLocalError(f"kfp.local stopped run {setup.run_id}: {type(e).__name__}: {e}; "
+                                f"the log is {log_path}") from None
+        collect_steps(setup.plan, run.record.steps, outputs_root, hits, failed, cache_root,
+                          self.fused)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
 from kubesage.runs.submitted import ServiceState, StepState, resumed
+from kubesage.store import RunStore
 
 # the API's RuntimeState -> kubesage's run and step statuses (anything else is still running)
 STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELED": "cancelled",
@@ -70,7 +70,7 @@ def read(client: Any, record: RunRecord) -> ServiceState:
                 started=_time(getattr(task, "start_time", None)),
                 ended=_time(getattr(task, "end_time", None)),
                 error=str(getattr(error, "message", "") or "") if error else "",
-                cached=task_state == "CACHED"))
+                cached=task_state == "CACHED", remote=_pod(task)))
     return ServiceState("cancelled" if status == "skipped" else status, steps)
 
 
@@ -85,6 +85,15 @@ def _fused(record: RunRecord) -> dict[str, list[str]]:
             return compiled_members(next(yaml.safe_load_all(f)))
     except (OSError, ValueError, StopIteration, yaml.YAMLError):
         return {}
+
+
+def _pod(task: Any) -> dict[str, Any]:
+    """The pod that ran a task's container (its executor child's, else its own): its logs."""
+    pods = [str(c.pod_name) for c in getattr(task, "child_tasks", None) or []
+            if getattr(c, "pod_name", None)]
+    own = getattr(task, "pod_name", None)
+    pod = pods[-1] if pods else str(own or "")
+    return {"pod": pod} if pod else {}
 
 
 def resume(client: Any, record: RunRecord, store: RunStore) -> RunRecord:

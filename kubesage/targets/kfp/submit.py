@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 from kubesage.docker_engine.images import check_pushed
 from kubesage.dsl.errors import ParameterError
-from kubesage.dsl.types import check_value, parse_value
+from kubesage.dsl.pipeline import typed_values
 from kubesage.runs.submitted import Submission, SubmissionError
 from kubesage.targets.kfp.components import IR_PARAMETER_TYPES
-from kubesage.targets.kfp.config import KfpConfig, load_kfp_config
+from kubesage.targets.kfp.config import KfpConfig
 
 
 class SubmitError(SubmissionError):
@@ -83,22 +83,9 @@ def images_of(path: str) -> list[str]:
 
 
 def typed_arguments(path: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Parse command-line values against the compiled pipeline's declared parameters."""
+    """Command-line values checked against the compiled pipeline's declared parameters."""
     name, declared = declared_parameters(path)
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in declared:
-            raise ParameterError(f"pipeline '{name}' ({path}) has no parameter '{key}'; its "
-                                 f"parameters are: {', '.join(declared) or '(none)'}")
-        type_name = declared[key]
-        try:
-            parsed = parse_value(type_name, value) if isinstance(value, str) else value
-        except ValueError as e:
-            raise ParameterError(f"pipeline parameter '{key}' expects a {type_name}: {e}") from None
-        if not check_value(type_name, parsed):
-            raise ParameterError(f"pipeline parameter '{key}' expects a {type_name}, got {value!r}")
-        out[key] = parsed
-    return out
+    return typed_values(name, declared, given)
 
 
 def _per_client(arguments: dict[str, Any], declared: dict[str, str],
@@ -113,13 +100,12 @@ def _per_client(arguments: dict[str, Any], declared: dict[str, str],
                          "(str) or 'clients' (list) parameter; this one has neither")
 
 
-def submit(ref: str, params: dict[str, Any], config_path: str | None = None,
+def submit(ref: str, params: dict[str, Any], config: KfpConfig,
            clients: list[str] | None = None,
            out: TextIO | None = None) -> tuple[dict[str, Any], Submission]:
-    """Submit ``ref`` (a ``.py`` pipeline or a compiled ``.yaml``); what was started, and the
-    submission as its run records keep it. A failure part-way raises a ``SubmitError`` whose
-    ``submission`` holds the runs already started."""
-    config = load_kfp_config(config_path)
+    """Submit ``ref`` (a ``.py`` pipeline or a compiled ``.yaml``) under ``config``; what was
+    started, and the submission as its run records keep it. A failure part-way raises a
+    ``SubmitError`` whose ``submission`` holds the runs already started."""
     log = out or sys.stderr
     with tempfile.TemporaryDirectory(prefix="kubesage-kfp-") as tmp:
         path = ref.partition(":")[0]

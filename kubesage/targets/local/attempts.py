@@ -22,6 +22,7 @@ from kubesage.runs.artifacts import sha256_tree
 from kubesage.runtime.context import CHECKPOINT_ENV, MLFLOW_ARTIFACTS_ENV, RUN_ID_ENV, STEP_ENV
 from kubesage.runtime.invoke import Invocation
 from kubesage.runtime.local import RESULT_FILE, TASK_FILE, task_file
+from kubesage.store.artifacts import ArtifactStoreError
 from kubesage.targets.local import container_step
 from kubesage.targets.local.executor import Launch
 from kubesage.targets.local.step import StepCall, rewrite_paths
@@ -43,6 +44,10 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
     log_path = os.path.join(step_dir, "log.txt")
     record.log = log_path
     checkpoints = checkpoint_dir(run.config.store, record.cache_key)
+    shared = run.setup.workspace.artifacts
+    remote_checkpoints = f"checkpoints/{record.cache_key[:24]}"
+    if not _from_the_team(run, step, call, checkpoints, remote_checkpoints):
+        return
     params = call.params
     if run.path_rewrite:
         params = {k: rewrite_paths(v, call.mounts) for k, v in params.items()}
@@ -99,8 +104,39 @@ def run_attempts(run: LocalRun, step: Step, call: StepCall,
             run.say(f"! {step.name} failed (exit {code}); retrying in {delay:.0f}s")
             time.sleep(delay)
     record.status, record.ended = "failed", time.time()
+    if shared.shared and os.listdir(checkpoints):  # the team can resume it from here
+        _quietly(lambda: shared.sync_up(checkpoints, remote_checkpoints))
     run.say(f"x {step.name} failed (exit {code}), log {log_path}:\n"
             + "\n".join(f"    {line}" for line in tail[-15:]))
+
+
+def _quietly(work: Callable[[], Any]) -> Any:
+    """Checkpoints are a help, never a cause of failure: a store that does not answer is
+    skipped (the step starts over, or its failure stands as it is)."""
+    try:
+        return work()
+    except ArtifactStoreError:
+        return None
+
+
+def _from_the_team(run: LocalRun, step: Step, call: StepCall, checkpoints: str,
+                   remote_checkpoints: str) -> bool:
+    """Bring what the team's artifact store holds for this step: the inputs published by
+    another checkout, and checkpoints this step left on another machine. False (the step
+    failed, with the cause) when an input cannot be fetched."""
+    shared = run.setup.workspace.artifacts
+    if shared.shared and not os.listdir(checkpoints):
+        found = _quietly(lambda: shared.sync_down(remote_checkpoints, checkpoints))
+        if found:
+            run.say(f"  [{step.name}] {found} checkpoint file(s) from {shared.url}")
+    try:
+        call.fetch_inputs(run)
+    except ArtifactStoreError as e:
+        record = run.records[step.name]
+        record.status, record.ended, record.error = "failed", time.time(), str(e)
+        run.say(f"x {step.name} failed: {e}")
+        return False
+    return True
 
 
 def checkpoint_dir(store: str, cache_key: str) -> str:
@@ -123,24 +159,34 @@ def step_env(run: LocalRun, step: str, checkpoints: str) -> dict[str, str]:
 
 
 def _finish(run: LocalRun, step: Step, partial: dict[str, str], result_path: str) -> None:
+    """Commit a successful attempt's outputs, publish them to the team's artifact store (a
+    failure there fails the step, with its cause), and enter them in the step cache."""
     record = run.records[step.name]
     with open(result_path) as f:
         result = json.load(f)
+    shared = run.setup.workspace.artifacts
     for name, path in partial.items():
         final = run.artifacts.commit(path)
-        record.outputs[name] = {
+        record.outputs[name] = out = {
             "path": final,
             "sha256": sha256_tree(final),
             "metadata": result["artifacts"].get(name, {}),
         }
+        if shared.shared:
+            try:
+                out["uri"] = shared.publish(final, out["sha256"])
+            except ArtifactStoreError as e:
+                record.status, record.ended, record.error = "failed", time.time(), str(e)
+                run.say(f"x {step.name} failed: {e}")
+                return
     record.returns, record.metrics = result["returns"], result["metrics"]
     record.series = result.get("series", {})
     record.status, record.ended = "succeeded", time.time()
     if step.task.cache:
         run.store.cache_put(record.cache_key, {
             "outputs": record.outputs, "returns": record.returns, "metrics": record.metrics,
-            "series": record.series, "run_id": run.run_id,
-        })
+            "series": record.series, "run_id": run.run_id, "user": run.record.user,
+        }, since=record.started or 0.0)  # an entry found unusable when the step started goes
     run.say(f"+ {step.name} succeeded in {record.ended - (record.started or record.ended):.1f}s")
 
 

@@ -11,15 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubesage.docker_engine.containers import (
-    RUN_LABEL,
-    follow_group,
-    labels,
-    remove_run,
-    share_with_steps,
-    step_user,
-)
+from kubesage.docker_engine.containers import RUN_LABEL, follow_group, labels, remove_run
 from kubesage.dsl.errors import KubesageError
+from kubesage.runs.step_user import step_user
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
 from kubesage.targets.local.warm_start import WarmPool
@@ -64,7 +58,6 @@ class DockerExecutor:
         """``gpus``: the local config's GPU setting (``auto``, ``all`` or ``none``)."""
         import docker
 
-        share_with_steps()
         try:
             self.client = docker.from_env()
             self.client.ping()
@@ -75,28 +68,26 @@ class DockerExecutor:
             ) from None
         self.gpus = gpus
         self._engine_gpus: bool | None = None
-        self._ids: dict[str, str] = {}
         self._warm_capable: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._warm = WarmPool(lambda launch, command: self._start(
             launch, _container_name(launch, 0), launch.env, None, command))
 
     def environment_id(self, image: str) -> str:
-        with self._lock:
-            if image not in self._ids:
-                import docker.errors
+        """The ID ``image`` names now (never remembered: a tag may be rebuilt between runs)."""
+        import docker.errors
 
-                try:
-                    found = self.client.images.get(image)
-                except docker.errors.ImageNotFound:
-                    raise DockerError(
-                        f"image {image} is not built; run 'kubesage build' first (or 'docker "
-                        f"pull {image}' for an image kubesage does not build)"
-                    ) from None
-                self._ids[image] = found.id
-                image_labels = (found.attrs.get("Config") or {}).get("Labels") or {}
-                self._warm_capable[image] = image_labels.get(WARM_START_LABEL) == "1"
-            return self._ids[image]
+        try:
+            found = self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise DockerError(
+                f"image {image} is not built; run 'kubesage build' first (or 'docker "
+                f"pull {image}' for an image kubesage does not build)"
+            ) from None
+        image_labels = (found.attrs.get("Config") or {}).get("Labels") or {}
+        with self._lock:
+            self._warm_capable[found.id] = image_labels.get(WARM_START_LABEL) == "1"
+        return str(found.id)
 
     def engine_has_gpus(self) -> bool:
         """Whether the engine can give containers NVIDIA GPUs: the ``nvidia`` runtime is
@@ -134,8 +125,7 @@ class DockerExecutor:
         distributed one, one already taken, or an image whose runtime predates warm starts
         (its ``io.kubesage.warm-start`` label is missing, as in an old image a re-run pins).
         """
-        self.environment_id(launch.image)
-        if not self._warm_capable.get(launch.image):
+        if not self._warm_capable.get(self.environment_id(launch.image)):
             return False
         return self._warm.start(launch, list(preload))
 

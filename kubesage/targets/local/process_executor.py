@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from kubesage.dsl.errors import KubesageError
 from kubesage.runtime.distributed import Layout
 from kubesage.targets.local.executor import Launch
 
@@ -58,15 +59,29 @@ class ProcessExecutor:
         self.project_root = project_root
         self.gpus = gpus
         self.package_root = os.path.dirname(os.path.abspath(kubesage.__file__))
-        self._hash: str | None = None
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._lock = threading.Lock()
 
     def environment_id(self, image: str) -> str:
-        if self._hash is None:
-            components = os.path.join(self.project_root, "components")
-            self._hash = code_hash([self.package_root, components])
-        return self._hash
+        """The hash of the code a step runs (kubesage and the project's components), read now:
+        every image name runs the same code here."""
+        return code_hash([self.package_root, os.path.join(self.project_root, "components")])
+
+    # -- the run's environments (``kubesage.runs.launch.Images``) --------------------------
+    def fresh(self, logical: set[str], say: Callable[[str], None]) -> dict[str, str]:
+        """Steps run the working tree itself: always fresh; each image -> the code's hash."""
+        current = self.environment_id("")
+        return {name: current for name in sorted(logical)}
+
+    def image_id(self, ref: str) -> str:
+        return self.environment_id(ref)
+
+    def pins(self, recorded: dict[str, str]) -> dict[str, str]:
+        """Nothing to pin (steps run the working tree), so refuse when its code has changed."""
+        current = self.environment_id("")
+        if any(value != current for value in recorded.values()):
+            raise KubesageError("the code has changed since it ran")
+        return {}
 
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)

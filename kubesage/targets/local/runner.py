@@ -3,11 +3,12 @@
 Steps run in dependency order, independent steps in parallel (``scheduler``); each step is
 built (``step``: values, inputs, cache key), taken from the cache or attempted (``attempts``)
 by an executor (Docker containers or local processes) that runs ``python -m kubesage.runtime
-local``. A step's container can start ahead of its turn (``warm_start``). The run's lifecycle
-(record, signals, cancellation) is ``kubesage.runs.lifecycle``.
+local``. A step's container can start ahead of its turn (``warm_start``). What every run is made
+of (parameters, plan, mounts, images, record, lifecycle) is the one run path's
+(``kubesage.runs.launch``); a ``LocalRun`` is this target's ``Execution`` of it.
 
-A ``LocalRunner`` holds what outlives a run (config, executor, stores); everything about one
-run lives in its ``LocalRun``, so one runner can execute several runs at once (threads) and is
+A ``LocalRunner`` holds what outlives a run (a workspace, an executor); everything about one run
+lives in its ``LocalRun``, so one runner can execute several runs at once (threads) and is
 usable again after a run was cancelled.
 """
 
@@ -17,18 +18,17 @@ import sys
 import time
 from typing import Any, TextIO
 
-from kubesage.config.local import LocalConfig, data_mounts
-from kubesage.docker_engine.images import ensure_fresh
+from kubesage.config.local import LocalConfig
 from kubesage.dsl.channel import Channel, evaluate
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
-from kubesage.plan import Plan, Step
-from kubesage.runs.artifacts import ArtifactStore, fingerprint_tree
-from kubesage.runs.inputs import resolve_inputs
-from kubesage.runs.lifecycle import Run, new_record, plan_steps
+from kubesage.plan import Step
+from kubesage.runs.artifacts import ArtifactStore
+from kubesage.runs.launch import RunSetup
+from kubesage.runs.lifecycle import Run
+from kubesage.runs.options import RunOptions
 from kubesage.runs.record import RunRecord, StepRecord
-from kubesage.runs.store import RunStore
-from kubesage.targets.base import RunOptions
+from kubesage.runs.workspace import Workspace
 from kubesage.targets.local.attempts import run_attempts
 from kubesage.targets.local.executor import Executor, WarmStarts
 from kubesage.targets.local.scheduler import schedule
@@ -38,116 +38,79 @@ from kubesage.targets.local.warm_start import WarmStarter
 RUNNERS = ("docker", "subprocess")
 
 
-class LocalRunner:
-    """Runs pipelines with one executor, recording every run in ``config.store``."""
-
-    def __init__(self, config: LocalConfig, executor: Executor, *, log: TextIO = sys.stderr,
-                 path_rewrite: bool = False, project_root: str = ".") -> None:
-        self.config = config
-        self.project_root = project_root  # where the images' code comes from (containers/)
-        self.executor = executor
-        self.store = RunStore(config.store)
-        self.artifacts = ArtifactStore(config.store)
-        self.log = log
-        # Subprocess steps see host paths: rewrite values under a mount path onto its folder.
-        self.path_rewrite = path_rewrite
-
-    def run(self, pipeline: Pipeline, options: RunOptions | None = None) -> RunRecord:
-        """Run ``pipeline`` to the end and return its record (also saved in the store).
-
-        ``options.images`` pins logical image names to exact images (IDs), as a re-run does;
-        ``options.use_cache=False`` executes every step even where the cache has its outputs.
-        """
-        options = options or RunOptions()
-        values = pipeline.resolve_parameters(options.params)
-        plan = Plan(pipeline, values)
-        mounts = data_mounts(pipeline, self.config)
-        foreign = sorted({s.task.spec.name for s in plan.steps if s.task.spec.container})
-        if foreign and self.executor.kind != "docker":
-            from kubesage.targets.base import Unsupported
-
-            raise Unsupported(
-                f"{', '.join(foreign)}: container components (imported Kubeflow YAML) run their "
-                f"own image, which the {self.executor.kind} runner cannot do; use --runner docker")
-
-        def image(logical: str) -> str:
-            return options.images.get(logical) or self.config.image(logical)
-
-        logical = {s.task.spec.image for s in plan.steps}
-        out = options.log or self.log
-        if self.executor.kind == "docker":  # the code a step runs is the working tree's
-            code = ensure_fresh(self.project_root, logical - set(options.images),
-                                self.config.image_tag, lambda text: print(text, file=out, flush=True))
-        else:
-            code = {name: self.executor.environment_id(name) for name in logical}
-        # Fail before anything runs: every image must exist, every mount folder too.
-        env_ids = {name: self.executor.environment_id(image(name))
-                   for name in sorted({s.task.spec.image for s in plan.steps})}
-        inputs = resolve_inputs(pipeline, options.inputs, self.store)
-        # what steps that want GPUs get here (refused before anything runs when impossible)
-        gpu_note = self.executor.gpu_plan(
-            sorted({s.task.name for s in plan.steps if s.task.resources.gpus}), self.config.source)
-        record = new_record(pipeline, options, target="local", runner=self.executor.kind,
-                            values=values, images=env_ids, code=code,
-                            config=self.config.source_file,
-                            data={name: fingerprint_tree(src) for name, (_, src) in mounts.items()})
-        record.inputs = inputs
-        record.steps = plan_steps(plan, image)
-        run = Run(record, self.store, webhooks=self.config.webhooks, log=out)
-        return LocalRun(self, run, plan, mounts, options, gpu_note).execute()
-
-
 class LocalRun:
-    """Everything about one run of a ``LocalRunner``: its plan, records, pins and warm starts."""
+    """Everything about one local run: its plan, records, pins and warm starts."""
 
-    def __init__(self, runner: LocalRunner, run: Run, plan: Plan,
-                 mounts: dict[str, tuple[str, str]], options: RunOptions,
-                 gpu_note: str | None = None) -> None:
-        self.runner = runner
-        self.config = runner.config
-        self.executor = runner.executor
-        self.store = runner.store
-        self.artifacts = runner.artifacts
-        self.path_rewrite = runner.path_rewrite
-        self.lifecycle = run
-        self.record = run.record
-        self.run_id = run.run_id
-        self.cancelled = run.cancelled
-        self.say = run.say
-        self.plan = plan
-        self.gpu_note = gpu_note  # said once at the start: what GPU-wanting steps get here
-        self.mounts = mounts
-        self.pins = dict(options.images)
-        self.use_cache = options.use_cache
-        self.records: dict[str, StepRecord] = {s.name: s for s in run.record.steps}
+    def __init__(self, setup: RunSetup, executor: Executor) -> None:
+        self.setup = setup
+        self.config = setup.local
+        self.executor = executor
+        self.runner = executor.kind
+        self.compiled = ""
+        self.store = setup.workspace.store
+        self.artifacts = ArtifactStore(self.config.store)
+        # Subprocess steps see host paths: rewrite values under a mount path onto its folder.
+        self.path_rewrite = executor.kind == "subprocess"
+        self.run_id = setup.run_id
+        self.plan = setup.plan
+        self.mounts = setup.mounts
+        self.use_cache = setup.options.use_cache
+        # what steps that want GPUs get here (refused before anything runs when impossible)
+        self.gpu_note = executor.gpu_plan(
+            sorted({s.task.name for s in self.plan.steps if s.task.resources.gpus}),
+            self.config.source)
         # rerun --from-failed: the steps of the failed run, whose successes are reused
+        resume_from = setup.options.resume_from
         self.resumes: dict[str, StepRecord] = (
-            {s.name: s for s in runner.store.get(options.resume_from).steps}
-            if options.resume_from else {})
-        self.warm = (WarmStarter(self, self.executor)
-                     if self.config.warm_start and isinstance(self.executor, WarmStarts) else None)
+            {s.name: s for s in self.store.get(resume_from).steps} if resume_from else {})
+        self.warm = (WarmStarter(self, executor)
+                     if self.config.warm_start and isinstance(executor, WarmStarts) else None)
+        self.lifecycle: Run | None = None
+        self.records: dict[str, StepRecord] = {}
+
+    @property
+    def record(self) -> RunRecord:
+        assert self.lifecycle is not None, "the run has not started"
+        return self.lifecycle.record
+
+    def say(self, text: str) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.say(text)
+        else:
+            self.setup.say(text)
+
+    @property
+    def cancelled(self) -> Any:
+        assert self.lifecycle is not None, "the run has not started"
+        return self.lifecycle.cancelled
 
     def image(self, logical: str) -> str:
         """The image a logical name runs as: a pinned image ID, else the configured tag."""
-        return self.pins.get(logical) or self.config.image(logical)
+        return self.setup.image(logical)
 
-    def execute(self) -> RunRecord:
-        run = self.lifecycle
+    def step_image(self, logical: str) -> str:
+        return self.setup.image(logical)
+
+    def execute(self, run: Run) -> None:
+        """Run the plan's steps in dependency order; called inside ``run.active``."""
+        self.lifecycle = run
+        self.records = {s.name: s for s in run.record.steps}
         self.say(f"run {self.run_id}: {len(self.plan.steps)} steps ({self.executor.kind})")
         if self.gpu_note:
             self.say(self.gpu_note)
         try:
-            with run.active(on_cancel=lambda: self.executor.cancel(self.run_id)):
-                schedule(self.plan.steps, self.records, parallelism=self.config.parallelism,
-                         execute=self._execute, conditions_hold=self._conditions_hold,
-                         changed=run.changed, released=self.released, say=self.say,
-                         on_interrupt=self._interrupted)
+            schedule(self.plan.steps, self.records, parallelism=self.config.parallelism,
+                     execute=self._execute, conditions_hold=self._conditions_hold,
+                     changed=run.changed, released=self.released, say=self.say,
+                     on_interrupt=self._interrupted)
         finally:
             if self.warm is not None:
                 self.warm.release()
             elif isinstance(self.executor, WarmStarts):  # finished containers are removed
                 self.executor.release(self.run_id)
-        return run.finish()
+
+    def cancel(self) -> None:
+        self.executor.cancel(self.run_id)
 
     def _interrupted(self) -> None:
         """Stop the steps before the scheduler waits for its threads to end."""
@@ -182,19 +145,50 @@ class LocalRun:
         run_attempts(self, step, call, self.warm.prewarm if self.warm is not None else None)
 
 
-def runner_for(kind: str, config: LocalConfig, project_root: str,
-               log: TextIO = sys.stderr) -> LocalRunner:
-    """A local runner with the ``docker`` or ``subprocess`` executor."""
-    executor: Executor
+def make_executor(kind: str, config: LocalConfig, project_root: str) -> Executor:
+    """The ``docker`` or ``subprocess`` executor."""
     if kind == "docker":
         from kubesage.targets.local.docker_executor import DockerExecutor
 
-        executor = DockerExecutor(config.gpus)
-    elif kind == "subprocess":
+        return DockerExecutor(config.gpus)
+    if kind == "subprocess":
         from kubesage.targets.local.process_executor import ProcessExecutor
 
-        executor = ProcessExecutor(project_root, config.gpus)
-    else:
-        raise KubesageError(f"unknown runner '{kind}'; use {' or '.join(RUNNERS)}")
-    return LocalRunner(config, executor, log=log, path_rewrite=kind == "subprocess",
-                       project_root=project_root)
+        return ProcessExecutor(project_root, config.gpus)
+    raise KubesageError(f"unknown runner '{kind}'; use {' or '.join(RUNNERS)}")
+
+
+class LocalRunner:
+    """Runs pipelines with one executor in one workspace (config read and store opened once),
+    each run through the one run path."""
+
+    def __init__(self, workspace: Workspace, executor: Executor, *, log: TextIO = sys.stderr
+                 ) -> None:
+        from kubesage.targets.local import LocalTarget
+
+        self.workspace = workspace
+        self.config = workspace.local
+        self.store = workspace.store
+        self.executor = executor
+        self.log = log
+        self.target = LocalTarget(executor)
+
+    def run(self, pipeline: Pipeline, options: RunOptions | None = None) -> RunRecord:
+        """Run ``pipeline`` to the end and return its record (also saved in the store).
+
+        ``options.images`` pins logical image names to exact images (IDs), as a re-run does;
+        ``options.use_cache=False`` executes every step even where the cache has its outputs.
+        """
+        options = options or RunOptions()
+        if options.log is None:
+            options = options.replace(log=self.log)
+        if options.runner is None:
+            options = options.replace(runner=self.executor.kind)
+        return self.target.run(pipeline, options, self.workspace)
+
+
+def runner_for(kind: str, config: LocalConfig, project_root: str,
+               log: TextIO = sys.stderr) -> LocalRunner:
+    """A local runner with the ``docker`` or ``subprocess`` executor."""
+    executor = make_executor(kind, config, project_root)
+    return LocalRunner(Workspace.open(config, config), executor, log=log)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.channel import PipelineArtifact, TaskOutput
 from kubesage.dsl.types import coerce, masked
 from kubesage.plan import Step
 from kubesage.runs import cache
+from kubesage.store.artifacts import cached_path
 
 if TYPE_CHECKING:
     from kubesage.targets.local.runner import LocalRun
@@ -30,6 +31,14 @@ class StepCall:
     inputs: dict[str, tuple[str, dict[str, Any]]]  # name -> (artifact folder, metadata)
     mounts: dict[str, str]  # path in the container -> host folder (read-only)
     image: str
+    # inputs published by another checkout, fetched only when the step really runs
+    remote: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def fetch_inputs(self, run: LocalRun) -> None:
+        """Bring the inputs this checkout does not hold from the team's artifact store."""
+        for out in self.remote.values():
+            if not os.path.exists(out["path"]):
+                here(run, out)
 
 
 def prepare(run: LocalRun, step: Step) -> StepCall:
@@ -39,6 +48,7 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
     params = {p.name: p.default for p in spec.parameters if not p.required}
     inputs: dict[str, tuple[str, dict[str, Any]]] = {}
     extra_mounts = {}
+    remote: dict[str, dict[str, Any]] = {}
     for arg, value in task.arguments.items():
         if isinstance(value, PipelineArtifact):  # given from outside: read-only, where it is
             given = run.record.inputs[value.name]
@@ -48,7 +58,9 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
                 extra_mounts[given["path"]] = given["path"]
         elif isinstance(value, TaskOutput) and value.is_artifact:
             producer = run.plan.producer(value, step)
-            out = run.records[producer.name].outputs[value.output]
+            out = _local_name(run, run.records[producer.name].outputs[value.output])
+            if out.get("uri"):
+                remote[arg] = out
             path = out["path"]
             if spec.container and value.task.spec.container:  # a file or folder inside
                 path = os.path.join(path, value.output)
@@ -61,14 +73,15 @@ def prepare(run: LocalRun, step: Step) -> StepCall:
             params[p.name] = coerce(p.type, params[p.name])
     record.parameters = masked(params, {p.name: p.type for p in spec.parameters})
     image = run.image(spec.image)
-    record.environment_id = run.executor.environment_id(image)
+    record.environment_id = run.record.images[spec.image]  # read once, for the whole run
     record.cache_key = cache.cache_key(
         spec, record.environment_id, params,
         {k: v["sha256"] for k, v in record.inputs.items()},
         {name: run.record.data[name] for name, _ in spec.mounts},
         {"distribution": task.distribution.to_dict()},
     )
-    return StepCall(params, inputs, {**step_mounts(spec.mounts, run.mounts), **extra_mounts}, image)
+    return StepCall(params, inputs, {**step_mounts(spec.mounts, run.mounts), **extra_mounts}, image,
+                    remote)
 
 
 def from_cache(run: LocalRun, step: Step) -> bool:
@@ -89,12 +102,33 @@ def from_cache(run: LocalRun, step: Step) -> bool:
         hit = found
     else:
         return False
-    record.cached = True
-    record.outputs, record.returns, record.metrics = hit["outputs"], hit["returns"], hit["metrics"]
+    record.cached, record.cached_from = True, str(hit.get("run_id") or "")
+    record.outputs = {name: _local_name(run, out) for name, out in hit["outputs"].items()}
+    record.returns, record.metrics = hit["returns"], hit["metrics"]
     record.series = hit.get("series", {})
     record.status, record.ended = "succeeded", time.time()
-    run.say(f"= {step.name} {hit.get('how', 'cached')} (from {hit['run_id']})")
+    by = f" by {hit['user']}" if hit.get("user") else ""
+    run.say(f"= {step.name} {hit.get('how', 'cached')} (from {hit['run_id']}{by})")
     return True
+
+
+def _local_name(run: LocalRun, out: dict[str, Any]) -> dict[str, Any]:
+    """A cached output as this checkout names it, not fetched yet: a step that reads it fetches
+    it (``here``); a run cached through to its end downloads nothing."""
+    home = os.path.abspath(run.config.store) + os.sep
+    if not out.get("uri") or out["path"].startswith(home):
+        return out
+    return {**out, "path": cached_path(home, out["sha256"])}
+
+
+def here(run: LocalRun, out: dict[str, Any]) -> dict[str, Any]:
+    """An output as this checkout reads it: in its own folder where it was written here, else
+    fetched from the shared artifact store into the local content-addressed cache
+    (``kubesage.store.artifacts``): another engineer's folder is never read, even on one host."""
+    home = os.path.abspath(run.config.store) + os.sep
+    if not out.get("uri") or (out["path"].startswith(home) and os.path.exists(out["path"])):
+        return out
+    return {**out, "path": run.setup.workspace.artifacts.fetch(out["uri"], out["sha256"])}
 
 
 def step_mounts(wanted: tuple[tuple[str, str], ...],

@@ -18,16 +18,19 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target
+from kubesage.targets.base import DeployOptions, RunOptions, SubmitOptions, Target, Workspace
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.dsl.pipeline import Pipeline
-    from kubesage.runs.record import RunRecord
-    from kubesage.runs.store import RunStore
+    from kubesage.runs.launch import RunSetup
+    from kubesage.runs.logs import LogPage
+    from kubesage.runs.record import RunRecord, StepRecord
     from kubesage.runs.submitted import ServiceState
+    from kubesage.store import RunStore
     from kubesage.targets.sagemaker.config import SageMakerConfig
+    from kubesage.targets.sagemaker.local_run import DefinitionRun
 
 
 class SageMakerTarget(Target):
@@ -45,10 +48,12 @@ class SageMakerTarget(Target):
 
         return load_config(path)
 
-    def local_config(self, config_path: str | None = None) -> LocalConfig:
+    local_config_hint = "the local config (config/sagemaker.yaml's local_config names it)"
+
+    def local_config_of(self, config: SageMakerConfig) -> LocalConfig:
         from kubesage.config.local import load_local_config
 
-        return load_local_config(self.load_config(config_path).local_config)
+        return load_local_config(config.local_config)
 
     def compile(self, pipeline: Pipeline, output: str, config_path: str | None = None,
                 source: str = "") -> None:
@@ -67,6 +72,13 @@ class SageMakerTarget(Target):
             raise CompileError(f"pipeline '{pipeline.name}' breaks SageMaker service limits: "
                                + "; ".join(problems))
         write_atomic(output, text)
+
+    def explain(self, pipeline: Pipeline, config_path: str | None = None) -> str:
+        """The groups of steps that share a job, why each boundary is where it is, jobs and
+        pods before and after, and the projected saving (``kubesage.plan.explain``)."""
+        from kubesage.targets.sagemaker.fusion import explain
+
+        return explain(pipeline, config_path)
 
     def registry_refs(self, refs: dict[str, str], config_path: str | None = None) -> dict[str, str]:
         return dict(self.load_config(config_path).with_content_tags(refs).pinned)
@@ -92,21 +104,27 @@ class SageMakerTarget(Target):
         super().check(pipeline, options)
         refusals(pipeline)
 
-    def run(self, pipeline: Pipeline, options: RunOptions) -> RunRecord:
+    def logical_images(self, pipeline: Pipeline, config: SageMakerConfig) -> set[str]:
+        """The components' images and the serving image of each batch transform."""
+        return set(images_of(pipeline, config))
+
+    def prepare(self, setup: RunSetup) -> DefinitionRun:
         """Compile, then execute the compiled definition locally in Docker (no AWS account)."""
-        from kubesage.targets.sagemaker.local_run import run_compiled
+        from kubesage.targets.sagemaker.local_run import DefinitionRun
 
-        self.check(pipeline, options)
-        return run_compiled(pipeline, options)
+        return DefinitionRun(setup)
 
-    def submit(self, ref: str, options: SubmitOptions) -> dict[str, Any]:
+    def submit(self, ref: str, options: SubmitOptions,
+               workspace: Workspace | None = None) -> dict[str, Any]:
         """Upsert the pipeline and start executions (one per client) with boto3, each recorded
         as a run; ``wait`` watches them until they end."""
         from kubesage.runs.submitted import recorded
         from kubesage.targets.sagemaker.submit import submit_pipeline
 
-        result, records = recorded(self, options, lambda: submit_pipeline(ref, options.params, options.config,
-                                                           options.clients))
+        ws = workspace or self.workspace(options.config)
+        result, records = recorded(
+            self, options, ws,
+            lambda: submit_pipeline(ref, options.params, ws.config, options.clients))
         for execution, record in zip(result["executions"], records, strict=True):
             execution["kubesage_run_id"] = record.run_id
             if options.wait:
@@ -123,12 +141,11 @@ class SageMakerTarget(Target):
 
         from kubesage.docker_engine.images import check_pushed, content_refs
         from kubesage.project.loader import project_root
-        from kubesage.runs.store import RunStore
         from kubesage.serving.local import model_folder
         from kubesage.targets.sagemaker.deploy import SERVE_IMAGE, deploy, fetch_model
 
-        config = self.load_config(options.config)
-        store = RunStore(self.local_config(options.config).store)
+        workspace = self.workspace(options.config)
+        config, store = workspace.config, workspace.store
         refs = content_refs(project_root(os.getcwd()), {SERVE_IMAGE})
         image = config.with_content_tags(refs).image_uri(SERVE_IMAGE, "serve")
         check_pushed([image])
@@ -143,7 +160,7 @@ class SageMakerTarget(Target):
                           boto3.client("sagemaker", region_name=config.region), s3,
                           multi_model=options.per_client, replace=options.replace)
 
-    def poll_s(self, config_path: str | None = None) -> float:
+    def poll_s(self, config: SageMakerConfig) -> float:
         """``$KUBESAGE_POLL_S``, else 15 s."""
         import os
 
@@ -160,6 +177,18 @@ class SageMakerTarget(Target):
         region = record.remote.get("region")
         return read(boto3.client("sagemaker", region_name=region), record,
                     boto3.client("s3", region_name=region))
+
+    def logs(self, record: RunRecord, step: StepRecord, workspace: Workspace,
+             cursor: str = "") -> LogPage:
+        """A submitted step's job log from CloudWatch Logs; a local run's log file."""
+        if not (record.remote and step.remote):
+            return super().logs(record, step, workspace, cursor)
+        import boto3
+
+        from kubesage.targets.sagemaker.logs import read_log
+
+        return read_log(boto3.client("logs", region_name=record.remote.get("region")), step,
+                        cursor)
 
     def resume(self, record: RunRecord, store: RunStore, log: Any = None) -> RunRecord:
         """RetryPipelineExecution (failed) or a selective execution (stopped)."""

@@ -182,20 +182,8 @@ def _warm_pool(r: ConfigReader, spot: bool) -> int:
     return keep_alive
 
 
-def _parse(r: ConfigReader) -> SageMakerConfig:
-    r.unknown(_TOP)
-    images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
-                     "amazonaws.com/kubesage/torch:1.0}")
-    types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}",
-                    known=("processing", "training", "serving", "transform"))
-    net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}",
-                  known=("subnets", "security_groups"))
-    spot = r.child("spot", required=False, known=("enabled", "max_run_s", "max_wait_s"))
-    max_run = spot.get("max_run_s", int, False, 86400)
-    max_wait = spot.get("max_wait_s", int, False, 2 * max_run)
-    enabled = spot.get("enabled", bool, False, False)
-    if enabled and max_wait < max_run:
-        raise spot.fail("max_wait_s", f"({max_wait}) must be >= max_run_s ({max_run}) for managed spot")
+def _mounts(r: ConfigReader) -> dict[str, MountConfig]:
+    """``mounts``: each data mount's FSx file system (training jobs) and S3 copy (processing)."""
     mounts_r = r.child("mounts", required=False)
     mounts = {}
     for name in mounts_r.doc:
@@ -208,23 +196,11 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
             s3_uri=m.get("s3_uri", str, pattern=re.compile(r"^s3://[a-z0-9.-]+(/\S*)?$"),
                          example="s3://my-datasets/"),
         )
-    conditions = r.child("conditions", required=False, known=("unmet",))
-    unmet = conditions.get("unmet", str, False, "skip")
-    if unmet not in UNMET:
-        raise conditions.fail("unmet", f"is {unmet!r}; use skip (the guarded steps are skipped) "
-                              "or fail (a FailStep fails the execution)")
-    security = r.child("security", required=False, known=("network_isolation", "kms_key"))
-    isolated = security.get("network_isolation", bool, False, False)
-    kms_key = security.get("kms_key", str, False, "", pattern=_KMS,
-                           example="arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-"
-                                   "1234567890ab")
-    region = r.get("region", str, pattern=_REGION, example="us-east-1")
-    matched = _KMS.match(kms_key) if kms_key else None
-    key_region = matched.group("region") if matched else None
-    if key_region and key_region != region:
-        raise security.fail("kms_key", f"is a key in {key_region}, but the jobs run in {region} "
-                                       f"(region); use a key of {region}")
-    keep_alive = _warm_pool(r, enabled)
+    return mounts
+
+
+def _components(r: ConfigReader) -> dict[str, ComponentHints]:
+    """``components``: per-component hints (job kind, instance, returned values' files)."""
     components = {}
     comps_r = r.child("components", required=False)
     for name in comps_r.doc:
@@ -245,6 +221,42 @@ def _parse(r: ConfigReader) -> SageMakerConfig:
             volume_size_gb=c.get("volume_size_gb", int, False),
             returns=returns,
         )
+    return components
+
+
+def _parse(r: ConfigReader) -> SageMakerConfig:
+    r.unknown(_TOP)
+    images = r.child("images", example="{kubesage/torch: 111122223333.dkr.ecr.us-east-1."
+                     "amazonaws.com/kubesage/torch:1.0}")
+    types = r.child("instance_types", example="{processing: ml.m5.xlarge, training: ml.g5.2xlarge}",
+                    known=("processing", "training", "serving", "transform"))
+    net = r.child("network", example="{subnets: [subnet-...], security_groups: [sg-...]}",
+                  known=("subnets", "security_groups"))
+    spot = r.child("spot", required=False, known=("enabled", "max_run_s", "max_wait_s"))
+    max_run = spot.get("max_run_s", int, False, 86400)
+    max_wait = spot.get("max_wait_s", int, False, 2 * max_run)
+    enabled = spot.get("enabled", bool, False, False)
+    if enabled and max_wait < max_run:
+        raise spot.fail("max_wait_s", f"({max_wait}) must be >= max_run_s ({max_run}) for managed spot")
+    mounts = _mounts(r)
+    conditions = r.child("conditions", required=False, known=("unmet",))
+    unmet = conditions.get("unmet", str, False, "skip")
+    if unmet not in UNMET:
+        raise conditions.fail("unmet", f"is {unmet!r}; use skip (the guarded steps are skipped) "
+                              "or fail (a FailStep fails the execution)")
+    security = r.child("security", required=False, known=("network_isolation", "kms_key"))
+    isolated = security.get("network_isolation", bool, False, False)
+    kms_key = security.get("kms_key", str, False, "", pattern=_KMS,
+                           example="arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-"
+                                   "1234567890ab")
+    region = r.get("region", str, pattern=_REGION, example="us-east-1")
+    matched = _KMS.match(kms_key) if kms_key else None
+    key_region = matched.group("region") if matched else None
+    if key_region and key_region != region:
+        raise security.fail("kms_key", f"is a key in {key_region}, but the jobs run in {region} "
+                                       f"(region); use a key of {region}")
+    keep_alive = _warm_pool(r, enabled)
+    components = _components(r)
     return SageMakerConfig(
         region=region,
         role_arn=r.get("role_arn", str, pattern=_ROLE,

@@ -28,8 +28,8 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.record import RunRecord
-from kubesage.runs.store import RunStore
 from kubesage.runs.submitted import ServiceState, StepState, resumed
+from kubesage.store import RunStore
 
 # SageMaker's PipelineExecutionStatus and StepStatus -> kubesage's run and step statuses
 RUN_STATUS = {"Executing": "running", "Stopping": "running", "Succeeded": "succeeded",
@@ -42,6 +42,9 @@ RESULT_OUTPUT, PROCESSING_RESULT, TRAINING_RESULT = ("kubesage-result", "result.
 
 class ExecutionError(KubesageError):
     """The service cannot tell or do what a re-run of a submitted execution needs."""
+
+
+JOB_KINDS = ("ProcessingJob", "TrainingJob", "TransformJob")  # a step's Metadata keys
 
 
 def read(client: Any, record: RunRecord, s3: Any = None) -> ServiceState:
@@ -140,6 +143,9 @@ def _step(client: Any, s3: Any, item: dict[str, Any], notes: list[str]) -> StepS
                       error=item.get("FailureReason", ""), attempts=item.get("AttemptCount", 0),
                       cached="CacheHitResult" in item)
     meta = item.get("Metadata", {})
+    for kind in JOB_KINDS:  # the job behind the step: where its logs are
+        if "Arn" in meta.get(kind, {}):
+            state.remote = {"kind": kind, "job": meta[kind]["Arn"]}
     if state.status != "succeeded" or s3 is None:
         return state
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.runs.artifacts import fingerprint_tree, sha256_tree
-from kubesage.runs.store import RunStore
+from kubesage.store import RunStore
 from kubesage.targets.sagemaker.local_s3 import LocalS3
 
 CACHE_KEY_ATTRIBUTES = {
@@ -103,9 +103,10 @@ def lookup(store: RunStore, s3: LocalS3, key: str,
 
 
 def put(store: RunStore, key: str, properties: dict[str, Any], result: dict[str, Any],
-        outputs: dict[str, tuple[str, str]], run_id: str) -> None:
-    """Enter a finished job: its properties, result and outputs (URI and content hash)."""
+        outputs: dict[str, tuple[str, str]], run_id: str, since: float = 0.0) -> None:
+    """Enter a finished job: its properties, result and outputs (URI and content hash); an
+    entry made before ``since`` (the job's start: one found unusable then) is replaced."""
     store.cache_put(key, {
         "properties": properties, "result": result, "run_id": run_id, "at": time.time(),
         "outputs": {n: [uri, sha256_tree(local)] for n, (uri, local) in outputs.items()},
-    })
+    }, since=since)

@@ -253,7 +253,7 @@ class Execution:
                                      None if reuse else step["CacheConfig"].get("ExpireAfter"))
             if hit is not None:
                 self._finish(step, record, hit["properties"], hit["result"], hit["outputs"])
-                record.cached = True
+                record.cached, record.cached_from = True, str(hit.get("run_id") or "")
                 self.run_.say(f"= {record.name} {'reused' if reuse else 'cached'} "
                               f"(from {hit['run_id']})")
                 return
@@ -291,7 +291,8 @@ class Execution:
         self._finish(step, record, result.properties, result.result, result.outputs)
         # every job is entered: a step without caching only for a later --from-failed
         local_cache.put(self.run_.store, key if cacheable else RESUME + key, result.properties,
-                        result.result, result.outputs, self.run_.run_id)
+                        result.result, result.outputs, self.run_.run_id,
+                        since=record.started or time.time())
         shutil.rmtree(work, ignore_errors=True)
 
     def _members_left(self, step: dict[str, Any], outputs: dict[str, tuple[str, str]],

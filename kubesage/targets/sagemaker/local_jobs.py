@@ -25,16 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesage.docker_engine.containers import (
-    follow_group,
-    hand_to_steps,
-    labels,
-    remove_group,
-    remove_run,
-    share_with_steps,
-    step_user,
-)
+from kubesage.docker_engine.containers import follow_group, labels, remove_group, remove_run
 from kubesage.dsl.errors import KubesageError
+from kubesage.runs.step_user import hand_to_steps, step_user
 from kubesage.runtime.sagemaker_processing import RESULT_FILE, RESULT_OUTPUT
 from kubesage.runtime.sagemaker_training import RESULT_FILE as TRAINING_RESULT_FILE
 from kubesage.serving.local import wait_ready
@@ -72,7 +65,6 @@ class JobRunner:
     def __init__(self, client: Any, s3: LocalS3, run_id: str,
                  image_for: Callable[[str], str], filesystem_for: Callable[[dict[str, Any]], str],
                  say: Callable[[str], None]) -> None:
-        share_with_steps()
         self.client = client
         self.s3 = s3
         self.run_id = run_id

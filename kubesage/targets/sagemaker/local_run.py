@@ -8,33 +8,31 @@ a Fail step fails the run. Job steps run in Docker under SageMaker's container c
 bind mount of the local config's folder; steps with ``CacheConfig`` are reused as the service
 reuses them (``local_cache``).
 
-The run has the lifecycle of every run (``kubesage.runs.lifecycle``) and its step records are
-the plan's steps, named as on every other path (``train``, ``per-client[1]``): a definition step
-maps back onto the plan step it was compiled from. A pipeline fanned out over a list parameter
-runs one execution per item, as ``kubesage submit --clients`` starts them.
+``DefinitionRun`` is this target's execution of the one run path (``kubesage.runs.launch``); its
+step records are the plan's steps, named as on every other path (``train``, ``per-client[1]``):
+a definition step maps back onto the plan step it was compiled from. A pipeline fanned out over a
+list parameter runs one execution per item, as ``kubesage submit --clients`` starts them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
-from kubesage.config.local import ConfigError, LocalConfig, data_mounts, load_local_config
-from kubesage.docker_engine.images import ensure_fresh
+from kubesage.config.local import ConfigError, LocalConfig
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.plan import Plan, Step
-from kubesage.project.loader import project_root
-from kubesage.runs.artifacts import fingerprint_tree
-from kubesage.runs.lifecycle import Run, new_record, plan_steps
-from kubesage.runs.lineage import file_sha256
+from kubesage.runs.launch import RunSetup
+from kubesage.runs.lifecycle import Run
 from kubesage.runs.record import RunRecord, StepRecord
-from kubesage.runs.store import RunStore
-from kubesage.targets.base import RunOptions, Unsupported
-from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
+from kubesage.targets.base import Unsupported
+from kubesage.targets.sagemaker.config import SageMakerConfig
 from kubesage.targets.sagemaker.expressions import references, step_of
 from kubesage.targets.sagemaker.local_s3 import LocalS3
+from kubesage.util.atomic import write_atomic
 
 DefinitionStep = tuple[dict[str, Any], tuple[str, str] | None]  # (step, (condition, branch))
 
@@ -50,65 +48,67 @@ def refusals(pipeline: Pipeline) -> None:
             "training resumes interrupted jobs from their checkpoints)")
 
 
-def run_compiled(pipeline: Pipeline, options: RunOptions) -> RunRecord:
-    """Compile ``pipeline`` for SageMaker, then execute the definition JSON locally."""
-    from kubesage.targets.sagemaker import images_of, with_content_tags
-    from kubesage.targets.sagemaker.compiler import definition_json
-    from kubesage.targets.sagemaker.parameters import fan_out_parameters
-    from kubesage.targets.sagemaker.validate import DefinitionInvalid, validate_definition
+class DefinitionRun:
+    """One run of the compiled definition by ``DefinitionExecutor`` (the run path's
+    ``Execution``): compiled, validated and kept in the run's folder before any step."""
 
-    config = load_config(options.config)
-    local = load_local_config(config.local_config)
-    values = pipeline.resolve_parameters(options.params)
-    root = project_root(options.pipeline_file or os.getcwd())
-    code = ensure_fresh(root, set(images_of(pipeline, config)) - set(options.images),
-                        local.image_tag, lambda text: print(text, file=options.out(), flush=True))
-    config = with_content_tags(config, pipeline, options.pipeline_file)
-    text = definition_json(pipeline, config)
-    doc = json.loads(text)
-    problems = validate_definition(doc)
-    if problems:
-        raise DefinitionInvalid("the compiled definition is invalid:\n  " + "\n  ".join(problems))
-    fan_out = fan_out_parameters(pipeline)
-    executor = DefinitionExecutor(doc, config, local, pins=options.images,
-                                  use_cache=options.use_cache)
-    if options.resume_from:  # rerun --from-failed: the failed run's steps that succeeded
-        executor.resumes = {s.name: s for s in RunStore(local.store).get(options.resume_from).steps}
-    steps = executor.ordered_steps()
-    images = executor.check_images(steps)
-    plan = Plan(pipeline, values)
-    record = new_record(
-        pipeline, options, target="sagemaker", runner="docker", values=values, images=images,
-        code=code,
-        data={name: fingerprint_tree(folder) for name, (_, folder) in data_mounts(
-            pipeline, local, "the local config (config/sagemaker.yaml's local_config names it)").items()},
-        config=config.source)
-    folder = os.path.join(executor.root, "runs", record.run_id)
-    os.makedirs(folder, exist_ok=True)
-    compiled = os.path.join(folder, "definition.json")
-    with open(compiled, "w") as f:
-        f.write(text)
-    record.compiled_sha256 = file_sha256(compiled)
-    record.steps = plan_steps(plan, lambda logical: options.images.get(logical) or local.image(logical))
-    base = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in values.items()}
-    loops = sorted(set(fan_out.values()))
-    if loops:  # one execution per item, as `kubesage submit --clients` starts them
-        executions = [{**base, loops[0]: item} for item in values[loops[0]]]
-    else:
-        executions = [base]
-    run = Run(record, RunStore(local.store), webhooks=local.webhooks, log=options.out())
-    return executor.run(run, plan, set(fan_out), steps, executions)
+    runner = "docker"
+
+    def __init__(self, setup: RunSetup) -> None:
+        from kubesage.targets.sagemaker import with_content_tags
+        from kubesage.targets.sagemaker.compiler import definition_json
+        from kubesage.targets.sagemaker.parameters import fan_out_parameters
+        from kubesage.targets.sagemaker.validate import DefinitionInvalid, validate_definition
+
+        self.setup = setup
+        config = with_content_tags(setup.config, setup.pipeline, setup.options.pipeline_file)
+        text = definition_json(setup.pipeline, config)
+        doc = json.loads(text)
+        problems = validate_definition(doc)
+        if problems:
+            raise DefinitionInvalid("the compiled definition is invalid:\n  " + "\n  ".join(problems))
+        self.fan_out = fan_out_parameters(setup.pipeline)
+        self.executor = DefinitionExecutor(doc, config, setup.local, image=setup.image,
+                                           use_cache=setup.options.use_cache)
+        if setup.options.resume_from:  # rerun --from-failed: the failed run's steps that succeeded
+            self.executor.resumes = {s.name: s for s in
+                                     setup.workspace.store.get(setup.options.resume_from).steps}
+        self.steps = self.executor.ordered_steps()
+        folder = os.path.join(self.executor.root, "runs", setup.run_id)
+        self.compiled = os.path.join(folder, "definition.json")
+        write_atomic(self.compiled, text)
+        self.jobs: Any = None
+
+    def step_image(self, logical: str) -> str:
+        return self.setup.image(logical)
+
+    def cancel(self) -> None:
+        if self.jobs is not None:
+            self.jobs.cancel()
+
+    def execute(self, run: Run) -> None:
+        from kubesage.targets.sagemaker.local_jobs import JobRunner
+
+        values = self.setup.values
+        base = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in values.items()}
+        loops = sorted(set(self.fan_out.values()))
+        # one execution per item, as `kubesage submit --clients` starts them
+        executions = [{**base, loops[0]: item} for item in values[loops[0]]] if loops else [base]
+        self.jobs = JobRunner(self.executor.docker(), self.executor.s3, run.run_id,
+                              self.executor.local_image_of, self.executor.filesystem_for, run.say)
+        self.executor.run(run, self.setup.plan, set(self.fan_out), self.steps, executions,
+                          self.jobs)
 
 
 class DefinitionExecutor:
     """Runs the steps of one definition (one execution per parameter set)."""
 
     def __init__(self, doc: dict[str, Any], config: SageMakerConfig, local: LocalConfig,
-                 pins: dict[str, str] | None = None, use_cache: bool = True) -> None:
+                 image: Callable[[str], str] | None = None, use_cache: bool = True) -> None:
         self.doc = doc
         self.config = config
         self.local = local
-        self.pins = dict(pins or {})  # logical image -> image ID (a re-run)
+        self.image = image or local.image  # logical image -> what it runs as (a pin, a tag)
         self.use_cache = use_cache
         self.resumes: dict[str, StepRecord] = {}  # rerun --from-failed: step name -> its record
         self.root = os.path.join(os.path.abspath(local.store), "sagemaker")
@@ -120,20 +120,15 @@ class DefinitionExecutor:
 
     # -- the run ----------------------------------------------------------------------
     def run(self, run: Run, plan: Plan, fan_out: set[str], steps: list[DefinitionStep],
-            executions: list[dict[str, Any]]) -> RunRecord:
+            executions: list[dict[str, Any]], jobs: Any) -> None:
+        """Every execution's steps, in order; called inside ``run.active``."""
         from kubesage.targets.sagemaker.local_execution import Execution
-        from kubesage.targets.sagemaker.local_jobs import JobRunner
 
-        record = run.record
         run.say(f"run {run.run_id}: {len(plan.steps)} steps of the SageMaker definition "
                 f"({len(executions)} execution{'s' if len(executions) > 1 else ''}, docker)")
-        jobs = JobRunner(self._docker(), self.s3, run.run_id, self.local_image_of,
-                         self.filesystem_for, run.say)
-        with run.active(on_cancel=jobs.cancel):
-            for i, params in enumerate(executions):
-                planned = self.records_of(plan, fan_out, steps, record, i)
-                Execution(self, run, jobs, steps, planned, params, i).run()
-        return run.finish()
+        for i, params in enumerate(executions):
+            planned = self.records_of(plan, fan_out, steps, run.record, i)
+            Execution(self, run, jobs, steps, planned, params, i).run()
 
     def records_of(self, plan: Plan, fan_out: set[str], steps: list[DefinitionStep],
                    record: RunRecord, execution: int) -> dict[str, tuple[Step, StepRecord]]:
@@ -197,7 +192,7 @@ class DefinitionExecutor:
         return ordered
 
     # -- environment ------------------------------------------------------------------
-    def _docker(self) -> Any:
+    def docker(self) -> Any:
         if self._client is None:
             import docker
 
@@ -212,7 +207,7 @@ class DefinitionExecutor:
         """The local image an image URI of the definition runs as (a pinned ID in a re-run)."""
         for name, mapped in [*self.config.pinned.items(), *self.config.images.items()]:
             if mapped == uri:
-                return self.pins.get(name) or self.local.image(name)
+                return self.image(name)
         return uri
 
     def image_id(self, image: str) -> str:
@@ -220,22 +215,10 @@ class DefinitionExecutor:
             import docker.errors
 
             try:
-                self._image_ids[image] = self._docker().images.get(image).id
+                self._image_ids[image] = self.docker().images.get(image).id
             except docker.errors.ImageNotFound:
                 raise KubesageError(f"image {image} is not built; run 'kubesage build' first") from None
         return self._image_ids[image]
-
-    def check_images(self, steps: list[DefinitionStep]) -> dict[str, str]:
-        """Logical image -> image ID of every image the definition runs; fails if one is missing."""
-        found = {}
-        for step, _ in steps:
-            uri = image_uri(step)
-            if uri is None:
-                continue
-            logical = next((n for n, mapped in [*self.config.pinned.items(),
-                                                *self.config.images.items()] if mapped == uri), uri)
-            found[logical] = self.image_id(self.local_image_of(uri))
-        return dict(sorted(found.items()))
 
     def filesystem_for(self, fs: dict[str, Any]) -> str:
         for name, mount in self.config.mounts.items():

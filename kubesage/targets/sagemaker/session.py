@@ -68,11 +68,16 @@ def sdk_context(region: str) -> Iterator[None]:
 
 
 def check_sdk_version() -> None:
-    from importlib.metadata import version
+    """The pinned SageMaker SDK is installed (the ``sagemaker`` extra), else a one-line error."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from kubesage.dsl.errors import KubesageError
 
-    found = version("sagemaker")
+    try:
+        found = version("sagemaker")
+    except PackageNotFoundError:
+        raise KubesageError("the SageMaker target needs the SageMaker SDK, which the light install "
+                            "leaves out: pip install 'kubesage[sagemaker]'") from None
     if found != SDK_VERSION:
         raise KubesageError(
             f"the SageMaker compiler is pinned to sagemaker=={SDK_VERSION} (definitions must not "

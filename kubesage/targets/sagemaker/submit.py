@@ -17,10 +17,12 @@ import uuid
 from typing import Any
 
 from kubesage.docker_engine.images import check_pushed
+from kubesage.dsl.pipeline import typed_values
 from kubesage.dsl.types import text_form
 from kubesage.runs.submitted import Submission, SubmissionError
-from kubesage.targets.sagemaker.config import SageMakerConfig, load_config
+from kubesage.targets.sagemaker.config import SageMakerConfig
 from kubesage.targets.sagemaker.limits import all_steps
+from kubesage.targets.sagemaker.parameters import KUBESAGE_TYPES
 
 POLL_ENV = "KUBESAGE_POLL_S"  # seconds between reads of a watched execution (default 15)
 
@@ -127,39 +129,25 @@ def model_package_groups(doc: dict[str, Any], group: str, fan_out: list[str],
     return sorted(names)
 
 
-def _values(params: dict[str, str], types: dict[str, str], pipeline: Any) -> dict[str, str]:
-    """Given parameters as the strings ``PipelineParameters`` takes, checked against types."""
+def _values(params: dict[str, str], types: dict[str, str], pipeline: Any,
+            name: str) -> dict[str, str]:
+    """Given parameters as the strings ``PipelineParameters`` takes, checked against the
+    pipeline's types, else the definition's (``types``: SageMaker's type names)."""
     if pipeline is not None:
         resolved = pipeline.resolve_parameters(params)  # names and types, with clear errors
         return {k: text_form(resolved[k]) for k in params}
-    out = {}
-    for name, value in params.items():
-        if name not in types:
-            raise SubmitError(f"the definition has no parameter '{name}'; it has: "
-                              f"{', '.join(types) or '(none)'}")
-        kind = types[name]
-        try:
-            if kind == "Integer":
-                int(value)
-            elif kind == "Float":
-                float(value)
-            elif kind == "Boolean" and value.lower() not in ("true", "false"):
-                raise ValueError(value)
-        except ValueError:
-            raise SubmitError(f"parameter '{name}' is {kind}; {value!r} is not one") from None
-        out[name] = value
-    return out
+    declared = {n: KUBESAGE_TYPES.get(t, "str") for n, t in types.items()}
+    return {k: text_form(v) for k, v in typed_values(name, declared, params).items()}
 
 
-def submit_pipeline(ref: str, params: dict[str, str], config_path: str | None = None,
+def submit_pipeline(ref: str, params: dict[str, str], config: SageMakerConfig,
                     clients: list[str] | None = None) -> tuple[dict[str, Any], Submission]:
-    """Upsert the pipeline and start its executions; what was created and started, and the
-    submission as its run records keep it."""
-    config = load_config(config_path)
+    """Upsert the pipeline and start its executions under ``config``; what was created and
+    started, and the submission as its run records keep it."""
     name, text, types, fan_out, pipeline = _load(ref, config)
     doc = json.loads(text)
     digests = check_pushed(images_of(doc))
-    values = _values(params, types, pipeline)
+    values = _values(params, types, pipeline, name)
     if clients and not fan_out:
         raise SubmitError(f"--clients given, but pipeline '{name}' does not fan out; loop over a "
                           "list parameter with ParallelFor(...) to run one execution per client")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the store's schema, one file per change in ``versions/``."""
