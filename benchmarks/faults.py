@@ -180,7 +180,16 @@ def check_world(world: World) -> list[str]:
     from kubesage.store import RunStore
 
     problems = []
-    store = RunStore(world.store_url or world.store)
+    saved = {k: os.environ.get(k) for k in world.env}
+    os.environ.update(world.env)  # the store's password, as the CLI gets it; restored below
+    try:
+        store = RunStore(world.store_url or world.store)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         with store.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
