@@ -36,6 +36,7 @@ the campaign (and so every trial), ``--only CLASS --trial-seed N`` replays one t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -48,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,32 +176,8 @@ class Started:
 # -- checks after every trial -----------------------------------------------------------------
 def check_world(world: World) -> list[str]:
     """What is wrong with the campaign's store and engine now (nothing: ``[]``)."""
-    from sqlalchemy import text
-
-    from kubesage.store import RunStore
-
-    problems = []
-    saved = {k: os.environ.get(k) for k in world.env}
-    os.environ.update(world.env)  # the store's password, as the CLI gets it; restored below
-    try:
-        store = RunStore(world.store_url or world.store)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
-        with store.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                integrity = conn.execute(text("PRAGMA integrity_check")).scalar()
-                if integrity != "ok":
-                    problems.append(f"integrity_check: {integrity}")
-            rows = conn.execute(text("SELECT run_id, status, record FROM runs")).all()
-            tags = conn.execute(text("SELECT run_id, key, value FROM run_tags")).all()
-            cache = conn.execute(text("SELECT key, entry FROM cache")).all()
-    finally:
-        store.close()
+    with _environment(world.env):  # the store's password, as the CLI gets it
+        problems, rows, tags, cache = _read_store(world)
     problems += _consistent(rows, tags)
     for key, doc in cache:
         for name, out in json.loads(doc)["outputs"].items():
@@ -211,6 +188,42 @@ def check_world(world: World) -> list[str]:
         if left or nets:
             problems.append(f"run {run_id} left {len(left)} container(s), {len(nets)} network(s)")
     return problems
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _read_store(world: World) -> tuple[list[str], list[Any], list[Any], list[Any]]:
+    """SQLite's integrity check's problems, and every run row, tag row and cache row."""
+    from sqlalchemy import text
+
+    from kubesage.store import RunStore
+
+    problems = []
+    store = RunStore(world.store_url or world.store)
+    try:
+        with store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                integrity = conn.execute(text("PRAGMA integrity_check")).scalar()
+                if integrity != "ok":
+                    problems.append(f"integrity_check: {integrity}")
+            rows = list(conn.execute(text("SELECT run_id, status, record FROM runs")).all())
+            tags = list(conn.execute(text("SELECT run_id, key, value FROM run_tags")).all())
+            cache = list(conn.execute(text("SELECT key, entry FROM cache")).all())
+    finally:
+        store.close()
+    return problems, rows, tags, cache
 
 
 def _consistent(rows: list[Any], tags: list[Any]) -> list[str]:
