@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kubesage.dsl.types import masked
+from kubesage.project.loader import project_root
 from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
@@ -76,7 +77,7 @@ def new_record(pipeline: Pipeline, options: RunOptions, *, target: str, runner: 
         rerun_of=options.rerun_of,
         config=os.path.abspath(config) if config else "",
     )
-    record.user, record.host, record.checkout = made_by(root)
+    record.user, record.host, record.checkout = made_by(project_root(root))
     return record
 
 

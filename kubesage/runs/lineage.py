@@ -39,7 +39,7 @@ def user_name() -> str:
 
 def made_by(root: str) -> tuple[str, str, str]:
     """``(user, host, checkout)``: who makes a record, on which host, from which checkout (the
-    project folder ``root``)."""
+    project folder ``root``: ``kubesage.project.loader.project_root``)."""
     import socket
 
     return user_name(), socket.gethostname(), os.path.abspath(root)

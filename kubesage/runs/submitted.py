@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.types import MASK
+from kubesage.project.loader import project_root
 from kubesage.runs.lifecycle import new_run_id
 from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
@@ -107,7 +108,7 @@ def record_submission(sub: Submission, workspace: Workspace, tags: dict[str, str
             source_sha256=file_sha256(path) if path else "", compiled_sha256=digest, git=git,
             images=dict(sub.images), tags=dict(tags or {}), rerun_of=rerun_of,
             config=os.path.abspath(sub.config) if sub.config else "")
-        record.user, record.host, record.checkout = made_by(root)
+        record.user, record.host, record.checkout = made_by(project_root(root))
         kept = os.path.join(os.path.abspath(workspace.local.store), "submitted", record.run_id,
                             sub.compiled_name)
         write_atomic(kept, sub.compiled_text)
