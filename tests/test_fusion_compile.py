@@ -184,6 +184,7 @@ def test_the_reference_pipeline_is_three_kubeflow_tasks(tmp_path) -> None:
     assert run_cli("validate", out, check=True).returncode == 0
 
 
+@pytest.mark.docker  # compiling for SageMaker names the built image's content tag
 def test_explain_says_what_fuses_and_what_it_saves(tmp_path) -> None:
     out = tmp_path / "p.json"
     proc = run_cli("compile", REFERENCE, "--target", "sagemaker", "-o", str(out), "--explain",
