@@ -1,5 +1,7 @@
 # The two commands: `make demo` runs the reference pipeline locally on the sample data,
-# `make test` runs the tests. Both do all set-up first (scripts/setup.sh, a no-op once done).
+# `make test` runs the tests (two workers, each module whole on one; then the fault campaign,
+# which restarts the Docker engine, alone). Both do all set-up first (scripts/setup.sh, a
+# no-op once done).
 # `make test-fast` runs the tests that need neither Docker nor a server process nor a browser,
 # with no Docker engine reachable (it sets up the Python environment only).
 .PHONY: setup demo test test-fast bench faults lint
@@ -11,7 +13,8 @@ demo: setup
 	.venv/bin/kubesage run pipelines/image_classification.py
 
 test: setup
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadgroup -m "not last"
+	.venv/bin/pytest -m last
 
 test-fast:
 	@scripts/setup.sh --python

@@ -370,6 +370,16 @@ def pushed_images(registry: str, docker_client: Any) -> str:
     return registry
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` (the fault campaign restarts the Docker engine) run at the end."""
+    """Tests marked ``last`` (the fault campaign restarts the Docker engine) run at the end.
+
+    Under ``pytest -n N --dist loadgroup`` (``make test``) each module runs whole on one worker,
+    so its module fixtures run once, and the conformance modules share one worker, so the
+    session's conformance runs (started for every selected pair) run once."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.nodeid.split("::")[0]
+            group = "conformance" if module.startswith("tests/conformance/") else module
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -237,7 +237,9 @@ def test_kubesage_serve_runs_the_serving_image(models, images, config_file: str)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
-    assert not docker.from_env().containers.list(all=True, filters={"label": "kubesage.serve"})
+    served = docker.from_env().containers.list(all=True, filters={"label": "kubesage.serve"})
+    assert not [c.name for c in served  # this test's container (on its port), not another's
+                if f'"HostPort": "{port}"' in json.dumps(c.attrs["HostConfig"]["PortBindings"])]
 
 
 def _triton_infer_in_the_container(url: str, model: str, images: list[bytes]) -> None:
