@@ -370,16 +370,23 @@ def pushed_images(registry: str, docker_client: Any) -> str:
     return registry
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` (the fault campaign restarts the Docker engine) run at the end.
-
-    Under ``pytest -n N --dist loadgroup`` (``make test``) each module runs whole on one worker,
-    so its module fixtures run once, and the conformance modules share one worker, so the
-    session's conformance runs (started for every selected pair) run once."""
+    """Tests marked ``last`` (the fault campaign restarts the Docker engine) run at the end."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.nodeid.split("::")[0]
-            group = "conformance" if module.startswith("tests/conformance/") else module
-            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``pytest -n N --dist loadfile`` (``make test``): each module runs whole on one worker, so
+    its module fixtures run once, and the conformance modules share one worker, so the session's
+    conformance runs (started for every selected pair) run once. (xdist's own ``loadgroup``
+    does not group under pytest 9: it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "tests/conformance/" if module.startswith("tests/conformance/") else module
+
+    return ByModule(config, log)
