@@ -13,7 +13,7 @@ demo: setup
 	.venv/bin/kubesage run pipelines/image_classification.py
 
 test: setup
-	.venv/bin/pytest -n 2 --dist loadfile -m "not last"
+	.venv/bin/pytest -n 2 --dist loadfile -m "not last" --durations=15
 	.venv/bin/pytest -m last
 
 test-fast:

@@ -563,7 +563,7 @@ def run_class(kind: str, count: int, args: argparse.Namespace, rng: random.Rando
             elif kind == "store":
                 trial = store_fault(world, trial_seed, one, servers[0])
             else:
-                trial = concurrent(world, trial_seed, one)
+                trial = concurrent(world, trial_seed, one, args.concurrent_runs)
             trials.append(trial)
             _report(kind, trial_seed, trial)
             if args.trial_seed is not None:
@@ -585,11 +585,32 @@ def _report(kind: str, seed: int, trial: Trial) -> None:
         print(f"       {problem}", flush=True)
 
 
+def wait_for_processes_in(folder: str, timeout_s: float = 300) -> None:
+    """Wait until no process names ``folder`` on its command line (the background MLflow loggers
+    a run starts: they write into the campaign's store after the run has ended)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        busy = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if folder.encode() in f.read():
+                        busy.append(pid)
+            except OSError:
+                continue  # ended meanwhile
+        if not busy:
+            return
+        time.sleep(0.5)
+    print(f"processes still use {folder} after {timeout_s:.0f} s; removing it anyway", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20, help="trials per kill class (20)")
     ap.add_argument("--engine-trials", type=int, default=3)
     ap.add_argument("--concurrent-trials", type=int, default=3)
+    ap.add_argument("--concurrent-runs", type=int, default=8,
+                    help="runs at once in a concurrent trial (8)")
     ap.add_argument("--store-trials", type=int, default=6,
                     help="trials of the store class (a PostgreSQL store and S3 artifacts)")
     ap.add_argument("--seed", type=int, default=None, help="the campaign's seed (default: random)")
@@ -610,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fault campaign, seed {seed}: {', '.join(f'{counts[c]} {c}' for c in classes)}",
           flush=True)
     trials: list[Trial] = []
-    with tempfile.TemporaryDirectory(prefix="kubesage-faults-") as folder:
+    with tempfile.TemporaryDirectory(prefix="kubesage-faults-", ignore_cleanup_errors=True) as folder:
         world = World.make(folder, args.image_tag)
         one = baseline(world, REFERENCE)
         two = baseline(world, TWO_NODES) if "container" in classes else None
@@ -620,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in classes:
             trials += run_class(kind, counts[kind], args, rng, world, one, two, folder)
         base_s = one.wall_s
+        wait_for_processes_in(folder)  # the runs' MLflow loggers, before the folder goes
     print()
     print("| class | trials | survived | training interrupted | weights identical | next run / "
           "uninterrupted run (concurrent: all runs / one) |")
