@@ -257,7 +257,8 @@ def _docker_build(client: Any, context: str, dockerfile: str, ref: str, hash_: s
     """One ``docker build`` with the code label; its log to ``on_line``; the image ID."""
     image_id = None
     for chunk in client.api.build(path=context, dockerfile=dockerfile, tag=ref,
-                                  buildargs=buildargs, network_mode=network, rm=True, decode=True,
+                                  buildargs=buildargs, network_mode=network, decode=True,
+                                  rm=True, forcerm=True,  # no container left by a failed step
                                   labels={CODE_LABEL: hash_}):
         if "stream" in chunk:
             text = chunk["stream"].rstrip()
