@@ -238,8 +238,9 @@ def test_kubesage_serve_runs_the_serving_image(models, images, config_file: str)
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     served = docker.from_env().containers.list(all=True, filters={"label": "kubesage.serve"})
-    assert not [c.name for c in served  # this test's container (on its port), not another's
-                if f'"HostPort": "{port}"' in json.dumps(c.attrs["HostConfig"]["PortBindings"])]
+    ports = {c.name: [b["HostPort"] for b in c.attrs["HostConfig"]["PortBindings"]["8080/tcp"]]
+             for c in served}
+    assert not [name for name, bound in ports.items() if str(port) in bound]  # this test's
 
 
 def _triton_infer_in_the_container(url: str, model: str, images: list[bytes]) -> None:
