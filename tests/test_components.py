@@ -115,7 +115,8 @@ def _interrupt_at_checkpoint(args: list[str], interrupt: Any) -> str:
 
 def test_interrupted_training_resumes_to_identical_weights(tmp_path, fsx_root: str) -> None:
     """Ctrl-C mid-epoch (subprocess runner), re-run: it resumes and matches an uninterrupted run."""
-    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"))
+    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"),
+                          mlflow_autolog=False)
     args = ["run", "tests/pipelines/training.py:train-only", "--runner", "subprocess", "--config", config,
             "--param", "epochs=3"]
     log = _interrupt_at_checkpoint(args, lambda p: p.send_signal(signal.SIGINT))
@@ -123,7 +124,8 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, fsx_root: s
     resumed = run_json(*args)
     assert resumed["status"] == "succeeded", resumed["_stderr"]
     assert "train: resumed from" in resumed["_stderr"] and "step 20)" in resumed["_stderr"]
-    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"))
+    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"),
+                             mlflow_autolog=False)
     clean = run_json("run", "tests/pipelines/training.py:train-only", "--runner", "subprocess",
                      "--config", clean_cfg, "--param", "epochs=3")
     assert "resumed" not in clean["_stderr"]
@@ -135,7 +137,8 @@ def test_killed_training_container_resumes_from_checkpoint(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
     """A spot interruption: the training container is killed mid-epoch; the re-run resumes."""
-    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"))
+    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"),
+                          mlflow_autolog=False)
     args = ["run", "tests/pipelines/training.py:train-only", "--config", config, "--param", "epochs=3"]
 
     def kill_container(_: Any) -> None:
@@ -150,7 +153,8 @@ def test_killed_training_container_resumes_from_checkpoint(
     steps = {s["name"]: s for s in resumed["steps"]}
     assert steps["preprocess"]["cached"] and not steps["train"]["cached"]
     assert "train: resumed from" in resumed["_stderr"]
-    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"))
+    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"),
+                             mlflow_autolog=False)
     clean = run_json("run", "tests/pipelines/training.py:train-only", "--config", clean_cfg,
                      "--param", "epochs=3")
     _assert_same_weights(_weights(resumed), _weights(clean))
@@ -164,7 +168,8 @@ def test_a_killed_training_node_resumes_to_identical_weights(
     """2 nodes x 2 processes, one node's container killed after the second checkpoint: the
     re-run resumes from it and ends with the uninterrupted run's weights, bit for bit (DDP's
     gradient buckets are rebuilt before the first real step of every run, resumed or not)."""
-    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"))
+    config = write_config(str(tmp_path / "a.yaml"), fsx_root, str(tmp_path / "a"),
+                          mlflow_autolog=False)
     args = ["run", "tests/pipelines/training.py:ddp", "--config", config, "--param", "epochs=3",
             "--no-cache"]
 
@@ -179,7 +184,8 @@ def test_a_killed_training_node_resumes_to_identical_weights(
     resumed = run_json(*args)
     assert resumed["status"] == "succeeded", resumed["_stderr"]
     assert "train: resumed from" in resumed["_stderr"] and "step 44)" in resumed["_stderr"]
-    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"))
+    clean_cfg = write_config(str(tmp_path / "b.yaml"), fsx_root, str(tmp_path / "b"),
+                             mlflow_autolog=False)
     clean = run_json("run", "tests/pipelines/training.py:ddp", "--config", clean_cfg,
                      "--param", "epochs=3")
     assert "resumed" not in clean["_stderr"]
@@ -190,7 +196,8 @@ def test_a_killed_training_node_resumes_to_identical_weights(
 def test_two_nodes_by_two_processes_in_containers_converge(
     docker_client: Any, tmp_path, fsx_root: str
 ) -> None:
-    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "c"))
+    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "c"),
+                          mlflow_autolog=False)
     t0 = time.time()
     record = run_json("run", "tests/pipelines/training.py:ddp", "--config", config)
     assert record["status"] == "succeeded", record["_stderr"]
@@ -213,12 +220,15 @@ def test_one_two_and_four_ranks_reach_comparable_accuracy_in_the_same_epochs(
 ) -> None:
     """The same 3 epochs on 1 process, 1 x 2 and 2 x 2 (subprocess runner, gloo): the peak rate
     is lr x world size, so more ranks (fewer, larger steps) still converge. With the rate of one
-    process, 4 ranks reached 0.62 here against 0.96 for one."""
-    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "c"))
+    process, 4 ranks reached 0.62 here against 0.96 for one. The digits at their own 8 x 8
+    pixels: a quarter of the compute of 16 x 16, the same accuracies (0.97, 0.95, 0.95 here)."""
+    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "c"),
+                          mlflow_autolog=False)
     accuracy = {}
     for ranks in (1, 2, 4):
         record = run_json("run", f"tests/pipelines/training.py:ranks-{ranks}", "--runner",
-                          "subprocess", "--config", config, "--param", "batch_size=32")
+                          "subprocess", "--config", config, "--param", "batch_size=32",
+                          "--param", "image_size=8")
         assert record["status"] == "succeeded", record["_stderr"]
         train = record["metrics"]["train"]
         assert (train["world_size"], train["global_batch_size"]) == (ranks, 32 * ranks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from PIL import Image
 
@@ -11,29 +12,46 @@ from tests.conftest import mlflow_client, run_cli, run_json, write_config
 
 
 def test_runs_reach_mlflow_and_compare_draws_learning_curves(tmp_path, fsx_root: str) -> None:
-    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
-    runs = [run_json("run", "tests/pipelines/training.py:train-only", "--runner", "subprocess",
-                     "--config", config, "--param", f"epochs={n}", "--tag", "study=epochs")
-            for n in (2, 3)]
-    assert all(r["status"] == "succeeded" for r in runs)
+    """The second run goes to MLflow in the background; the first ran with ``mlflow_autolog:
+    false`` (no logger started: its log file is opened before it starts; no MLflow database
+    made) and reaches MLflow when ``kubesage experiments`` asks."""
+    store = tmp_path / "s"
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(store))
+    quiet = write_config(str(tmp_path / "q.yaml"), fsx_root, str(store), mlflow_autolog=False)
+    runs = []
+    for epochs, cfg in ((2, quiet), (3, config)):
+        runs.append(run_json("run", "tests/pipelines/training.py:train-only", "--runner",
+                             "subprocess", "--config", cfg, "--param", f"epochs={epochs}",
+                             "--param", "image_size=8", "--tag", "study=epochs"))
+        assert runs[-1]["status"] == "succeeded", runs[-1]["_stderr"]
+        if cfg == quiet:
+            assert not (store / "logs" / "experiments.log").exists()
+            assert not (store / "mlflow" / "mlflow.db").exists()
 
     client = mlflow_client(load_local_config(config).tracking_uri)
-    deadline, found = time.time() + 90, []
-    while time.time() < deadline:  # logged by a background process; complete once tagged
-        exp = client.get_experiment_by_name("train-only")
-        found = client.search_runs([exp.experiment_id]) if exp else []
-        if len(found) == 2 and all(r.data.tags.get("kubesage.logged") == "1" for r in found):
-            break
-        time.sleep(1)
+
+    def logged() -> list[Any]:
+        deadline, found = time.time() + 90, []
+        while time.time() < deadline:  # logged by a background process; complete once tagged
+            exp = client.get_experiment_by_name("train-only")
+            found = client.search_runs([exp.experiment_id]) if exp else []
+            if found and all(r.data.tags.get("kubesage.logged") == "1" for r in found):
+                break
+            time.sleep(1)
+        return found
+
+    assert [r.data.tags["kubesage.run_id"] for r in logged()] == [runs[1]["run_id"]]
+    # on demand: logs the first run; the second again is a no-op (the same MLflow run)
+    again = run_cli("experiments", runs[0]["run_id"], runs[1]["run_id"], "--config", config,
+                    check=True).stdout
+    found = logged()
     assert {r.data.tags["kubesage.run_id"] for r in found} == {r["run_id"] for r in runs}
+    assert all(r.info.run_id in again for r in found) and len(found) == 2
     mine = next(r for r in found if r.data.tags["kubesage.run_id"] == runs[1]["run_id"])
     assert mine.data.params["epochs"] == "3" and mine.data.tags["study"] == "epochs"
     history = client.get_metric_history(mine.info.run_id, "train.train_loss")
     assert [m.step for m in history] == [1, 2, 3]
     assert history[-1].value == runs[1]["metrics"]["train"]["train_loss"]
-    # logging again is a no-op: the same MLflow run
-    again = run_cli("experiments", runs[1]["run_id"], "--config", config, check=True).stdout
-    assert mine.info.run_id in again
 
     png = tmp_path / "cmp.png"
     out = run_cli("compare", runs[0]["run_id"], runs[1]["run_id"], "--config", config, "-o",

@@ -123,7 +123,8 @@ def test_rerun_refuses_changed_data(tmp_path, fsx_root: str) -> None:
 
 
 def test_runs_list_filters_by_tag(tmp_path, fsx_root: str) -> None:
-    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"))
+    config = write_config(str(tmp_path / "l.yaml"), fsx_root, str(tmp_path / "s"),
+                          mlflow_autolog=False)
     for tag in ("a", "b"):
         run_cli("run", "tests/pipelines/probes.py:fan_out", "--runner", "subprocess", "--config",
                 config, "--tag", f"exp={tag}", check=True)

@@ -21,7 +21,8 @@ from tests.servers import Moto
 
 
 def _config(tmp_path, fsx_root: str) -> str:
-    return write_config(str(tmp_path / "local.yaml"), fsx_root, str(tmp_path / "store"))
+    return write_config(str(tmp_path / "local.yaml"), fsx_root, str(tmp_path / "store"),
+                        mlflow_autolog=False)
 
 
 def _run(config: str, pipeline: str, *extra: str) -> dict:

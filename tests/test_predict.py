@@ -125,7 +125,8 @@ def test_predict_images_labels_subfolders_skips_bad_images_and_names_bad_input(
 
 def test_one_and_two_processes_write_identical_predictions(tmp_path, fsx_root: str) -> None:
     """Through the subprocess runner: predict and predict_images on 1 and on 2 processes."""
-    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "store"))
+    config = write_config(str(tmp_path / "c.yaml"), fsx_root, str(tmp_path / "store"),
+                          mlflow_autolog=False)
     record = run_json("run", "tests/pipelines/predict.py", "--runner", "subprocess",
                       "--config", config)
     assert record["status"] == "succeeded", record["_stderr"]

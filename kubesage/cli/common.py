@@ -38,7 +38,10 @@ def workspace(config: str | None, target: str = "local") -> Workspace:
 
 
 def track(workspace: Workspace, record: RunRecord) -> None:
-    """Hand an ended run to MLflow in the background (never slows or fails the run)."""
+    """Hand an ended run to MLflow in the background (never slows or fails the run), unless
+    the config's ``mlflow_autolog`` is off."""
+    if not workspace.local.mlflow_autolog:
+        return
     from kubesage.tracking.experiments import log_in_background
 
     log_in_background(workspace.local.store, workspace.local.tracking_uri, record.run_id)

@@ -13,6 +13,8 @@ artifacts: s3://team-bucket/kubesage  # or a (shared) folder; default: <store fo
 image_tag: latest       # kubesage/torch -> kubesage/torch:latest
 parallelism: 4          # steps running at once
 mlflow_tracking_uri: sqlite:////abs/path/mlflow.db   # default: <store>/mlflow/mlflow.db
+mlflow_autolog: true    # hand each ended run to MLflow in the background (false: only
+                        # `kubesage experiments RUN` logs it)
 webhooks: [https://hooks.slack.com/services/...]      # run and step state changes
 gpus: auto              # steps that want GPUs: auto (if the engine has some, else CPU) | all | none
 console_token_file: ~/.kubesage-console-token   # the token of `kubesage ui`'s actions
@@ -50,6 +52,9 @@ class LocalConfig:
     # waiting container holds its imports in memory (torch: some hundred MB).
     warm_start: bool = True
     mlflow_tracking_uri: str = ""
+    # Each ended run goes to MLflow by a background process (an MLflow import: some CPU-seconds
+    # a run); off, a run is logged only when `kubesage experiments RUN` asks.
+    mlflow_autolog: bool = True
     webhooks: list[str] = field(default_factory=list)
     # Steps that declare GPUs, in Docker: ``auto`` requests them when the engine has GPUs and
     # otherwise runs them on CPU (said once in the run log); ``all`` always requests them (a run
@@ -87,7 +92,7 @@ class LocalConfig:
 
 
 _KEYS = ("mounts", "store", "home", "artifacts", "image_tag", "parallelism", "warm_start",
-         "mlflow_tracking_uri", "webhooks", "gpus", "console_token_file")
+         "mlflow_tracking_uri", "mlflow_autolog", "webhooks", "gpus", "console_token_file")
 STORE_ENV, ARTIFACTS_ENV = "KUBESAGE_STORE", "KUBESAGE_ARTIFACTS"
 GPU_MODES = ("auto", "all", "none")
 _URL = re.compile(r"https?://")
@@ -123,6 +128,7 @@ def load_local_config(path: str | None = None) -> LocalConfig:
         parallelism=r.get("parallelism", int, False, 4, least=1),
         warm_start=r.get("warm_start", bool, False, True),
         mlflow_tracking_uri=r.get("mlflow_tracking_uri", str, False, ""),
+        mlflow_autolog=r.get("mlflow_autolog", bool, False, True),
         webhooks=list(r.strings("webhooks", _URL, "https://hooks.slack.com/services/...",
                                 required=False)),
         gpus=r.get("gpus", str, False, "auto", choices=GPU_MODES),

@@ -7,8 +7,8 @@ from kubesage import pipeline
 
 
 @pipeline(name="predict-layouts")
-def predict_layouts(raw_dir: str = "/fsx/digits", epochs: int = 1) -> None:
-    prep = preprocess(raw_dir=raw_dir)
+def predict_layouts(raw_dir: str = "/fsx/digits", epochs: int = 1, image_size: int = 8) -> None:
+    prep = preprocess(raw_dir=raw_dir, image_size=image_size)
     trained = train(data=prep.outputs["data"], epochs=epochs)
     model, data = trained.outputs["model"], prep.outputs["data"]
     predict(model=model, data=data, batch_size=32)
