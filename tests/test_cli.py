@@ -70,3 +70,18 @@ def test_version() -> None:
 
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"kubesage {__version__}"
+
+
+def test_the_command_line_starts_without_any_heavy_library() -> None:
+    """Every command pays the command line's own imports: the run store's database library
+    (SQLAlchemy: 0.3 s here), the SDKs and the engine's client load when a command uses them."""
+    import subprocess
+    import sys
+
+    heavy = ("sqlalchemy", "alembic", "kfp", "sagemaker", "boto3", "docker", "mlflow", "torch",
+             "fastapi", "numpy", "yaml")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, kubesage.cli; "
+         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"],
+        capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == []

@@ -26,7 +26,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fsx_root: str) -> dict[str
     paths = {name: str(root / name) for name in ("shards", "model", "metrics", "ckpt")}
     for path in paths.values():
         os.makedirs(path)
-    preprocess(os.path.join(fsx_root, "digits"), Dataset(paths["shards"]), image_size=16, seed=0)
+    preprocess(os.path.join(fsx_root, "digits"), Dataset(paths["shards"]), image_size=8, seed=0)
     saved = os.environ.get("KUBESAGE_CHECKPOINT_DIR")
     os.environ["KUBESAGE_CHECKPOINT_DIR"] = paths["ckpt"]  # never resume another test's model
     try:

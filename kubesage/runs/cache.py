@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.interface import ComponentSpec
-from kubesage.store import RunStore
+
+if TYPE_CHECKING:
+    from kubesage.store import RunStore
 
 
 def cache_key(

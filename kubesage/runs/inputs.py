@@ -9,12 +9,14 @@ a re-run gets the same inputs (and refuses when they changed).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.dsl.errors import KubesageError
 from kubesage.dsl.pipeline import Pipeline
 from kubesage.runs.artifacts import sha256_tree
-from kubesage.store import RunStore
+
+if TYPE_CHECKING:
+    from kubesage.store import RunStore
 
 
 class InputError(KubesageError):

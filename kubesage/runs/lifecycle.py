@@ -31,12 +31,12 @@ from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
 from kubesage.runs.signals import stop_on_signals
 from kubesage.runs.sweep import owner
-from kubesage.store import RunStore
 
 if TYPE_CHECKING:
     from kubesage.dsl.pipeline import Pipeline
     from kubesage.plan import Plan
     from kubesage.runs.options import RunOptions
+    from kubesage.store import RunStore
 
 
 def new_run_id(pipeline: str) -> str:

@@ -27,12 +27,12 @@ from kubesage.runs.lifecycle import new_run_id
 from kubesage.runs.lineage import file_sha256, git_state, made_by
 from kubesage.runs.notify import Notifier, event
 from kubesage.runs.record import TERMINAL, RunRecord, StepRecord
-from kubesage.store import RunStore
 from kubesage.util.atomic import write_atomic
 
 if TYPE_CHECKING:
     from kubesage.runs.options import SubmitOptions
     from kubesage.runs.workspace import Workspace
+    from kubesage.store import RunStore
 
 
 class Service(Protocol):

@@ -13,10 +13,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesage.runs.record import TERMINAL, RunRecord
-from kubesage.store import RunStore
+
+if TYPE_CHECKING:
+    from kubesage.store import RunStore
 
 
 def _start_ticks(pid: int) -> str:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from kubesage.runs.step_user import share_existing
 from kubesage.runs.sweep import sweep
-from kubesage.store import RunStore, StoreReadOnly
 
 if TYPE_CHECKING:
     from kubesage.config.local import LocalConfig
     from kubesage.runs.record import RunRecord
+    from kubesage.store import RunStore
     from kubesage.store.artifacts import ArtifactStore
 
 
@@ -51,6 +51,8 @@ class Workspace:
         """The run store of ``local``, opened once; runs whose process died are marked
         abandoned when it opens."""
         if self._store is None:
+            from kubesage.store import RunStore, StoreReadOnly  # SQLAlchemy: when first used
+
             os.makedirs(self.local.store, exist_ok=True)
             share_existing(self.local.store)  # steps running as a non-root user write in it
             self._store = RunStore(self.local.store_url, say=self._say)
