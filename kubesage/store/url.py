@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kubesage.dsl.errors import KubesageError
 
@@ -144,7 +144,7 @@ def migrate(engine: Engine) -> None:
     from kubesage.store.schema import SCHEMA_HEAD
 
     with engine.connect() as probe:
-        if _revision(probe) == SCHEMA_HEAD:
+        if _recorded_revisions(probe) == [SCHEMA_HEAD]:
             return
     with _migration_lock(engine) as conn:
         current = _revision(conn)
@@ -156,6 +156,16 @@ def migrate(engine: Engine) -> None:
                 f"than this kubesage knows ({SCHEMA_HEAD}); upgrade kubesage (pip install -U "
                 "kubesage) to use it")
         _upgrade(conn, stamp_legacy=current is None and inspect(conn).has_table("runs"))
+
+
+def _recorded_revisions(conn: Connection) -> list[str]:
+    """What Alembic's table records, read without loading Alembic (most of a store's opening
+    time when there is nothing to migrate); none when the table is not there yet."""
+    try:
+        return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:  # no such table (a new or a legacy store): the full check decides
+        conn.rollback()
+        return []
 
 
 def _revision(conn: Connection) -> str | None:
