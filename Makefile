@@ -18,7 +18,8 @@ test: setup
 
 test-fast:
 	@scripts/setup.sh --python
-	env -u DOCKER_CONTEXT DOCKER_HOST=unix:///nonexistent/docker.sock .venv/bin/pytest \
+	env -u DOCKER_CONTEXT -u PYTHONDONTWRITEBYTECODE DOCKER_HOST=unix:///nonexistent/docker.sock \
+		.venv/bin/pytest \
 		-n 2 --dist worksteal -m "not docker and not server and not browser and not last"
 
 bench: setup

@@ -85,3 +85,22 @@ def test_the_command_line_starts_without_any_heavy_library() -> None:
          f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"],
         capture_output=True, text=True, check=True)
     assert proc.stdout.split() == []
+
+
+def test_a_pipeline_file_rewritten_within_the_same_second_loads_as_it_is_now(tmp_path) -> None:
+    """Python trusts a cached .pyc whose source has the same size and modification second: a
+    generated pipeline file rewritten at once must not load as it was (bytecode on, as Python's
+    default is, whatever this machine's PYTHONDONTWRITEBYTECODE says)."""
+    import subprocess
+
+    from tests.conftest import KUBESAGE, REPO
+
+    path = tmp_path / "generated.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for name in ("aaa", "bbb"):
+        path.write_text("from components.probe import probe\nfrom kubesage import pipeline\n\n\n"
+                        f"@pipeline(name='{name}')\ndef p() -> None:\n    probe(message='x')\n")
+        os.utime(path, (1_700_000_000, 1_700_000_000))  # the same second both times
+        proc = subprocess.run([*KUBESAGE, "validate", str(path)], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=True)
+        assert f"pipeline '{name}' is valid" in proc.stdout

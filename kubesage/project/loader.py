@@ -34,8 +34,13 @@ def project_root(start: str) -> str:
 
 def import_file(path: str, root: str) -> ModuleType:
     """Import ``path`` under its dotted name from ``root``; a mistake in it is a ``LoadError``
-    that names the file, the line and the problem, never a traceback."""
+    that names the file, the line and the problem, never a traceback.
+
+    The project's files are imported without writing bytecode: Python trusts a cached ``.pyc``
+    whose source has the same size and modification second, so a file rewritten within a second
+    (a generated pipeline) would load as it was before."""
     parts = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0].split(os.sep)
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         if all(p.isidentifier() for p in parts):
             return importlib.import_module(".".join(parts))
@@ -61,6 +66,8 @@ def import_file(path: str, root: str) -> ModuleType:
         at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
         raise LoadError(f"{path}: importing it raised {type(e).__name__}: {e}{at}; fix the "
                         "pipeline file") from None
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def load_pipeline(ref: str) -> tuple[PipelineDefinition | ComponentRun, str]:
