@@ -104,3 +104,31 @@ def test_a_pipeline_file_rewritten_within_the_same_second_loads_as_it_is_now(tmp
         proc = subprocess.run([*KUBESAGE, "validate", str(path)], cwd=REPO, env=env,
                               capture_output=True, text=True, check=True)
         assert f"pipeline '{name}' is valid" in proc.stdout
+
+
+def test_a_component_rewritten_within_the_same_second_runs_as_it_is_now(tmp_path) -> None:
+    """The same for a component a subprocess step imports: the steps write no bytecode either."""
+    import json
+    import subprocess
+
+    from tests.conftest import KUBESAGE, write_config
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / "__init__.py").write_text("")
+    (tmp_path / "pipe.py").write_text(
+        "from kubesage import pipeline\nfrom steps.say import say\n\n\n"
+        "@pipeline(name='said')\ndef said() -> None:\n    say()\n")
+    config = write_config(str(tmp_path / "c.yaml"), str(tmp_path), str(tmp_path / "s"),
+                          mlflow_autolog=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for word in ("aaa", "bbb"):
+        source = tmp_path / "steps" / "say.py"
+        source.write_text("from kubesage import component\n\n\n@component(version='1.0.0')\n"
+                          f"def say() -> str:\n    return '{word}'\n")
+        os.utime(source, (1_700_000_000, 1_700_000_000))  # the same second both times
+        proc = subprocess.run([*KUBESAGE, "run", "pipe.py", "--runner", "subprocess", "--config",
+                               config, "--no-cache", "--json"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["steps"][0]["returns"]["output"] == word

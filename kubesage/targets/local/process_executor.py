@@ -84,7 +84,9 @@ class ProcessExecutor:
         return {}
 
     def run(self, launch: Launch, on_line: Callable[[str], None]) -> int:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)
+        # No bytecode written for the project's modules: Python would trust a .pyc whose source
+        # has the same size and modification second (a component edited within a second).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", **launch.env)
         if self.gpus == "none":
             env["CUDA_VISIBLE_DEVICES"] = ""
         env["PYTHONPATH"] = os.pathsep.join(
