@@ -156,6 +156,17 @@ class Outcome:
         return round(sum(a.wall_s for a in self.attempts), 1)
 
 
+def _environ() -> dict[str, str]:
+    """A copy of this process's environment, from any thread. The harness's threads outlive the
+    test that started them, and pytest's main thread sets and removes PYTEST_CURRENT_TEST between
+    tests: a copy made while a key goes raises KeyError (seen once in CI); copy again."""
+    while True:
+        try:
+            return dict(os.environ)
+        except KeyError:
+            continue
+
+
 def _spawn(args: list[str], timeout: float, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own. Starting it is tried again when the kernel refuses the
@@ -164,7 +175,7 @@ def _spawn(args: list[str], timeout: float, env: dict[str, str] | None = None
     for tries_left in (2, 1, 0):
         try:
             return subprocess.run([*KUBESAGE, *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=timeout, env={**os.environ, **(env or {})})
+                                  timeout=timeout, env={**_environ(), **(env or {})})
         except OSError as e:
             if e.errno != errno.EFAULT or not tries_left:
                 raise

@@ -81,3 +81,25 @@ def test_refusals_and_harness_failures() -> None:
     assert harness.verdict(None, crashed) == "differs: exit 2 without a run record: error: boom"
     attempt = harness.Attempt(3, None, "log line\nerror: this path refuses distributed steps\n", 0.1)
     assert attempt.error_line == "this path refuses distributed steps"
+
+
+def test_the_environment_is_copied_while_another_thread_changes_it() -> None:
+    """The harness's threads copy the environment while pytest's main thread sets and removes
+    PYTEST_CURRENT_TEST; a plain copy raised KeyError in CI (here: about 17 in 10,000)."""
+    import threading
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            os.environ["KUBESAGE_CHURN"] = "1"
+            del os.environ["KUBESAGE_CHURN"]
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        copies = [harness._environ() for _ in range(10000)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(copy["PATH"] == os.environ["PATH"] for copy in copies)
